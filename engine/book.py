@@ -1,0 +1,535 @@
+"""The order book and price-time-priority matching: sans-I/O, deterministic.
+
+Feed one command with :meth:`OrderBook.apply` and get back the events it
+caused (execution reports, trades, one book update). Nothing here reads a
+clock or a random source: time is the input entry id's milliseconds, order ids
+are input entry ids, and ``seq``/``trade_id`` are counters kept in the state,
+so the same commands always give byte-identical events. Save and restore the
+whole state with ``engine.snapshot``.
+
+Layout: each side is a ``SortedList`` of prices plus a dict price -> Level;
+a Level keeps its orders in an ``OrderedDict`` (FIFO with O(1) removal from
+anywhere). Costs: resting an order O(log L) for a new level else O(1); a
+cancel O(1) (O(log L) when it empties a level); each fill O(1) amortized.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from sortedcontainers import SortedList
+
+from engine import errors
+from engine.market import Market
+from engine.messages import (
+    Amend,
+    BookUpdate,
+    Cancel,
+    CancelAll,
+    CancelRejected,
+    Command,
+    Event,
+    InputRejected,
+    Place,
+    Report,
+    Trade,
+    ts_of,
+)
+
+
+class Order:
+    """A resting (or matching) order. ``leaves == qty - cum_qty`` always."""
+
+    __slots__ = (
+        "order_id",
+        "account",
+        "client_order_id",
+        "side",
+        "type",
+        "tif",
+        "price",
+        "qty",
+        "cum_qty",
+        "leaves",
+        "cum_notional",
+        "post_only",
+        "stp",
+        "prio",
+    )
+
+    def __init__(
+        self,
+        order_id: str,
+        account: str,
+        client_order_id: str | None,
+        side: str,
+        type: str,
+        tif: str,
+        price: int,
+        qty: int,
+        cum_qty: int,
+        cum_notional: int,
+        post_only: bool,
+        stp: str,
+        prio: int,
+    ) -> None:
+        self.order_id = order_id
+        self.account = account
+        self.client_order_id = client_order_id
+        self.side = side
+        self.type = type
+        self.tif = tif
+        self.price = price
+        self.qty = qty
+        self.cum_qty = cum_qty
+        self.leaves = qty - cum_qty
+        self.cum_notional = cum_notional
+        self.post_only = post_only
+        self.stp = stp
+        self.prio = prio
+
+    @property
+    def status(self) -> str:
+        return "partially_filled" if self.cum_qty else "new"
+
+
+class Level:
+    """All orders resting at one price, in time priority; ``total`` = sum of leaves."""
+
+    __slots__ = ("price", "total", "orders")
+
+    def __init__(self, price: int) -> None:
+        self.price = price
+        self.total = 0
+        self.orders: OrderedDict[str, Order] = OrderedDict()
+
+
+class OrderBook:
+    """One market's book and matching state.
+
+    ``apply(input_id, command)`` is the only mutator the pipeline uses; the
+    caller publishes the returned events in order. ``_check()`` asserts every
+    invariant (use it in tests, it is O(n)).
+    """
+
+    def __init__(self, market: Market) -> None:
+        self.market = market
+        self.symbol = market.symbol
+        self.bid_prices: SortedList = SortedList()  # ascending; best bid is [-1]
+        self.ask_prices: SortedList = SortedList()  # ascending; best ask is [0]
+        self.bids: dict[int, Level] = {}
+        self.asks: dict[int, Level] = {}
+        self.orders: dict[str, Order] = {}
+        self.by_account: dict[str, dict[str, Order]] = {}
+        self.client_ids: dict[tuple[str, str], Order] = {}
+        self.seq = 0
+        self.trade_id = 0
+        self.prio = 0
+        # Per-command scratch: prices of levels touched, for the book update.
+        self._touched_bids: dict[int, None] = {}
+        self._touched_asks: dict[int, None] = {}
+
+    # -- queries --------------------------------------------------------------
+
+    def best_bid(self) -> int | None:
+        return self.bid_prices[-1] if self.bid_prices else None
+
+    def best_ask(self) -> int | None:
+        return self.ask_prices[0] if self.ask_prices else None
+
+    def depth(self, side: str, n: int | None = None) -> list[tuple[int, int]]:
+        """Top ``n`` levels of a side as ``(price, total)``, best first. O(n)."""
+        if side == "buy":
+            prices = list(reversed(self.bid_prices)) if n is None else [
+                self.bid_prices[-1 - i] for i in range(min(n, len(self.bid_prices)))
+            ]
+            return [(p, self.bids[p].total) for p in prices]
+        prices = list(self.ask_prices) if n is None else list(self.ask_prices.islice(0, n))
+        return [(p, self.asks[p].total) for p in prices]
+
+    def open_orders(self, account: str) -> list[Order]:
+        """The account's open orders, oldest priority first. O(k log k)."""
+        orders = self.by_account.get(account)
+        return sorted(orders.values(), key=_prio) if orders else []
+
+    # -- the one mutator ------------------------------------------------------
+
+    def apply(self, input_id: str, cmd: Command) -> list[Event]:
+        """Apply one command; return its events (each with the next ``seq``)."""
+        ts = ts_of(input_id)
+        events: list[Event] = []
+        t = type(cmd)
+        if t is Place:
+            self._place(input_id, ts, cmd, events)  # type: ignore[arg-type]
+        elif t is Cancel:
+            self._cancel(input_id, ts, cmd, events)  # type: ignore[arg-type]
+        elif t is Amend:
+            self._amend(input_id, ts, cmd, events)  # type: ignore[arg-type]
+        elif t is CancelAll:
+            self._cancel_all(ts, cmd, events)  # type: ignore[arg-type]
+        else:  # pragma: no cover - the decoder only produces the four commands
+            raise TypeError(f"not a command: {cmd!r}")
+        if self._touched_bids or self._touched_asks:
+            self._emit_book_update(ts, events)
+        return events
+
+    def reject_input(self, input_id: str, reason: str = errors.BAD_REQUEST) -> list[Event]:
+        """Answer an undecodable input entry with one ``InputRejected`` event."""
+        self.seq += 1
+        return [InputRejected(self.seq, ts_of(input_id), input_id, reason)]
+
+    # -- reports --------------------------------------------------------------
+
+    def _report(self, ts: int, o: Order, exec_type: str, status: str, events: list[Event],
+                reason: str | None = None) -> None:
+        self.seq += 1
+        events.append(Report(
+            self.seq, ts, o.account, o.order_id, o.client_order_id, o.side, o.type,  # type: ignore[arg-type]
+            o.tif, o.price, o.qty, exec_type, status, 0, 0, o.cum_qty,  # type: ignore[arg-type]
+            o.leaves if status in ("new", "partially_filled") else 0,
+            o.cum_notional, None, None, reason,
+        ))
+
+    def _reject_cancel(self, ts: int, request_id: str, account: str, order_id: str | None,
+                       client_order_id: str | None, reason: str, events: list[Event]) -> None:
+        self.seq += 1
+        events.append(CancelRejected(self.seq, ts, account, order_id, client_order_id,
+                                     request_id, reason))
+
+    # -- place ----------------------------------------------------------------
+
+    def _place(self, input_id: str, ts: int, cmd: Place, events: list[Event]) -> None:
+        market = self.market
+        is_limit = cmd.type == "limit"
+        o = Order(input_id, cmd.account, cmd.client_order_id, cmd.side, cmd.type,
+                  cmd.tif if is_limit else ("FOK" if cmd.tif == "FOK" else "IOC"),
+                  cmd.price if is_limit else 0, cmd.qty, 0, 0, cmd.post_only, cmd.stp, 0)
+        reason = None
+        if not market.min_lots <= cmd.qty <= market.max_lots:
+            reason = errors.INVALID_QTY
+        elif is_limit and not market.min_ticks <= cmd.price <= market.max_ticks:
+            reason = errors.INVALID_PRICE
+        elif input_id in self.orders:
+            reason = errors.BAD_REQUEST  # an input entry can only be one order
+        elif cmd.client_order_id is not None and (cmd.account, cmd.client_order_id) in \
+                self.client_ids:
+            reason = errors.DUPLICATE_CLIENT_ORDER_ID
+        elif cmd.post_only and (not is_limit or self._crosses(o)):
+            reason = errors.POST_ONLY_WOULD_TAKE
+        if reason is not None:
+            o.leaves = 0
+            self._report(ts, o, "rejected", "rejected", events, reason)
+            return
+        self._report(ts, o, "new", "new", events)
+        self._execute(ts, o, events)
+
+    def _crosses(self, o: Order) -> bool:
+        if o.side == "buy":
+            return bool(self.ask_prices) and (o.type == "market" or self.ask_prices[0] <= o.price)
+        return bool(self.bid_prices) and (o.type == "market" or self.bid_prices[-1] >= o.price)
+
+    def _execute(self, ts: int, o: Order, events: list[Event]) -> None:
+        """Match a new (or repriced) order as taker, then rest or expire its remainder."""
+        if o.tif == "FOK" and self._fillable(o) < o.leaves:
+            o.leaves = 0
+            self._report(ts, o, "expired", "expired", events, errors.FOK_UNFILLABLE)
+            return
+        stopped_by_stp = self._match(ts, o, events) if self._crosses(o) else False
+        if o.leaves == 0:
+            return
+        if stopped_by_stp:
+            o.leaves = 0
+            self._report(ts, o, "expired", "expired", events, errors.STP)
+        elif o.tif == "GTC" and o.type == "limit":
+            self._rest(o)
+        else:
+            o.leaves = 0
+            self._report(ts, o, "expired", "expired", events,
+                         errors.NO_LIQUIDITY if o.type == "market" else None)
+
+    def _fillable(self, o: Order) -> int:
+        """How much of ``o`` could fill right now, honouring its limit and STP. O(fills)."""
+        need = o.leaves
+        avail = 0
+        buy = o.side == "buy"
+        prices = self.ask_prices if buy else reversed(self.bid_prices)
+        levels = self.asks if buy else self.bids
+        limit = None if o.type == "market" else o.price
+        account, stp = o.account, o.stp
+        for price in prices:
+            if limit is not None and (price > limit if buy else price < limit):
+                break
+            for maker in levels[price].orders.values():
+                if stp != "none" and maker.account == account:
+                    if stp == "cancel_maker":
+                        continue
+                    return avail
+                avail += maker.leaves
+                if avail >= need:
+                    return avail
+        return avail
+
+    def _match(self, ts: int, o: Order, events: list[Event]) -> bool:
+        """Fill ``o`` against the opposite side; True if STP stopped the taker."""
+        buy = o.side == "buy"
+        if buy:
+            prices, levels, touched = self.ask_prices, self.asks, self._touched_asks
+        else:
+            prices, levels, touched = self.bid_prices, self.bids, self._touched_bids
+        limit = None if o.type == "market" else o.price
+        account, stp, taker_id = o.account, o.stp, o.order_id
+        seq = self.seq
+        while o.leaves and prices:
+            price = prices[0] if buy else prices[-1]
+            if limit is not None and (price > limit if buy else price < limit):
+                break
+            level = levels[price]
+            queue = level.orders
+            touched[price] = None
+            while o.leaves and queue:
+                maker = next(iter(queue.values()))
+                if maker.account == account and stp != "none":
+                    if stp == "cancel_taker":
+                        self.seq = seq
+                        return True
+                    # cancel_maker or cancel_both: the maker goes first.
+                    del queue[maker.order_id]
+                    level.total -= maker.leaves
+                    self._forget(maker)
+                    self.seq = seq
+                    maker.leaves = 0
+                    self._report(ts, maker, "canceled", "canceled", events, errors.STP)
+                    seq = self.seq
+                    if stp == "cancel_both":
+                        if not queue:
+                            del levels[price]
+                            prices.remove(price)
+                        return True
+                    continue
+                qty = maker.leaves if maker.leaves < o.leaves else o.leaves
+                self.trade_id += 1
+                trade_id = self.trade_id
+                notional = qty * price
+                maker.cum_qty += qty
+                maker.leaves -= qty
+                maker.cum_notional += notional
+                o.cum_qty += qty
+                o.leaves -= qty
+                o.cum_notional += notional
+                level.total -= qty
+                maker_done = maker.leaves == 0
+                if maker_done:
+                    del queue[maker.order_id]
+                    self._forget(maker)
+                events.append(Trade(seq + 1, ts, trade_id, price, qty, o.side,  # type: ignore[arg-type]
+                                    maker.order_id, taker_id))
+                events.append(Report(
+                    seq + 2, ts, maker.account, maker.order_id, maker.client_order_id,
+                    maker.side, maker.type, maker.tif, maker.price, maker.qty,  # type: ignore[arg-type]
+                    "trade", "filled" if maker_done else "partially_filled", qty, price,
+                    maker.cum_qty, maker.leaves, maker.cum_notional, "maker", trade_id, None,
+                ))
+                events.append(Report(
+                    seq + 3, ts, account, taker_id, o.client_order_id, o.side, o.type,  # type: ignore[arg-type]
+                    o.tif, o.price, o.qty, "trade",  # type: ignore[arg-type]
+                    "partially_filled" if o.leaves else "filled", qty, price, o.cum_qty,
+                    o.leaves, o.cum_notional, "taker", trade_id, None,
+                ))
+                seq += 3
+            if not queue:
+                del levels[price]
+                prices.remove(price)
+        self.seq = seq
+        return False
+
+    def _rest(self, o: Order) -> None:
+        self.prio += 1
+        o.prio = self.prio
+        price = o.price
+        if o.side == "buy":
+            levels, prices, touched = self.bids, self.bid_prices, self._touched_bids
+        else:
+            levels, prices, touched = self.asks, self.ask_prices, self._touched_asks
+        level = levels.get(price)
+        if level is None:
+            level = levels[price] = Level(price)
+            prices.add(price)
+        level.orders[o.order_id] = o
+        level.total += o.leaves
+        touched[price] = None
+        self.orders[o.order_id] = o
+        acct = self.by_account.get(o.account)
+        if acct is None:
+            acct = self.by_account[o.account] = {}
+        acct[o.order_id] = o
+        if o.client_order_id is not None:
+            self.client_ids[(o.account, o.client_order_id)] = o
+
+    def _forget(self, o: Order) -> None:
+        """Drop ``o`` from the indexes (not from its level)."""
+        del self.orders[o.order_id]
+        acct = self.by_account[o.account]
+        del acct[o.order_id]
+        if not acct:
+            del self.by_account[o.account]
+        if o.client_order_id is not None:
+            del self.client_ids[(o.account, o.client_order_id)]
+
+    def _unrest(self, o: Order) -> None:
+        """Remove a resting order from its level and the indexes. O(1), O(log L) if emptied."""
+        if o.side == "buy":
+            levels, prices, touched = self.bids, self.bid_prices, self._touched_bids
+        else:
+            levels, prices, touched = self.asks, self.ask_prices, self._touched_asks
+        price = o.price
+        level = levels[price]
+        del level.orders[o.order_id]
+        level.total -= o.leaves
+        touched[price] = None
+        if not level.orders:
+            del levels[price]
+            prices.remove(price)
+        self._forget(o)
+
+    # -- cancel, amend, cancel_all ---------------------------------------------
+
+    def _find(self, account: str, order_id: str | None, client_order_id: str | None
+              ) -> Order | None:
+        if order_id is not None:
+            o = self.orders.get(order_id)
+            if o is None or o.account != account:
+                return None
+            if client_order_id is not None and o.client_order_id != client_order_id:
+                return None
+            return o
+        if client_order_id is not None:
+            return self.client_ids.get((account, client_order_id))
+        return None
+
+    def _cancel(self, input_id: str, ts: int, cmd: Cancel, events: list[Event]) -> None:
+        o = self._find(cmd.account, cmd.order_id, cmd.client_order_id)
+        if o is None:
+            self._reject_cancel(ts, input_id, cmd.account, cmd.order_id, cmd.client_order_id,
+                                errors.UNKNOWN_ORDER, events)
+            return
+        self._unrest(o)
+        o.leaves = 0
+        self._report(ts, o, "canceled", "canceled", events, errors.USER_CANCEL)
+
+    def _amend(self, input_id: str, ts: int, cmd: Amend, events: list[Event]) -> None:
+        o = self._find(cmd.account, cmd.order_id, cmd.client_order_id)
+        market = self.market
+        reason = None
+        if o is None:
+            reason = errors.UNKNOWN_ORDER
+        else:
+            new_qty = o.qty if cmd.qty is None else cmd.qty
+            new_price = o.price if cmd.price is None else cmd.price
+            if cmd.qty is None and cmd.price is None:
+                reason = errors.BAD_REQUEST
+            elif new_qty <= o.cum_qty or not market.min_lots <= new_qty <= market.max_lots:
+                reason = errors.INVALID_QTY
+            elif not market.min_ticks <= new_price <= market.max_ticks:
+                reason = errors.INVALID_PRICE
+            elif o.post_only and new_price != o.price and self._would_take(o.side, new_price):
+                reason = errors.POST_ONLY_WOULD_TAKE
+        if reason is not None or o is None:
+            self._reject_cancel(ts, input_id, cmd.account, cmd.order_id, cmd.client_order_id,
+                                reason or errors.UNKNOWN_ORDER, events)
+            return
+        if new_price == o.price and new_qty <= o.qty:
+            # Same price, not larger: keeps its place in the queue.
+            delta = o.qty - new_qty
+            if delta:
+                levels, touched = ((self.bids, self._touched_bids) if o.side == "buy"
+                                   else (self.asks, self._touched_asks))
+                levels[o.price].total -= delta
+                touched[o.price] = None
+                o.qty = new_qty
+                o.leaves -= delta
+            self._report(ts, o, "replaced", o.status, events)
+            return
+        # Price change or quantity increase: cancel + reinsert, may match at once.
+        self._unrest(o)
+        o.price = new_price
+        o.qty = new_qty
+        o.leaves = new_qty - o.cum_qty
+        self._report(ts, o, "replaced", o.status, events)
+        self._execute(ts, o, events)
+
+    def _would_take(self, side: str, price: int) -> bool:
+        if side == "buy":
+            return bool(self.ask_prices) and self.ask_prices[0] <= price
+        return bool(self.bid_prices) and self.bid_prices[-1] >= price
+
+    def _cancel_all(self, ts: int, cmd: CancelAll, events: list[Event]) -> None:
+        acct = self.by_account.get(cmd.account)
+        if not acct:
+            return
+        if cmd.order_ids is None:
+            victims = list(acct.values())
+        else:
+            victims = [acct[i] for i in dict.fromkeys(cmd.order_ids) if i in acct]
+        victims.sort(key=_prio)
+        for o in victims:
+            self._unrest(o)
+            o.leaves = 0
+            self._report(ts, o, "canceled", "canceled", events, cmd.reason)
+
+    # -- book update ----------------------------------------------------------
+
+    def _emit_book_update(self, ts: int, events: list[Event]) -> None:
+        bids = self.bids
+        asks = self.asks
+        tb = self._touched_bids
+        ta = self._touched_asks
+        bid_changes = []
+        for p in sorted(tb, reverse=True) if len(tb) > 1 else tb:
+            lvl = bids.get(p)
+            bid_changes.append((p, lvl.total if lvl is not None else 0))
+        ask_changes = []
+        for p in sorted(ta) if len(ta) > 1 else ta:
+            lvl = asks.get(p)
+            ask_changes.append((p, lvl.total if lvl is not None else 0))
+        self._touched_bids = {}
+        self._touched_asks = {}
+        self.seq += 1
+        events.append(BookUpdate(self.seq, ts, bid_changes, ask_changes))
+
+    # -- invariants -----------------------------------------------------------
+
+    def _check(self) -> None:
+        """Assert every invariant of the book. O(number of orders)."""
+        assert list(self.bid_prices) == sorted(self.bids), "bid price index != levels"
+        assert list(self.ask_prices) == sorted(self.asks), "ask price index != levels"
+        if self.bid_prices and self.ask_prices:
+            assert self.bid_prices[-1] < self.ask_prices[0], "book is crossed"
+        seen: dict[str, Order] = {}
+        for side, levels in (("buy", self.bids), ("sell", self.asks)):
+            for price, level in levels.items():
+                assert level.price == price
+                assert level.orders, f"empty level {side} {price}"
+                assert level.total == sum(o.leaves for o in level.orders.values()), \
+                    f"level total wrong at {side} {price}"
+                last_prio = 0
+                for oid, o in level.orders.items():
+                    assert oid == o.order_id and o.side == side and o.price == price
+                    assert 0 < o.leaves == o.qty - o.cum_qty, f"bad leaves {oid}"
+                    assert o.type == "limit" and o.tif == "GTC"
+                    assert o.prio > last_prio, f"priority out of order at {side} {price}"
+                    last_prio = o.prio
+                    assert oid not in seen
+                    seen[oid] = o
+        assert seen.keys() == self.orders.keys(), "order index != levels"
+        assert all(self.orders[k] is v for k, v in seen.items())
+        by_acct = {(o.account, k) for k, o in seen.items()}
+        assert by_acct == {(a, k) for a, d in self.by_account.items() for k in d}
+        assert all(d for d in self.by_account.values()), "empty account entry"
+        coids = {(o.account, o.client_order_id): o for o in seen.values()
+                 if o.client_order_id is not None}
+        assert coids == self.client_ids, "client order id index != orders"
+        assert not self._touched_bids and not self._touched_asks
+
+
+def _prio(o: Order) -> int:
+    return o.prio
