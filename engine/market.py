@@ -196,7 +196,10 @@ class Market:
         if "." in text:
             text = text.rstrip("0")
             whole, _, frac = text.partition(".")
-            text = f"{whole}.{frac.ljust(self.tick.decimals, '0')}" if self.tick.decimals else whole
+            if self.tick.decimals:
+                text = f"{whole}.{frac.ljust(self.tick.decimals, '0')}"
+            else:
+                text = f"{whole}.{frac}" if frac else whole
         return text
 
     def to_wire(self) -> dict[str, str]:

