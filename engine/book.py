@@ -285,7 +285,6 @@ class OrderBook:
                 break
             level = levels[price]
             queue = level.orders
-            touched[price] = None
             while o.leaves and queue:
                 maker = next(iter(queue.values()))
                 if maker.account == account and stp != "none":
@@ -293,6 +292,7 @@ class OrderBook:
                         self.seq = seq
                         return True
                     # cancel_maker or cancel_both: the maker goes first.
+                    touched[price] = None
                     del queue[maker.order_id]
                     level.total -= maker.leaves
                     self._forget(maker)
@@ -317,6 +317,7 @@ class OrderBook:
                 o.leaves -= qty
                 o.cum_notional += notional
                 level.total -= qty
+                touched[price] = None
                 maker_done = maker.leaves == 0
                 if maker_done:
                     del queue[maker.order_id]
