@@ -40,3 +40,8 @@ def epoch_key(symbol: str) -> str:
 def lease_key(symbol: str) -> str:
     """Leader lease of ``symbol`` naming the active engine: ``sx:{SYM}:lease``."""
     return _key(symbol, "lease")
+
+
+def applied_key(symbol: str) -> str:
+    """Last input entry id the engine committed for ``symbol``: ``sx:{SYM}:applied``."""
+    return _key(symbol, "applied")

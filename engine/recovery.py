@@ -1,0 +1,215 @@
+"""Rebuild one market's book on start or takeover: snapshot, replay, claim.
+
+Order of work (the engine holds the lease and a fresh epoch, so no other
+engine can read or commit meanwhile):
+
+1. :func:`ensure_group` creates the ``engine`` group (``MKSTREAM``, id 0).
+2. :func:`load_snapshot` restores the book from ``sx:{SYM}:snap`` (or starts empty).
+3. :func:`replay` applies ``:in`` after the snapshot's ``last_input_id`` up to
+   the last applied id, in XRANGE chunks, publishing nothing: those events
+   are already in ``:out``. :func:`check_out_seq` then asserts the book's
+   ``seq`` equals the last event seq in ``:out``.
+4. :func:`claim_pending` takes over every entry left pending (XAUTOCLAIM,
+   cursor looped to ``0-0``), acknowledges those at or below the applied id
+   and those deleted meanwhile, and returns the rest in id order: they must
+   be applied and committed before any new (``>``) entry, which are younger.
+
+:func:`recover` runs all four. Cost: O(snapshot + entries since it).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+import redis
+
+from engine.book import OrderBook
+from engine.commit import GROUP, MarketKeys, RawEntry, apply_entries, call, parse_id
+from engine.market import Market
+from engine.messages import Event, decode_events
+from engine.snapshot import decode_snapshot, restore_book
+from engine.streams import OUT_EVENTS_FIELD, OUT_INPUT_FIELD
+
+log = logging.getLogger("streamex.engine")
+
+ZERO_ID = b"0-0"
+REPLAY_CHUNK = 10_000
+CLAIM_CHUNK = 1_000
+_REPLAY_SLICE = 500
+_ACK_CHUNK = 10_000
+
+
+class RecoveryError(Exception):
+    """Snapshot and streams disagree (e.g. the replayed seq differs from ``:out``): stop."""
+
+
+@dataclass
+class Recovered:
+    """A market's state after recovery; apply ``backlog`` before reading new entries."""
+
+    book: OrderBook
+    applied: bytes
+    last_out_id: bytes
+    snapshot_input_id: bytes
+    replayed: int = 0
+    skipped: int = 0
+    backlog: list[RawEntry] = field(default_factory=list)
+
+
+def ensure_group(client: redis.Redis, keys: MarketKeys) -> None:
+    """Create the ``engine`` group on ``:in`` at id 0 (and the stream); fine if it exists."""
+    try:
+        call(client, "XGROUP", "CREATE", keys.input, GROUP, "0", "MKSTREAM")
+    except redis.ResponseError as exc:
+        if "BUSYGROUP" not in str(exc):
+            raise
+
+
+def load_snapshot(client: redis.Redis, market: Market,
+                  keys: MarketKeys) -> tuple[OrderBook, bytes, bytes]:
+    """The book at the stored snapshot, its last input id and last ``:out`` id.
+
+    No snapshot gives an empty book at ``0-0``. Raises :class:`RecoveryError`
+    for a snapshot that cannot be decoded or belongs to another market.
+    """
+    data = client.get(keys.snap)
+    if data is None:
+        return OrderBook(market), ZERO_ID, ZERO_ID
+    try:
+        snap = decode_snapshot(data)  # type: ignore[arg-type]
+        book = restore_book(market, snap)
+    except (msgspec.DecodeError, ValueError) as exc:
+        raise RecoveryError(f"{keys.snap}: unusable snapshot: {exc}") from None
+    return book, snap.last_input_id.encode(), snap.last_out_id.encode()
+
+
+def replay(client: redis.Redis, book: OrderBook, keys: MarketKeys, after: bytes, upto: bytes,
+           on_chunk: Callable[[], None] | None = None,
+           chunk: int = REPLAY_CHUNK) -> tuple[int, bytes]:
+    """Apply ``:in`` entries in ``(after, upto]`` to ``book`` without publishing.
+
+    Returns ``(entries applied, last id applied)``; ``on_chunk`` runs between
+    chunks (the runner renews its lease there). Cost: one XRANGE per
+    ``chunk`` entries plus the matching.
+    """
+    count = 0
+    last = after
+    if parse_id(upto) <= parse_id(after):
+        return 0, last
+    start = b"(" + after if after != ZERO_ID else b"-"
+    while True:
+        entries: list[RawEntry] = call(client, "XRANGE", keys.input, start, upto,
+                                       "COUNT", chunk)
+        if not entries:
+            break
+        # Small slices: events are dropped soon, so the garbage collector stays cheap.
+        for i in range(0, len(entries), _REPLAY_SLICE):
+            scratch: list[Event] = []
+            apply_entries(book, entries[i:i + _REPLAY_SLICE], scratch)
+        count += len(entries)
+        last = entries[-1][0]
+        if len(entries) < chunk or last == upto:
+            break
+        start = b"(" + last
+        if on_chunk is not None:
+            on_chunk()
+    return count, last
+
+
+def check_out_seq(client: redis.Redis, keys: MarketKeys, book: OrderBook) -> bytes | None:
+    """Assert the book's ``seq`` equals the last event seq in ``:out``; return that entry's id.
+
+    None when ``:out`` is empty (nothing to compare). Raises
+    :class:`RecoveryError` on a mismatch: replay would publish seqs that
+    collide with (or leave a gap after) what subscribers already saw.
+    """
+    reply: list[Any] = call(client, "XREVRANGE", keys.output, "+", "-", "COUNT", 1)
+    if not reply:
+        return None
+    out_id, fields = reply[0]
+    values = dict(zip(fields[::2], fields[1::2], strict=True))
+    events = decode_events(values[OUT_EVENTS_FIELD])
+    last_seq = events[-1].seq if events else None
+    if last_seq is not None and last_seq != book.seq:
+        raise RecoveryError(
+            f"{keys.symbol}: replayed seq {book.seq} but {keys.output} ends at seq {last_seq} "
+            f"(entry {out_id.decode()}, input {values.get(OUT_INPUT_FIELD, b'?').decode()})")
+    out: bytes = out_id
+    return out
+
+
+def claim_pending(client: redis.Redis, keys: MarketKeys, consumer: str,
+                  applied: bytes) -> tuple[list[RawEntry], int]:
+    """Claim every pending entry of the group for ``consumer``; ack the ones not to apply.
+
+    Returns ``(entries after applied, in id order; number acknowledged
+    without applying)``. Entries at or below ``applied`` and entries deleted
+    from the stream are acknowledged. Cost: one XAUTOCLAIM per 1,000 pending.
+    """
+    cursor = ZERO_ID
+    claimed: list[RawEntry] = []
+    done: list[bytes] = []
+    while True:
+        reply: list[Any] = call(client, "XAUTOCLAIM", keys.input, GROUP, consumer, 0, cursor,
+                                "COUNT", CLAIM_CHUNK)
+        cursor = reply[0]
+        for entry in reply[1]:
+            if entry is None or entry[1] is None:  # deleted while pending (Redis 6.2 shape)
+                if entry is not None:
+                    done.append(entry[0])
+            else:
+                claimed.append(entry)
+        if len(reply) > 2:
+            done.extend(reply[2])  # ids deleted from the stream (Redis 7)
+        if cursor == ZERO_ID:
+            break
+    claimed.sort(key=lambda e: parse_id(e[0]))
+    floor = parse_id(applied)
+    keep = [e for e in claimed if parse_id(e[0]) > floor]
+    done.extend(e[0] for e in claimed if parse_id(e[0]) <= floor)
+    for i in range(0, len(done), _ACK_CHUNK):
+        call(client, "XACK", keys.input, GROUP, *done[i:i + _ACK_CHUNK])
+    return keep, len(done)
+
+
+def forget_idle_consumers(client: redis.Redis, keys: MarketKeys, consumer: str) -> int:
+    """Delete the group's other consumers that hold no pending entry; returns how many."""
+    removed = 0
+    for info in client.xinfo_consumers(keys.input, GROUP):
+        name = info["name"]
+        name_b = name if isinstance(name, bytes) else str(name).encode()
+        if info["pending"] == 0 and name_b != consumer.encode():
+            call(client, "XGROUP", "DELCONSUMER", keys.input, GROUP, name_b)
+            removed += 1
+    return removed
+
+
+def recover(client: redis.Redis, market: Market, keys: MarketKeys, consumer: str,
+            on_chunk: Callable[[], None] | None = None) -> Recovered:
+    """Snapshot + replay + claim for one market; the caller holds the lease and epoch.
+
+    Returns the book at the last applied id and the claimed backlog. Raises
+    :class:`RecoveryError` if the streams disagree with the snapshot.
+    """
+    ensure_group(client, keys)
+    book, snap_input, snap_out = load_snapshot(client, market, keys)
+    applied_raw = client.get(keys.applied)
+    applied: bytes = applied_raw if isinstance(applied_raw, bytes) else ZERO_ID
+    if parse_id(applied) < parse_id(snap_input):
+        log.warning("event=applied_behind_snapshot market=%s applied=%s snapshot=%s",
+                    keys.symbol, applied.decode(), snap_input.decode())
+        applied = snap_input
+    replayed, last = replay(client, book, keys, snap_input, applied, on_chunk)
+    if replayed and last != applied:
+        log.warning("event=replay_short market=%s replayed_to=%s applied=%s",
+                    keys.symbol, last.decode(), applied.decode())
+    out_id = check_out_seq(client, keys, book)
+    backlog, skipped = claim_pending(client, keys, consumer, applied)
+    forget_idle_consumers(client, keys, consumer)
+    return Recovered(book=book, applied=applied, last_out_id=out_id or snap_out,
+                     snapshot_input_id=snap_input, replayed=replayed, skipped=skipped,
+                     backlog=backlog)

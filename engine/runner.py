@@ -1,0 +1,514 @@
+"""The engine service: drive one ``OrderBook`` per market from its Redis stream.
+
+One thread, the synchronous redis client (hiredis parser), one loop that
+round-robins the markets this process serves:
+
+- a market whose lease another engine holds is a hot standby: the loop tries
+  to take the lease every ``min(lease_ms / 10, 100 ms)`` and, once it has it,
+  recovers the market (``engine.recovery``) and starts serving it;
+- a market it owns is renewed every ``lease_ms / 3`` and served in rounds:
+  send the commit of the batch applied last round together with the read of
+  more entries (``CommitChannel``, one round trip), apply the next batch
+  while Redis works, then take the reply. Redis and Python thus run on two
+  cores at once; a crash leaves at most two batches delivered but
+  uncommitted, which recovery claims and applies again;
+- when no market has anything in hand, one ``XREADGROUP BLOCK`` over all
+  owned input streams waits for new entries; while some markets are busy, the
+  idle ones are read (without BLOCK) every 2 ms, so none is starved;
+- every ``snapshot_every`` commands or ``snapshot_interval_s`` seconds, at a
+  round whose book state is fully committed, a snapshot is written and the
+  streams trimmed behind it.
+
+Failures: a Redis disconnect or timeout is retried with exponential backoff
+(50 ms doubling to 2 s), then every market is taken over again and
+recovered. A stale epoch (another engine took over) stops the process with
+:data:`EXIT_FENCED`. :meth:`EngineRunner.request_stop` (SIGTERM) commits the
+batch already applied, writes a snapshot per owned market, releases the
+leases and makes :meth:`EngineRunner.run` return 0.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from engine.book import OrderBook
+from engine.commit import (
+    GROUP,
+    CommitChannel,
+    CommitConflict,
+    Fenced,
+    MarketKeys,
+    RawEntry,
+    StateLost,
+    acquire,
+    apply_entries,
+    call,
+    load_scripts,
+    parse_id,
+    release,
+    renew,
+    write_snapshot,
+)
+from engine.market import Market
+from engine.messages import Event, encode_events
+from engine.recovery import ZERO_ID, RecoveryError, recover
+from engine.snapshot import encode_snapshot, take_snapshot
+from streamex.config import EngineConfig
+
+log = logging.getLogger("streamex.engine")
+
+EXIT_OK = 0
+EXIT_FATAL = 1
+EXIT_FENCED = 3
+
+_BACKOFF_FIRST_S = 0.05
+_BACKOFF_MAX_S = 2.0
+_IDLE_POLL_S = 0.002  # how often idle markets are read while others are busy
+_HEALTHY_S = 10.0  # served this long since connecting: the next failure starts a new backoff
+_RAW_REPLIES = ("XRANGE", "XREVRANGE", "XREAD", "XREADGROUP", "XAUTOCLAIM")
+
+
+def tune_gc() -> None:
+    """Collect the youngest generation every 50,000 allocations instead of 700.
+
+    The engine allocates many short-lived containers per order and creates
+    almost no reference cycles, so the default threshold spends ~4% of the
+    CPU in the collector. Call once at process start (process-wide).
+    """
+    gc.set_threshold(50_000, 20, 100)
+
+
+def _raw(response: Any, **options: Any) -> Any:
+    return response
+
+
+def connect(url: str, socket_timeout_s: float = 10.0) -> redis.Redis:
+    """A RESP2 client for the engine: no automatic retries (the runner decides), raw replies.
+
+    Stream commands return hiredis's nested lists (``[id, [field, value, ...]]``)
+    instead of redis-py's dicts, which saves ~1 us per entry.
+    """
+    client = redis.Redis.from_url(url, protocol=2, retry=Retry(NoBackoff(), 0),
+                                  socket_timeout=socket_timeout_s, socket_connect_timeout=2.0)
+    for command in _RAW_REPLIES:
+        client.set_response_callback(command, _raw)
+    return client
+
+
+@dataclass
+class MarketStats:
+    """Counters of one market since the process started (latencies only if recorded).
+
+    A commit latency is the time from sending a commit to reading its reply,
+    which includes applying the overlapped batch meanwhile.
+    """
+
+    applied: int = 0
+    batches: int = 0
+    max_batch: int = 0
+    snapshots: int = 0
+    recoveries: int = 0
+    replayed: int = 0
+    commit_latencies_s: list[float] = field(default_factory=list)
+    interval_latencies_s: list[float] = field(default_factory=list)
+    interval_applied: int = 0
+    interval_batches: int = 0
+
+
+class _Applied:
+    """A batch applied to the book but not yet committed: its ids and encoded events."""
+
+    __slots__ = ("ids", "events")
+
+    def __init__(self, ids: list[bytes], events: bytes) -> None:
+        self.ids = ids
+        self.events = events
+
+
+class _MarketState:
+    """What the loop knows about one market; ``epoch`` None means standby."""
+
+    def __init__(self, market: Market) -> None:
+        self.market = market
+        self.symbol = market.symbol
+        self.keys = MarketKeys.of(market.symbol)
+        self.stats = MarketStats()
+        self.epoch: int | None = None
+        self.book = OrderBook(market)
+        self.applied = ZERO_ID  # last committed input id
+        self.last_out_id = ZERO_ID
+        self.ready: _Applied | None = None  # applied, to commit next
+        self.in_hand: list[RawEntry] = []  # delivered (or claimed), in id order, not applied
+        self.since_snapshot = 0
+        self.snapshot_at = 0.0
+        self.next_lease = 0.0
+
+    def to_standby(self) -> None:
+        """Forget ownership and state (rebuilt by recovery when the lease is taken again)."""
+        self.epoch = None
+        self.ready = None
+        self.in_hand = []
+        self.next_lease = 0.0
+
+
+class EngineRunner:
+    """Serve ``markets`` from the Redis at ``redis_url`` as consumer ``consumer``.
+
+    ``consumer`` names this engine in the lease and the consumer group; a
+    restarted process that reuses the name takes its markets back at once,
+    a different name waits for the lease to expire. Call :meth:`run`.
+    """
+
+    def __init__(self, redis_url: str, markets: Sequence[Market], settings: EngineConfig,
+                 consumer: str, stats_interval_s: float = 10.0,
+                 record_latencies: bool = False) -> None:
+        if not markets:
+            raise ValueError("markets: at least one market is needed")
+        self.redis_url = redis_url
+        self.settings = settings
+        self.consumer = consumer
+        self.stats_interval_s = stats_interval_s
+        self.record_latencies = record_latencies
+        self._markets = [_MarketState(m) for m in markets]
+        self._by_input_key = {m.keys.input.encode(): m for m in self._markets}
+        self._client: redis.Redis | None = None
+        self._channel: CommitChannel | None = None
+        self._stopping = False
+        self._renew_every_s = settings.lease_ms / 3000
+        self._poll_every_s = max(0.01, min(settings.lease_ms / 10_000, 0.1))
+        self._block_s = min(settings.block_ms / 1000, self._renew_every_s)
+        self._next_stats = 0.0
+        self._next_idle_poll = 0.0
+
+    # -- control ---------------------------------------------------------------
+
+    def request_stop(self) -> None:
+        """Commit what is applied, snapshot, release the leases, return from :meth:`run`.
+
+        Safe to call from a signal handler.
+        """
+        self._stopping = True
+
+    def stats(self, symbol: str) -> MarketStats:
+        return next(m.stats for m in self._markets if m.symbol == symbol)
+
+    def book(self, symbol: str) -> OrderBook:
+        """The in-memory book of ``symbol`` (for tests and benchmarks)."""
+        return next(m.book for m in self._markets if m.symbol == symbol)
+
+    def run(self, until_applied: Mapping[str, bytes] | None = None) -> int:
+        """Serve until stopped; returns the process exit code.
+
+        ``until_applied`` (benchmarks) stops once each listed market has
+        committed up to the given input id. Blocks for the life of the engine.
+        """
+        backoff = _BACKOFF_FIRST_S
+        healthy_since: float | None = None
+        self._next_stats = time.monotonic() + self.stats_interval_s
+        log.info("event=start consumer=%s markets=%s lease_ms=%d batch_size=%d",
+                 self.consumer, ",".join(m.symbol for m in self._markets),
+                 self.settings.lease_ms, self.settings.batch_size)
+        try:
+            while True:
+                try:
+                    self._connect()
+                    healthy_since = time.monotonic()
+                    self._serve(until_applied)
+                    return EXIT_OK
+                except Fenced as exc:
+                    log.error("event=fenced consumer=%s error=%r", self.consumer, str(exc))
+                    return EXIT_FENCED
+                except RecoveryError as exc:
+                    log.error("event=recovery_failed error=%r", str(exc))
+                    return EXIT_FATAL
+                except (StateLost, CommitConflict) as exc:
+                    level, event, error = logging.WARNING, "state_changed", str(exc)
+                except (redis.ConnectionError, redis.TimeoutError) as exc:
+                    if self._stopping:
+                        owned = any(m.epoch is not None for m in self._markets)
+                        log.error("event=stop_without_snapshot reason=redis_unavailable "
+                                  "error=%r", str(exc))
+                        return EXIT_FATAL if owned else EXIT_OK
+                    level, event, error = logging.WARNING, "redis_unavailable", str(exc)
+                except redis.ResponseError as exc:  # e.g. OOM or MISCONF: retry, then recover
+                    level, event, error = logging.ERROR, "redis_error", str(exc)
+                if healthy_since is not None and time.monotonic() - healthy_since > _HEALTHY_S:
+                    backoff = _BACKOFF_FIRST_S  # a fresh failure after a good run
+                healthy_since = None
+                log.log(level, "event=%s action=recover retry_in_s=%.2f error=%r", event,
+                        backoff, error)
+                for m in self._markets:
+                    m.to_standby()
+                self._sleep(backoff)
+                backoff = min(backoff * 2, _BACKOFF_MAX_S)
+                if self._stopping:
+                    log.info("event=stopped consumer=%s snapshot=none", self.consumer)
+                    return EXIT_OK
+        finally:
+            self._disconnect()
+
+    # -- the loop -----------------------------------------------------------------
+
+    def _connect(self) -> None:
+        self._disconnect()
+        self._client = connect(self.redis_url, socket_timeout_s=self._block_s + 10.0)
+        self._client.ping()
+        load_scripts(self._client)
+        self._channel = CommitChannel(self._client)
+        for m in self._markets:
+            m.to_standby()
+
+    def _disconnect(self) -> None:
+        if self._channel is not None:
+            self._channel.close()
+            self._channel = None
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    @property
+    def client(self) -> redis.Redis:
+        assert self._client is not None, "not connected"
+        return self._client
+
+    def _serve(self, until_applied: Mapping[str, bytes] | None) -> None:
+        targets = None
+        if until_applied is not None:
+            targets = {sym: parse_id(i) for sym, i in until_applied.items()}
+        while True:
+            now = time.monotonic()
+            self._tend_leases(now)
+            worked = False
+            for m in self._markets:
+                if m.epoch is None:
+                    continue
+                if m.ready is not None or (m.in_hand and not self._stopping):
+                    self._round(m)
+                    worked = True
+                elif m.since_snapshot and now - m.snapshot_at >= \
+                        self.settings.snapshot_interval_s:
+                    self._snapshot(m)
+            if targets is not None and self._reached(targets):
+                self._stopping = True
+            if self._stopping and all(m.ready is None for m in self._markets):
+                break
+            if not worked:
+                self._wait()
+            elif now >= self._next_idle_poll:
+                self._poll_idle()
+            if now >= self._next_stats:
+                self._log_stats(now)
+        self._shutdown()
+
+    def _reached(self, targets: Mapping[str, tuple[int, int]]) -> bool:
+        return all(parse_id(m.applied) >= targets[m.symbol]
+                   for m in self._markets if m.symbol in targets)
+
+    def _apply(self, m: _MarketState, entries: list[RawEntry]) -> _Applied:
+        events: list[Event] = []
+        apply_entries(m.book, entries, events)
+        return _Applied([e[0] for e in entries], encode_events(events) if events else b"")
+
+    def _round(self, m: _MarketState) -> None:
+        """Commit the applied batch (reading more), applying the next one meanwhile."""
+        assert m.epoch is not None and self._channel is not None
+        n = self.settings.batch_size
+        if m.ready is None:
+            m.ready = self._apply(m, m.in_hand[:n])
+            del m.in_hand[:n]
+        ready = m.ready
+        count = len(ready.ids)
+        snapshot_due = (m.since_snapshot + count >= self.settings.snapshot_every
+                        or time.monotonic() - m.snapshot_at >= self.settings.snapshot_interval_s)
+        overlap: list[RawEntry] = []
+        if not (self._stopping or snapshot_due):
+            overlap = m.in_hand[:n]
+            del m.in_hand[:n]
+        # Keep about two batches delivered ahead: one to apply during each round trip.
+        read = 0 if self._stopping else max(0, 2 * n - len(m.in_hand) - len(overlap))
+        started = time.perf_counter()
+        self._channel.send(m.keys, m.epoch, self.consumer, m.applied, ready.ids, ready.events,
+                           read)
+        following = self._apply(m, overlap) if overlap else None
+        out_id, entries = self._channel.receive()
+        latency = time.perf_counter() - started
+        m.applied = ready.ids[-1]
+        m.ready = following
+        if out_id is not None:
+            m.last_out_id = out_id
+        if entries:
+            m.in_hand += entries
+        m.since_snapshot += count
+        stats = m.stats
+        stats.applied += count
+        stats.interval_applied += count
+        stats.batches += 1
+        stats.interval_batches += 1
+        stats.max_batch = max(stats.max_batch, count)
+        stats.interval_latencies_s.append(latency)
+        if self.record_latencies:
+            stats.commit_latencies_s.append(latency)
+        if snapshot_due and m.ready is None:
+            self._snapshot(m)
+
+    def _wait(self) -> None:
+        """Block until an owned input stream has new entries (or a lease action is due)."""
+        owned = [m for m in self._markets if m.epoch is not None]
+        due = min(m.next_lease for m in self._markets) - time.monotonic()
+        timeout_s = max(0.001, min(self._block_s, due))
+        if not owned or self._stopping:
+            self._sleep(timeout_s)
+            return
+        reply = call(self.client, "XREADGROUP", "GROUP", GROUP, self.consumer,
+                     "COUNT", self.settings.batch_size, "BLOCK", max(1, int(timeout_s * 1000)),
+                     "STREAMS", *(m.keys.input for m in owned), *(">" for _ in owned))
+        for key, entries in reply or ():
+            self._by_input_key[key].in_hand += entries
+
+    def _poll_idle(self) -> None:
+        """While some markets are busy, read the idle ones too (no BLOCK), every 2 ms."""
+        self._next_idle_poll = time.monotonic() + _IDLE_POLL_S
+        idle = [m for m in self._markets
+                if m.epoch is not None and m.ready is None and not m.in_hand]
+        if not idle or self._stopping:
+            return
+        reply = call(self.client, "XREADGROUP", "GROUP", GROUP, self.consumer,
+                     "COUNT", self.settings.batch_size,
+                     "STREAMS", *(m.keys.input for m in idle), *(">" for _ in idle))
+        for key, entries in reply or ():
+            self._by_input_key[key].in_hand += entries
+
+    def _tend_leases(self, now: float) -> None:
+        """Renew owned leases and try to take the others, each when due."""
+        for m in self._markets:
+            if now < m.next_lease:
+                continue
+            if m.epoch is not None:
+                renew(self.client, m.keys, self.consumer, self.settings.lease_ms, m.epoch)
+                m.next_lease = now + self._renew_every_s
+            elif not self._stopping:
+                epoch = acquire(self.client, m.keys, self.consumer, self.settings.lease_ms)
+                if epoch is None:
+                    m.next_lease = now + self._poll_every_s
+                    continue
+                m.epoch = epoch
+                m.next_lease = time.monotonic() + self._renew_every_s
+                log.info("event=lease_taken market=%s consumer=%s epoch=%d",
+                         m.symbol, self.consumer, epoch)
+                self._recover(m)
+
+    def _renew_if_due(self, m: _MarketState) -> None:
+        now = time.monotonic()
+        if m.epoch is not None and now >= m.next_lease:
+            renew(self.client, m.keys, self.consumer, self.settings.lease_ms, m.epoch)
+            m.next_lease = now + self._renew_every_s
+
+    def _recover(self, m: _MarketState) -> None:
+        started = time.perf_counter()
+        rec = recover(self.client, m.market, m.keys, self.consumer,
+                      on_chunk=lambda: self._renew_if_due(m))
+        m.book = rec.book
+        m.applied = rec.applied
+        m.last_out_id = rec.last_out_id
+        m.ready = None
+        m.in_hand = rec.backlog  # older than anything a read returns next: order kept
+        m.since_snapshot = rec.replayed
+        m.snapshot_at = time.monotonic()
+        m.stats.recoveries += 1
+        m.stats.replayed += rec.replayed
+        log.info("event=recovered market=%s epoch=%s snapshot_input_id=%s applied=%s "
+                 "replayed=%d claimed=%d acked_without_apply=%d seq=%d resting=%d ms=%.1f",
+                 m.symbol, m.epoch, rec.snapshot_input_id.decode(), rec.applied.decode(),
+                 rec.replayed, len(rec.backlog), rec.skipped, m.book.seq, len(m.book.orders),
+                 (time.perf_counter() - started) * 1000)
+
+    def _snapshot(self, m: _MarketState) -> None:
+        """Write a snapshot at the last commit and trim the streams behind it.
+
+        Only called while nothing is applied beyond ``m.applied``.
+        """
+        assert m.epoch is not None and m.ready is None
+        started = time.perf_counter()
+        blob = encode_snapshot(take_snapshot(m.book, m.applied.decode(), m.last_out_id.decode()))
+        trimmed_in, trimmed_out = write_snapshot(self.client, m.keys, m.epoch, blob, m.applied,
+                                                 self.settings.out_retention)
+        m.since_snapshot = 0
+        m.snapshot_at = time.monotonic()
+        m.stats.snapshots += 1
+        log.debug("event=snapshot market=%s input_id=%s seq=%d resting=%d bytes=%d "
+                  "trimmed_in=%d trimmed_out=%d ms=%.1f", m.symbol, m.applied.decode(),
+                  m.book.seq, len(m.book.orders), len(blob), trimmed_in, trimmed_out,
+                  (time.perf_counter() - started) * 1000)
+
+    def _shutdown(self) -> None:
+        self._log_stats(time.monotonic())
+        for m in self._markets:
+            if m.epoch is None:
+                continue
+            self._snapshot(m)
+            release(self.client, m.keys, self.consumer, m.epoch)
+            log.info("event=stopped market=%s applied=%s seq=%d snapshot=written",
+                     m.symbol, m.applied.decode(), m.book.seq)
+            m.epoch = None
+
+    def _log_stats(self, now: float) -> None:
+        interval = self.stats_interval_s - (self._next_stats - now)
+        self._next_stats = now + self.stats_interval_s
+        for m in self._markets:
+            s = m.stats
+            if m.epoch is None and not s.interval_batches:
+                continue
+            lat = sorted(s.interval_latencies_s)
+            lag = self._lag(m) if m.epoch is not None else None
+            log.info(
+                "event=stats market=%s owner=%s applied_total=%d batches_total=%d "
+                "applied=%d per_s=%.0f batches=%d avg_batch=%.1f max_batch=%d "
+                "commit_p50_ms=%.3f commit_p99_ms=%.3f commit_max_ms=%.3f lag=%s",
+                m.symbol, m.epoch is not None, s.applied, s.batches, s.interval_applied,
+                s.interval_applied / interval if interval > 0 else 0.0, s.interval_batches,
+                s.interval_applied / s.interval_batches if s.interval_batches else 0.0,
+                s.max_batch, _pct(lat, 0.5) * 1000, _pct(lat, 0.99) * 1000,
+                (lat[-1] if lat else 0.0) * 1000, lag)
+            s.interval_applied = 0
+            s.interval_batches = 0
+            s.interval_latencies_s = []
+
+    def _lag(self, m: _MarketState) -> int | None:
+        """Entries in ``:in`` not yet delivered to the group (Redis 7's XINFO lag)."""
+        try:
+            for group in self.client.xinfo_groups(m.keys.input):
+                if group["name"] in (GROUP, GROUP.encode()):
+                    lag = group.get("lag")
+                    return int(lag) if lag is not None else None
+        except redis.ResponseError:
+            return None
+        return None
+
+    def _sleep(self, seconds: float) -> None:
+        """Sleep, waking early when a stop is requested."""
+        deadline = time.monotonic() + seconds
+        while not self._stopping:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            time.sleep(min(left, 0.05))
+
+
+def _pct(values: Sequence[float], q: float) -> float:
+    """The ``q`` quantile of sorted ``values`` (nearest rank), 0 when empty."""
+    if not values:
+        return 0.0
+    return values[min(len(values) - 1, int(q * len(values)))]
+
+
+__all__ = ["EXIT_FATAL", "EXIT_FENCED", "EXIT_OK", "EngineRunner", "MarketStats", "connect",
+           "tune_gc"]

@@ -1,0 +1,169 @@
+"""``streamex bench engine``: the engine service on Redis Streams against its floor.
+
+One run, one embedded Redis server (no AOF), one market:
+
+1. pre-fill ``sx:{SYM}:in`` with N realistic orders (``streamex.flow``), pipelined;
+2. floor: ``XREADGROUP COUNT b`` + ``XACK`` of the same N entries with the same
+   batch size (ack and next read pipelined, as the engine does in one script),
+   no decoding, no matching, no output;
+3. replay: recovery's replay of the N entries into an empty book (XRANGE
+   chunks, decode, match, nothing published);
+4. engine: ``EngineRunner`` in-process (the service's code path) until the
+   last order is committed, including its final snapshot.
+
+The final book is checked against an in-process run of the same flow. The
+last stdout line is JSON with ``orders``, ``orders_per_s``, ``floor_per_s``,
+``ratio``, ``replay_per_s`` and commit latency percentiles.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from typing import Any
+
+from engine.book import OrderBook
+from engine.commit import MarketKeys, call, parse_id
+from engine.market import DEFAULT_MARKETS, Market
+from engine.messages import Command, encode_command
+from engine.recovery import ZERO_ID, replay
+from engine.runner import EXIT_OK, EngineRunner, connect, tune_gc
+from engine.snapshot import encode_snapshot, take_snapshot
+from engine.streams import IN_FIELD
+from streamex.config import EngineConfig
+from streamex.redis_server import RedisServer
+
+_FLOOR_GROUP = "floor"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--orders", type=int, default=200_000, help="(default: %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=EngineConfig().batch_size,
+                        help="XREADGROUP COUNT for engine and floor (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=1, help="flow seed (default: %(default)s)")
+    parser.add_argument("--json", action="store_true", help="print only the JSON line")
+
+
+def _flow(market: Market, n: int, seed: int) -> list[tuple[str, Command]]:
+    from streamex.flow import realistic_flow
+
+    return realistic_flow(market, n, seed)
+
+
+def _prefill(client: Any, key: str, flow: list[tuple[str, Command]]) -> None:
+    """XADD every order with its explicit id, 5,000 per pipeline round trip."""
+    for i in range(0, len(flow), 5000):
+        pipe = client.pipeline(transaction=False)
+        for entry_id, cmd in flow[i:i + 5000]:
+            pipe.execute_command("XADD", key, entry_id, IN_FIELD, encode_command(cmd))
+        pipe.execute()
+
+
+def _floor(client: Any, key: str, n: int, batch: int) -> float:
+    """Seconds to take delivery of and acknowledge ``n`` entries, ``batch`` at a time."""
+    call(client, "XGROUP", "CREATE", key, _FLOOR_GROUP, "0")
+    read = ("XREADGROUP", "GROUP", _FLOOR_GROUP, "floor", "COUNT", batch, "STREAMS", key, ">")
+    started = time.perf_counter()
+    reply = call(client, *read)
+    done = 0
+    while reply:
+        ids = [e[0] for e in reply[0][1]]
+        done += len(ids)
+        pipe = client.pipeline(transaction=False)
+        pipe.execute_command("XACK", key, _FLOOR_GROUP, *ids)
+        pipe.execute_command(*read)
+        _, reply = pipe.execute()
+    elapsed = time.perf_counter() - started
+    if done != n:
+        raise RuntimeError(f"floor read {done} entries, expected {n}")
+    return elapsed
+
+
+def _pct(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q * len(values)))] if values else 0.0
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.orders < 1 or args.batch_size < 1:
+        print("streamex bench engine: --orders and --batch-size must be positive",
+              file=sys.stderr)
+        return 2
+    market = DEFAULT_MARKETS[0]
+    keys = MarketKeys.of(market.symbol)
+    tune_gc()  # as ``streamex engine`` does
+
+    def say(text: str) -> None:
+        if not args.json:
+            print(text, flush=True)
+
+    flow = _flow(market, args.orders, args.seed)
+    last_id = flow[-1][0].encode()
+    reference = OrderBook(market)
+    for entry_id, cmd in flow:
+        reference.apply(entry_id, cmd)
+
+    with RedisServer() as server:
+        client = connect(server.url)
+        version = client.info("server")["redis_version"]
+        _prefill(client, keys.input, flow)
+        say(f"prefilled {len(flow)} orders into {keys.input} (redis {version})")
+
+        floor_s = _floor(client, keys.input, len(flow), args.batch_size)
+        say(f"floor  XREADGROUP+XACK  {len(flow) / floor_s:12,.0f} entries/s")
+
+        book = OrderBook(market)
+        started = time.perf_counter()
+        replayed, _ = replay(client, book, keys, ZERO_ID, last_id)
+        replay_s = time.perf_counter() - started
+        say(f"replay (no publish)     {replayed / replay_s:12,.0f} orders/s")
+
+        settings = EngineConfig(batch_size=args.batch_size, snapshot_every=2**31 - 1,
+                                snapshot_interval_s=3600.0)
+        runner = EngineRunner(server.url, [market], settings, "bench",
+                              stats_interval_s=3600.0, record_latencies=True)
+        started = time.perf_counter()
+        code = runner.run(until_applied={market.symbol: last_id})
+        engine_s = time.perf_counter() - started
+        stats = runner.stats(market.symbol)
+        out_len = client.xlen(keys.output)
+        client.close()
+
+    same = (encode_snapshot(take_snapshot(runner.book(market.symbol)))
+            == encode_snapshot(take_snapshot(reference)))
+    replay_same = encode_snapshot(take_snapshot(book)) == encode_snapshot(take_snapshot(reference))
+    if code != EXIT_OK or stats.applied != len(flow) or not same or not replay_same:
+        print(f"streamex bench engine: wrong result: exit {code}, applied {stats.applied} of "
+              f"{len(flow)}, engine book same={same}, replay book same={replay_same}",
+              file=sys.stderr)
+        return 1
+    lat = stats.commit_latencies_s
+    result = {
+        "bench": "engine",
+        "orders": len(flow),
+        "batch_size": args.batch_size,
+        "orders_per_s": round(len(flow) / engine_s),
+        "floor_per_s": round(len(flow) / floor_s),
+        "ratio": round(floor_s / engine_s, 3),
+        "replay_per_s": round(replayed / replay_s),
+        "batches": stats.batches,
+        "out_entries": out_len,
+        "events": reference.seq,
+        "commit_ms_p50": round(_pct(lat, 0.5) * 1000, 3),
+        "commit_ms_p99": round(_pct(lat, 0.99) * 1000, 3),
+        "commit_ms_p999": round(_pct(lat, 0.999) * 1000, 3),
+        "commit_ms_max": round(max(lat) * 1000, 3),
+        "engine_s": round(engine_s, 3),
+        "redis": version,
+        "python": platform.python_version(),
+    }
+    say(f"engine (service path)   {result['orders_per_s']:12,} orders/s  "
+        f"ratio {result['ratio']:.2f} of floor; {stats.batches} batches, commit p50 "
+        f"{result['commit_ms_p50']} ms p99 {result['commit_ms_p99']} ms "
+        f"p99.9 {result['commit_ms_p999']} ms max {result['commit_ms_max']} ms")
+    assert parse_id(last_id) > parse_id(ZERO_ID)
+    print(json.dumps(result))
+    return 0

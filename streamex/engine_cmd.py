@@ -1,0 +1,100 @@
+"""``streamex engine``: run the matching engine for some markets against a Redis server.
+
+Usage: ``streamex engine --config FILE [--markets A,B] [--consumer NAME]
+[--redis-url URL]``. The Redis URL comes from ``--redis-url``, else the
+config's ``[redis] url``; the engine never starts a server itself. Start a
+second process for the same markets to get a hot standby. Logs are key=value
+lines on stderr. Exit codes: 0 after SIGTERM/SIGINT (snapshot written), 1 on
+a fatal error, 2 on bad arguments or configuration, 3 when another engine
+took the market over (this one was fenced).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import socket
+import sys
+import types
+
+from engine.runner import EngineRunner, tune_gc
+from streamex.config import ConfigError, load_config
+
+EXIT_USAGE = 2
+
+
+class KeyValueFormatter(logging.Formatter):
+    """``ts=... level=... logger=... event=... k=v`` (messages are already key=value)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        ts = self.formatTime(record, "%Y-%m-%dT%H:%M:%S")
+        line = (f"ts={ts}.{int(record.msecs):03d} level={record.levelname.lower()} "
+                f"logger={record.name} {record.getMessage()}")
+        if record.exc_info:
+            line += " traceback=" + repr(self.formatException(record.exc_info))
+        return line
+
+
+def setup_logging(level: str) -> None:
+    """Key=value lines on stderr for the whole process."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(KeyValueFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", required=True, help="TOML configuration file")
+    parser.add_argument("--markets", default=None,
+                        help="comma-separated symbols to serve (default: every configured market)")
+    parser.add_argument("--consumer", default=None,
+                        help="this engine's name in the lease and consumer group "
+                             "(default: HOST-PID); reuse it on restart to take over at once")
+    parser.add_argument("--redis-url", default=None,
+                        help="Redis to use (default: the config's [redis] url)")
+    parser.add_argument("--stats-interval", type=float, default=10.0, metavar="SECONDS",
+                        help="how often to log counters (default: %(default)s)")
+    parser.add_argument("--log-level", default="info",
+                        choices=("debug", "info", "warning", "error"),
+                        help="(default: %(default)s)")
+
+
+def run(args: argparse.Namespace) -> int:
+    setup_logging(args.log_level)
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"streamex engine: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    url = args.redis_url or config.redis.url
+    if not url:
+        print("streamex engine: no Redis URL: pass --redis-url or set [redis] url in the config",
+              file=sys.stderr)
+        return EXIT_USAGE
+    if args.markets:
+        symbols = [s.strip() for s in args.markets.split(",") if s.strip()]
+        unknown = [s for s in symbols if s not in config.markets_by_symbol]
+        if unknown or not symbols:
+            print(f"streamex engine: --markets: not configured: {', '.join(unknown) or '(none)'}"
+                  f" (configured: {', '.join(config.markets_by_symbol)})", file=sys.stderr)
+            return EXIT_USAGE
+        markets = [config.market(s) for s in dict.fromkeys(symbols)]
+    else:
+        markets = list(config.markets)
+    if args.stats_interval <= 0:
+        print("streamex engine: --stats-interval: must be positive", file=sys.stderr)
+        return EXIT_USAGE
+    consumer = args.consumer or f"{socket.gethostname()}-{os.getpid()}"
+    runner = EngineRunner(url, markets, config.engine, consumer,
+                          stats_interval_s=args.stats_interval)
+
+    def stop(signum: int, frame: types.FrameType | None) -> None:
+        runner.request_stop()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    tune_gc()
+    return runner.run()
