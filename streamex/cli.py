@@ -63,6 +63,9 @@ def _config_check_run(args: argparse.Namespace) -> int:
 COMMANDS: dict[str, Command] = {
     "redis": lazy("streamex.redis_cmd", "run an embedded Redis server in the foreground"),
     "up": lazy("streamex.up", "run the whole exchange: Redis, engines, gateway, market data"),
+    "engine": lazy("streamex.engine_cmd", "run the matching engine for some markets"),
+    "gateway": lazy("streamex.gateway_cmd", "run the order-entry websocket gateway"),
+    "marketdata": lazy("streamex.marketdata_cmd", "run the market-data websocket service"),
     "bench": lazy("streamex.bench_cmd", "run a benchmark (core, engine, feed, e2e)"),
     "config-check": Command(
         "check a configuration file and summarize it", _config_check_arguments, _config_check_run

@@ -1,0 +1,150 @@
+"""The order-entry service of one process: websocket listener plus its Redis tasks.
+
+``Gateway(config, redis_url)`` owns one XADD batcher, one event-stream
+reader (:class:`~gateway.router.ExecutionRouter`), one backlog monitor, the
+open-orders view and the logged-on sessions. :meth:`Gateway.start` rebuilds
+the view, starts the tasks and listens; :meth:`Gateway.close` stops listening,
+lets closing sessions send their cancel-on-disconnect commands, then stops the
+tasks. The service keeps no state of its own that Redis does not have: after a
+restart, clients log on again and resync with ``orders.open``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Coroutine
+from types import TracebackType
+from typing import Any
+
+import redis.asyncio as aioredis
+from websockets.asyncio.server import Server, ServerConnection, serve
+
+from gateway.backlog import BacklogMonitor
+from gateway.batcher import XaddBatcher
+from gateway.orders_view import OpenOrdersView
+from gateway.ratelimit import TokenBucket
+from gateway.router import ExecutionRouter
+from gateway.session import Session
+from streamex.config import Config
+
+log = logging.getLogger(__name__)
+
+MAX_FRAME = 65_536
+"""Largest accepted frame; a bigger one closes the connection with 1009."""
+
+
+def wall_ms() -> int:
+    """Milliseconds since the epoch."""
+    return time.time_ns() // 1_000_000
+
+
+class Gateway:
+    """One order-entry process. Use ``async with Gateway(...) as g: await g.start(...)``."""
+
+    def __init__(self, config: Config, redis_url: str, *, backlog_refresh_s: float = 0.1,
+                 clock_ms: Callable[[], int] = wall_ms) -> None:
+        self.config = config
+        self.markets = config.markets_by_symbol
+        self.markets_result = {"markets": [m.to_wire() for m in config.markets]}
+        self.now_ms = clock_ms
+        self.redis = aioredis.Redis.from_url(redis_url)
+        # A separate client: its connection sits in a blocking XREAD.
+        self._reader_redis = aioredis.Redis.from_url(redis_url)
+        self.view = OpenOrdersView(self.markets)
+        self.backlog = BacklogMonitor(self.redis, self.markets, backlog_refresh_s)
+        self.batcher = XaddBatcher(self.redis, on_added=self.backlog.added)
+        self.router = ExecutionRouter(self._reader_redis, config.markets, self.view,
+                                      self._deliver, self._wanted)
+        self.sessions: dict[str, set[Session]] = {}
+        self._account_buckets: dict[str, TokenBucket] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._spawned: set[asyncio.Task[Any]] = set()
+        self._server: Server | None = None
+
+    async def start(self, host: str | None = None, port: int | None = None) -> tuple[str, int]:
+        """Rebuild the view, start the Redis tasks and listen; returns the bound address.
+
+        ``host``/``port`` default to the config's ``[gateway]``; port 0 picks a
+        free one. Raises the Redis error if Redis cannot be reached.
+        """
+        await self.router.load()
+        await self.backlog.refresh()
+        self._tasks = [asyncio.create_task(coro) for coro in
+                       (self.batcher.run(), self.router.run(), self.backlog.run())]
+        self._server = await serve(
+            self._handle, host or self.config.gateway.host,
+            self.config.gateway.port if port is None else port,
+            max_size=MAX_FRAME, compression=None,
+        )
+        address = next(iter(self._server.sockets)).getsockname()
+        return address[0], address[1]
+
+    async def close(self) -> None:
+        """Close every connection (1001), flush their disconnect cancels, stop the tasks."""
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        await self.redis.aclose()
+        await self._reader_redis.aclose()
+
+    async def serve_forever(self) -> None:
+        """Wait until the listener or one of the Redis tasks stops (it re-raises its error)."""
+        assert self._server is not None, "start() first"
+        done, _ = await asyncio.wait(self._tasks, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            task.result()
+
+    async def __aenter__(self) -> Gateway:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.close()
+
+    # -- sessions ---------------------------------------------------------------------
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        await Session(self, ws).run()
+
+    def register(self, session: Session) -> None:
+        """Route the account's execution reports to ``session`` from now on."""
+        assert session.account is not None
+        self.sessions.setdefault(session.account, set()).add(session)
+
+    def unregister(self, session: Session) -> None:
+        if session.account is None:
+            return
+        sessions = self.sessions.get(session.account)
+        if sessions is not None:
+            sessions.discard(session)
+            if not sessions:
+                del self.sessions[session.account]
+
+    def account_bucket(self, account: str) -> TokenBucket:
+        """The account's token bucket, shared by its connections to this process."""
+        bucket = self._account_buckets.get(account)
+        if bucket is None:
+            limits = self.config.limits
+            bucket = self._account_buckets[account] = TokenBucket(
+                limits.account_rate, limits.account_burst, time.monotonic())
+        return bucket
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        """Run ``coro`` in the background, keeping a reference until it ends."""
+        task = asyncio.create_task(coro)
+        self._spawned.add(task)
+        task.add_done_callback(self._spawned.discard)
+
+    def _wanted(self, account: str) -> bool:
+        return account in self.sessions
+
+    def _deliver(self, account: str, frame: bytes) -> None:
+        for session in self.sessions.get(account, ()):
+            session.push(frame)

@@ -1,0 +1,340 @@
+"""One order-entry websocket connection: requests in, replies and execution reports out.
+
+The receive loop handles each frame synchronously (:meth:`Session.handle`):
+rate limits, decoding and validation (``gateway.validation``), then either an
+immediate reply or an XADD submitted to the process's batcher. Everything the
+connection sends goes through one FIFO *outbox* of slots written by one writer
+task: a reply that waits for its XADD holds a slot that its future fills, and
+a push is appended behind every slot already there. So replies keep request
+order, and the reply to a request always precedes any push it caused (the
+push can only arrive after the request's slot was queued), even when the event
+reader sees the engine's report before the XADD reply is processed.
+
+Errors become ``{"id", "error"}`` replies here and only here; an unexpected
+exception is logged and answered ``INTERNAL`` with a generic message.
+
+Behaviour a client relies on:
+
+- ``orders.open`` answers from the process's open-orders view, i.e. what the
+  engine has applied as far as this gateway has read; an order that was just
+  "received" appears once the engine applied it (its ``new`` report follows).
+- Rate limits: a token bucket per connection (every frame) and one per
+  account and process (order-entry methods), both answered ``RATE_LIMITED``.
+- ``OVERLOADED`` refuses ``order.place`` and ``order.amend`` while the
+  market's backlog is at ``limits.max_backlog``; cancels always go through.
+- An XADD that Redis did not confirm is answered ``INTERNAL`` ("may not have
+  been received"): the client checks ``orders.open`` before retrying.
+- ``cancel_on_disconnect`` acts when the connection closes or the gateway
+  stops; a gateway that crashes (SIGKILL) cannot send the cancels.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from websockets.asyncio.server import ServerConnection
+from websockets.exceptions import ConnectionClosed
+
+from engine.errors import (
+    BAD_REQUEST,
+    CANCEL_ON_DISCONNECT,
+    INTERNAL,
+    OVERLOADED,
+    RATE_LIMITED,
+    UNAUTHENTICATED,
+    StreamexError,
+)
+from engine.messages import CancelAll, Command
+from engine.streams import in_entry
+from gateway.auth import verify_logon
+from gateway.ratelimit import TokenBucket
+from gateway.reports import status_of
+from gateway.validation import (
+    ORDER_METHODS,
+    LogonParams,
+    PlaceParams,
+    Request,
+    RequestError,
+    SymbolParams,
+    commands_for,
+    decode_envelope,
+    decode_params,
+    market_of,
+)
+from gateway.wire import error_frame, result_frame
+from streamex.constants import in_stream
+
+if TYPE_CHECKING:
+    from gateway.server import Gateway
+
+log = logging.getLogger(__name__)
+
+MAX_OUTBOX = 20_000
+"""Frames queued for a connection that does not read before it is closed (1008)."""
+_DISCONNECT_WAIT_S = 5.0
+
+_RECEIVED = {"status": "received"}
+_UNCONFIRMED = ("order entry is unavailable: the request may not have been received; "
+                "check orders.open before retrying")
+
+
+class _Slot:
+    """A place in the outbox; ``frame`` is None until the reply is known."""
+
+    __slots__ = ("frame",)
+
+    def __init__(self, frame: bytes | None) -> None:
+        self.frame = frame
+
+
+class Session:
+    """State of one connection: its account, limits, outbox and the orders it placed."""
+
+    def __init__(self, gateway: Gateway, ws: ServerConnection) -> None:
+        self.gateway = gateway
+        self.ws = ws
+        self.account: str | None = None
+        self.cancel_on_disconnect = False
+        limits = gateway.config.limits
+        self._bucket = TokenBucket(limits.connection_rate, limits.connection_burst,
+                                   time.monotonic())
+        self._account_bucket: TokenBucket | None = None
+        self._outbox: deque[_Slot] = deque()
+        self._wake = asyncio.Event()
+        self._in_flight: set[asyncio.Future[str]] = set()
+        # symbol -> ids of orders placed here that may still be open (cancel_on_disconnect).
+        self._placed: dict[str, set[str]] = {}
+        self._prune_at = 1024
+        self._closed = False
+
+    # -- life cycle -----------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Serve the connection until it closes, then cancel its orders if asked to."""
+        writer = asyncio.create_task(self._write())
+        try:
+            async for frame in self.ws:
+                self.handle(frame)
+                if len(self._outbox) >= MAX_OUTBOX:
+                    self._slow_consumer()
+                    break
+        except ConnectionClosed:
+            pass
+        finally:
+            self._closed = True
+            self.gateway.unregister(self)
+            writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await writer
+            await self._cancel_placed_orders()
+
+    async def _write(self) -> None:
+        outbox, ws, wake = self._outbox, self.ws, self._wake
+        try:
+            while True:
+                while outbox and outbox[0].frame is not None:
+                    frame = outbox.popleft().frame
+                    assert frame is not None
+                    await ws.send(frame.decode())
+                wake.clear()
+                await wake.wait()
+        except ConnectionClosed:
+            pass
+
+    def push(self, frame: bytes) -> None:
+        """Queue an execution report; closes a connection that stopped reading (1008)."""
+        if self._closed:
+            return
+        if len(self._outbox) >= MAX_OUTBOX:
+            self._slow_consumer()
+            return
+        self._outbox.append(_Slot(frame))
+        self._wake.set()
+
+    def _slow_consumer(self) -> None:
+        """Close a connection whose unsent frames reached MAX_OUTBOX; it resyncs on reconnect."""
+        if not self._closed:
+            self._closed = True
+            log.warning("closing connection of %s: slow consumer", self.account)
+            self.gateway.spawn(self.ws.close(1008, "slow consumer"))
+
+    # -- replies --------------------------------------------------------------------
+
+    def _reply(self, frame: bytes) -> None:
+        self._outbox.append(_Slot(frame))
+        self._wake.set()
+
+    def _reply_when(self, request_id: int | str, future: asyncio.Future[Any],
+                    result: Callable[[Any], object]) -> None:
+        """Reply ``result(future's value)`` once ``future`` is done, in request order."""
+        slot = _Slot(None)
+        self._outbox.append(slot)
+
+        def fill(done: asyncio.Future[Any]) -> None:
+            try:
+                if done.cancelled():
+                    slot.frame = error_frame(request_id, INTERNAL, _UNCONFIRMED)
+                elif (exc := done.exception()) is not None:
+                    log.error("request %r not confirmed by Redis: %r", request_id, exc)
+                    slot.frame = error_frame(request_id, INTERNAL, _UNCONFIRMED)
+                else:
+                    slot.frame = result_frame(request_id, result(done.result()))
+            except Exception:  # never leave the slot empty: it would block the outbox
+                log.exception("reply to request %r failed", request_id)
+                slot.frame = error_frame(request_id, INTERNAL, "internal error")
+            self._wake.set()
+
+        future.add_done_callback(fill)
+
+    # -- requests -------------------------------------------------------------------
+
+    def handle(self, frame: str | bytes) -> None:
+        """Answer one frame (synchronously; a reply that needs Redis is filled in later)."""
+        if not self._bucket.take(time.monotonic()):
+            self._reply(error_frame(_request_id_of(frame), RATE_LIMITED,
+                                    "too many requests on this connection; slow down"))
+            return
+        request_id: int | str | None = None
+        try:
+            envelope = decode_envelope(frame)
+            request_id = envelope.id
+            request = decode_params(envelope)
+            self._dispatch(request)
+        except RequestError as exc:
+            self._reply(error_frame(exc.request_id, exc.code, exc.message))
+        except StreamexError as exc:
+            self._reply(error_frame(request_id, exc.code, exc.message))
+        except Exception:
+            log.exception("request %r failed", request_id)
+            self._reply(error_frame(request_id, INTERNAL, "internal error"))
+
+    def _dispatch(self, request: Request) -> None:
+        method, params, rid = request.method, request.params, request.id
+        g = self.gateway
+        if request.needs_logon and self.account is None:
+            raise StreamexError(UNAUTHENTICATED, f"{method}: log on first")
+        if method in ORDER_METHODS:
+            assert self._account_bucket is not None
+            if not self._account_bucket.take(time.monotonic()):
+                raise StreamexError(RATE_LIMITED, "too many requests for this account; slow down")
+            commands = commands_for(params, g.markets, self._account())
+            if method == "order.place":
+                assert isinstance(params, PlaceParams)
+                symbol, cmd = commands[0]
+                self._admit(symbol)
+                self._place(rid, symbol, cmd, params.client_order_id)
+                return
+            if method == "order.amend":
+                self._admit(commands[0][0])
+            futures = [self._submit(symbol, cmd) for symbol, cmd in commands]
+            future = futures[0] if len(futures) == 1 else asyncio.gather(*futures)
+            self._reply_when(rid, future, _received)
+        elif method == "orders.open":
+            assert isinstance(params, SymbolParams)
+            self._open_orders(rid, params)
+        elif method == "ping":
+            self._reply(result_frame(rid, {"pong": g.now_ms()}))
+        elif method == "markets":
+            self._reply(result_frame(rid, g.markets_result))
+        elif method == "logon":
+            assert isinstance(params, LogonParams)
+            self._logon(rid, params)
+        else:  # pragma: no cover - decode_params only accepts the methods above
+            raise StreamexError(INTERNAL, "internal error")
+
+    def _account(self) -> str:
+        assert self.account is not None
+        return self.account
+
+    def _admit(self, symbol: str) -> None:
+        backlog = self.gateway.backlog.backlog(symbol)
+        if backlog >= self.gateway.config.limits.max_backlog:
+            raise StreamexError(OVERLOADED,
+                                f"{symbol}: the engine is behind ({backlog} commands queued); "
+                                "retry later")
+
+    def _submit(self, symbol: str, cmd: Command) -> asyncio.Future[str]:
+        return self.gateway.batcher.submit(in_stream(symbol), in_entry(cmd))
+
+    def _logon(self, rid: int | str, params: LogonParams) -> None:
+        g = self.gateway
+        if self.account is not None:
+            raise StreamexError(BAD_REQUEST, f"logon: already logged on as {self.account}")
+        account = verify_logon(g.config.accounts_by_api_key, params.api_key, params.timestamp,
+                               params.signature, g.now_ms())
+        self.account = account.id
+        self.cancel_on_disconnect = params.cancel_on_disconnect
+        self._account_bucket = g.account_bucket(account.id)
+        # Registered before the reply is queued: every later push follows the reply.
+        g.register(self)
+        self._reply(result_frame(rid, {"account": account.id, "server_time": g.now_ms()}))
+
+    def _place(self, rid: int | str, symbol: str, cmd: Command, coid: str | None) -> None:
+        future = self._submit(symbol, cmd)
+        self._reply_when(rid, future, lambda order_id: {
+            "order_id": order_id, "client_order_id": coid, "symbol": symbol,
+            "status": "received"})
+        if self.cancel_on_disconnect:
+            self._in_flight.add(future)
+            future.add_done_callback(lambda done: self._placed_done(symbol, done))
+
+    def _placed_done(self, symbol: str, done: asyncio.Future[str]) -> None:
+        self._in_flight.discard(done)
+        if done.cancelled() or done.exception() is not None:
+            return
+        ids = self._placed.setdefault(symbol, set())
+        ids.add(done.result())
+        if len(ids) >= self._prune_at:
+            view = self.gateway.view
+            live = {i for i in ids if view.may_be_open(symbol, i)}
+            self._placed[symbol] = live
+            self._prune_at = max(1024, 2 * len(live))
+
+    def _open_orders(self, rid: int | str, params: SymbolParams) -> None:
+        g = self.gateway
+        if params.symbol is not None:
+            market_of(g.markets, params.symbol)
+        orders = g.view.open_orders(self._account(), params.symbol)
+        self._reply(result_frame(rid, {
+            "orders": [status_of(g.markets[s], r) for s, r in orders]}))
+
+    # -- disconnect -----------------------------------------------------------------
+
+    async def _cancel_placed_orders(self) -> None:
+        """With cancel_on_disconnect: one CancelAll of this connection's live orders per market."""
+        if self.account is None or not self.cancel_on_disconnect:
+            return
+        if self._in_flight:
+            await asyncio.wait(self._in_flight, timeout=_DISCONNECT_WAIT_S)
+        view = self.gateway.view
+        futures = []
+        for symbol, ids in self._placed.items():
+            live = sorted(i for i in ids if view.may_be_open(symbol, i))
+            if live:
+                cmd = CancelAll(self.account, live, CANCEL_ON_DISCONNECT)
+                futures.append(self._submit(symbol, cmd))
+        self._placed.clear()
+        if not futures:
+            return
+        done, _ = await asyncio.wait(futures, timeout=_DISCONNECT_WAIT_S)
+        for future in futures:
+            if future not in done or future.cancelled() or future.exception() is not None:
+                log.error("cancel_on_disconnect for %s not confirmed", self.account)
+
+
+def _received(_: object) -> dict[str, str]:
+    return _RECEIVED
+
+
+def _request_id_of(frame: str | bytes) -> int | str | None:
+    """The id to echo on a refusal that happens before decoding (rate limit)."""
+    try:
+        return decode_envelope(frame).id
+    except RequestError as exc:
+        return exc.request_id

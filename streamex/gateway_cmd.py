@@ -1,0 +1,70 @@
+"""``streamex gateway``: the order-entry websocket gateway in the foreground.
+
+Runs on uvloop until SIGINT/SIGTERM, then closes connections (sending the
+cancel-on-disconnect commands) and exits 0. Prints one line
+``gateway listening on ws://HOST:PORT/`` once it accepts connections (with
+``--port 0``, the port picked). Exit code 1 on a bad config or unreachable Redis.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+
+import redis
+import uvloop
+
+from streamex.config import Config, ConfigError, load_config
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="TOML configuration file (default: built-in markets)")
+    parser.add_argument("--redis-url", help="Redis to use (default: the config's redis.url)")
+    parser.add_argument("--host", help="address to listen on (default: the config's gateway.host)")
+    parser.add_argument("--port", type=int,
+                        help="port to listen on, 0 for any (default: the config's gateway.port)")
+    parser.add_argument("--log-level", default="INFO", help="logging level (default: %(default)s)")
+
+
+async def _serve(args: argparse.Namespace, config: Config, redis_url: str) -> int:
+    from gateway.server import Gateway
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    async with Gateway(config, redis_url) as gateway:
+        host, port = await gateway.start(args.host, args.port)
+        print(f"gateway listening on ws://{host}:{port}/", flush=True)
+        serving = asyncio.create_task(gateway.serve_forever())
+        stopping = asyncio.create_task(stop.wait())
+        done, _ = await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if serving in done:
+            serving.result()  # a task failed: raise its error
+            return 1
+        serving.cancel()
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=args.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"streamex gateway: {exc}", file=sys.stderr)
+        return 1
+    redis_url = args.redis_url or config.redis.url
+    if redis_url is None:
+        print("streamex gateway: no Redis: give --redis-url or [redis] url in the config "
+              "(or run everything with `streamex up`)", file=sys.stderr)
+        return 1
+    try:
+        return uvloop.run(_serve(args, config, redis_url))
+    except (OSError, redis.RedisError) as exc:
+        print(f"streamex gateway: {exc}", file=sys.stderr)
+        return 1

@@ -1,0 +1,128 @@
+"""The Python SDK (streamex.client) against the real services: typed results, errors, pushes."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from gateway_helpers import (
+    ALICE,
+    BOB,
+    Process,
+    engine_process,
+    logged_on,
+    make_config,
+    next_report,
+    running_gateway,
+    wait_engine_ready,
+    write_config,
+)
+from websockets.exceptions import ConnectionClosed
+
+from engine.errors import StreamexError
+from engine.market import DEFAULT_MARKETS
+from streamex.client import ExecutionReport, MarketDataClient, MarketInfo, OrderClient
+
+
+async def test_order_client_results_errors_and_executions(tmp_path: Path, redis_url: str
+                                                          ) -> None:
+    config = make_config()
+    engine = engine_process(write_config(tmp_path, config), redis_url,
+                            tmp_path / "engine.log").start()
+    try:
+        await wait_engine_ready(redis_url)
+        async with running_gateway(config, redis_url) as (_, url):
+            async with OrderClient.connect(url) as client:
+                assert await client.ping() > 0
+                markets = await client.markets()
+                assert markets == [MarketInfo(**m.to_wire()) for m in DEFAULT_MARKETS]
+                with pytest.raises(StreamexError) as caught:
+                    await client.place("BTC-USD", "buy", "limit", "1", "1.00")
+                assert caught.value.code == "UNAUTHENTICATED"
+                with pytest.raises(StreamexError) as caught:
+                    await client.logon(ALICE.api_key, "wrong secret")
+                assert caught.value.code == "UNAUTHENTICATED"
+                logon = await client.logon(ALICE.api_key, ALICE.secret)
+                assert logon.account == "alice" == client.account
+
+                with pytest.raises(TypeError):
+                    await client.place("BTC-USD", "buy", "limit", 0.1, "1.00")  # type: ignore[arg-type]
+                with pytest.raises(StreamexError) as caught:
+                    await client.place("BTC-USD", "buy", "limit", "1", "1.001")
+                assert (caught.value.code, str(caught.value)) == (
+                    "INVALID_TICK", "params.price: must be a multiple of 0.01")
+                placed = await client.place("BTC-USD", "buy", "limit", Decimal("0.25"), 3,
+                                            client_order_id="sdk-1", post_only=True,
+                                            stp="cancel_maker")
+                assert placed.client_order_id == "sdk-1" and placed.status == "received"
+                concurrent = await asyncio.gather(*[
+                    client.place("BTC-USD", "buy", "limit", "0.0001", "2.00") for _ in range(20)])
+                assert len({r.order_id for r in concurrent}) == 20
+
+                seen: list[ExecutionReport] = []
+                async for report in client.executions():
+                    seen.append(report)
+                    if len(seen) == 21:
+                        break
+                assert seen[0].order_id == placed.order_id
+                assert (seen[0].qty, seen[0].price) == ("0.2500", "3.00")
+                assert [r.order_id for r in seen[1:]] == [r.order_id for r in concurrent]
+                assert len(await client.open_orders("BTC-USD")) == 21
+                await client.cancel_all("BTC-USD")
+                canceled = [await next_report(client) for _ in range(21)]
+                assert {r.exec_type for r in canceled} == {"canceled"}
+                assert await client.open_orders() == []
+
+            # After close: calls fail with ConnectionClosed and the iterator ends.
+            with pytest.raises(ConnectionClosed):
+                await client.ping()
+            assert [r async for r in client.executions()] == []
+    finally:
+        engine.stop()
+
+
+async def test_market_data_client_sees_the_book_change(tmp_path: Path, redis_url: str) -> None:
+    config = make_config()
+    config_path = write_config(tmp_path, config)
+    engine = engine_process(config_path, redis_url, tmp_path / "engine.log").start()
+    feed = Process(["marketdata", "--config", str(config_path), "--redis-url", redis_url,
+                    "--port", "0"], tmp_path / "marketdata.log").start()
+    try:
+        md_url = None
+        for _ in range(500):
+            found = re.search(r"marketdata listening on (ws://\S+)", feed.log())
+            if found:
+                md_url = found.group(1)
+                break
+            assert feed.running(), feed.log()
+            await asyncio.sleep(0.02)
+        assert md_url is not None, feed.log()
+        await wait_engine_ready(redis_url)
+        async with running_gateway(config, redis_url) as (_, url), \
+                MarketDataClient.connect(md_url) as md:
+            result = await md.subscribe("book", "BTC-USD", depth=10)
+            assert result["subscribed"]["channel"] == "book"
+            with pytest.raises(StreamexError) as caught:
+                await md.subscribe("book", "NOPE-USD")
+            assert caught.value.code == "UNKNOWN_SYMBOL"
+            async with asyncio.timeout(10):
+                snapshot = await md.next_push()
+                while snapshot.get("channel") != "book":
+                    snapshot = await md.next_push()
+            assert (snapshot["type"], snapshot["bids"], snapshot["asks"]) == ("snapshot", [], [])
+
+            bob = await logged_on(url, BOB)
+            await bob.place("BTC-USD", "sell", "limit", "0.5", "123.45")
+            async with asyncio.timeout(10):
+                async for push in md:
+                    if push.get("channel") == "book" and push["type"] == "update":
+                        break
+            assert push["asks"] == [["123.45", "0.5000"]] and push["prev_seq"] == snapshot["seq"]
+            await md.unsubscribe("book", "BTC-USD", depth=10)
+            await bob.close()
+    finally:
+        feed.stop()
+        engine.stop()
