@@ -1,0 +1,466 @@
+"""The market-data websocket server: subscriptions, fan-out, heartbeats, slow consumers.
+
+A thin driver around the sans-I/O parts: :mod:`marketdata.requests` parses
+frames, :class:`marketdata.feed.MarketFeed` builds (and encodes once) every
+message, :class:`marketdata.outbox.Outbox` queues a connection's frames.
+
+Fan-out (:meth:`FeedServer.publish`) never waits. Each message is framed once
+(server frames are unmasked and uncompressed, so the bytes are the same for
+every subscriber). A connection with nothing queued and room in its transport
+buffer (below websockets' ``write_limit``) gets the frame written at once;
+otherwise the payload goes into its outbox and that connection's writer task
+sends it with ``await ws.send`` (which waits for the buffer to drain). So a
+slow socket stalls only its own writer, never the fan-out, the stream reader or
+the engine; its outbox fills up and the slow-consumer policy decides: resync
+with fresh snapshots, or close with 1008 ``slow consumer``.
+
+Replies take the same path as pushes, so a reply is always written before the
+pushes its request caused (e.g. a subscription's snapshot).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import time
+from collections.abc import Coroutine, Iterable
+from typing import Any
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+from websockets.protocol import State
+
+from engine import errors
+from engine.market import Market
+from marketdata import http_static
+from marketdata import messages as wire
+from marketdata.feed import Batch, MarketFeed
+from marketdata.l2book import DEPTHS
+from marketdata.outbox import DEFAULT_LIMIT, DEFAULT_RESYNC_WINDOW_S, Outbox, Overflow
+from marketdata.requests import Request as MdRequest
+from marketdata.requests import RequestError, SubscriptionParams, params_to_wire, parse_request
+
+log = logging.getLogger("streamex.marketdata")
+
+MAX_FRAME = 64 * 1024
+"""Largest accepted incoming frame; a bigger one closes the connection with 1009."""
+WRITE_LIMIT = 64 * 1024
+"""High-water mark of each connection's transport buffer (websockets ``write_limit``)."""
+HEARTBEAT_S = 1.0
+HEARTBEAT_TICK_S = 0.1
+SLOW_CLOSE_TIMEOUT_S = 5.0
+"""How long a slow consumer's 1008 close may wait for its buffers to drain before abort."""
+WRITER_YIELD_EVERY = 64
+SNDBUF = 128 * 1024
+"""Kernel send buffer per connection (SO_SNDBUF): bounds what a stalled peer holds in
+kernel memory, so a slow consumer reaches its outbox limit instead of buffering MBs."""
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def text_frame(payload: bytes) -> bytes:
+    """A complete unmasked, unfragmented websocket text frame (RFC 6455 5.2). O(len)."""
+    n = len(payload)
+    if n < 126:
+        return bytes((0x81, n)) + payload
+    if n < 65536:
+        return b"\x81\x7e" + n.to_bytes(2, "big") + payload
+    return b"\x81\x7f" + n.to_bytes(8, "big") + payload
+
+
+class Connection:
+    """One subscriber connection: its outbox, writer wake-up and subscriptions."""
+
+    __slots__ = ("ws", "transport", "write_limit", "outbox", "wakeup", "books", "trades",
+                 "tickers", "last_push", "overflowed", "closing", "writer")
+
+    def __init__(self, ws: ServerConnection, outbox: Outbox, write_limit: int,
+                 now: float) -> None:
+        self.ws = ws
+        self.transport = ws.transport
+        self.write_limit = write_limit
+        self.outbox = outbox
+        self.wakeup = asyncio.Event()
+        self.books: dict[str, int] = {}
+        """symbol -> depth of its book subscription (one depth per symbol)."""
+        self.trades: set[str] = set()
+        self.tickers: set[str] = set()
+        self.last_push = now
+        self.overflowed = False
+        self.closing = False
+        self.writer: asyncio.Task[None] | None = None
+
+    def _write_now(self, frame: bytes) -> bool:
+        """Write a framed message if nothing is queued and the buffer has room. O(1)."""
+        if (not self.outbox and self.ws.protocol.state is State.OPEN
+                and self.transport.get_write_buffer_size() < self.write_limit):
+            self.transport.write(frame)
+            return True
+        return False
+
+    def push(self, payload: bytes, frame: bytes, now: float) -> bool:
+        """Send or queue a push; False on overflow (then ignored until it is handled)."""
+        if self.overflowed or self.closing:
+            return True
+        self.last_push = now
+        if self._write_now(frame):
+            return True
+        if not self.outbox.push(payload):
+            self.overflowed = True
+            return False
+        self.wakeup.set()
+        return True
+
+    def push_many(self, items: list[tuple[bytes, bytes]], now: float) -> bool:
+        """Several pushes ``(payload, frame)`` in order, written with one syscall if possible."""
+        if self.overflowed or self.closing:
+            return True
+        if self._write_now(b"".join([frame for _, frame in items])):
+            self.last_push = now
+            return True
+        return all(self.push(payload, frame, now) for payload, frame in items)
+
+    def reply(self, payload: bytes) -> bool:
+        """Send or queue a reply; False when the outbox is full (the peer does not read)."""
+        if self.closing or self._write_now(text_frame(payload)):
+            return True
+        if not self.outbox.reply(payload):
+            return False
+        self.wakeup.set()
+        return True
+
+    def symbols(self) -> set[str]:
+        return set(self.books) | self.trades | self.tickers
+
+
+class _MarketSubs:
+    """Who is subscribed to what in one market."""
+
+    __slots__ = ("books", "trades", "tickers")
+
+    def __init__(self) -> None:
+        self.books: dict[int, set[Connection]] = {d: set() for d in DEPTHS}
+        self.trades: set[Connection] = set()
+        self.tickers: set[Connection] = set()
+
+
+class FeedServer:
+    """Websocket listener and fan-out hub for a set of :class:`MarketFeed`.
+
+    ``await start(host, port)`` binds (port 0 picks a free one, see
+    :attr:`port`); the stream readers call :meth:`publish` after each batch;
+    ``await close()`` stops listening and drops every connection.
+    """
+
+    def __init__(self, markets: Iterable[Market], feeds: dict[str, MarketFeed], *,
+                 queue_limit: int = DEFAULT_LIMIT,
+                 resync_window_s: float = DEFAULT_RESYNC_WINDOW_S,
+                 write_limit: int = WRITE_LIMIT,
+                 slow_close_timeout_s: float = SLOW_CLOSE_TIMEOUT_S,
+                 sndbuf: int | None = SNDBUF) -> None:
+        self.markets = tuple(markets)
+        self.feeds = feeds
+        self.symbols = frozenset(feeds)
+        self.queue_limit = queue_limit
+        self.resync_window_s = resync_window_s
+        self.write_limit = write_limit
+        self.slow_close_timeout_s = slow_close_timeout_s
+        self.sndbuf = sndbuf
+        self.subs = {symbol: _MarketSubs() for symbol in feeds}
+        self.connections: set[Connection] = set()
+        self.slow_closes = 0
+        self.resyncs = 0
+        self._markets_result = {"markets": [m.to_wire() for m in self.markets]}
+        self._server: Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._heartbeat: asyncio.Task[None] | None = None
+
+    # -- lifecycle ------------------------------------------------------------
+
+    async def start(self, host: str, port: int) -> None:
+        self._server = await serve(
+            self._handle, host, port,
+            process_request=self._process_request,
+            max_size=MAX_FRAME,
+            write_limit=self.write_limit,
+            compression=None,
+        )
+        self._heartbeat = asyncio.create_task(self._heartbeats())
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None, "start() first"
+        sockets = list(self._server.sockets)
+        port: int = sockets[0].getsockname()[1]
+        return port
+
+    async def close(self) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._heartbeat
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _process_request(self, connection: ServerConnection, request: Request
+                         ) -> Response | None:
+        """Plain HTTP GETs on the same port get the web page; handshakes pass (None)."""
+        return http_static.process_request(connection, request)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    # -- fan-out --------------------------------------------------------------
+
+    def publish(self, feed: MarketFeed, batch: Batch) -> None:
+        """Send a batch's messages to every subscriber of its streams. Never waits.
+
+        Cost: per changed stream one encode and one framing, then per
+        subscriber one transport write (all its messages of the batch in one)
+        or outbox appends.
+        """
+        subs = self.subs[feed.symbol]
+        streams: list[tuple[set[Connection], bytes, bytes]] = []
+        for depth, conns in subs.books.items():
+            if conns:
+                _add_stream(streams, conns, batch.book(depth))
+        if subs.trades:
+            _add_stream(streams, subs.trades, batch.trades())
+        if subs.tickers:
+            _add_stream(streams, subs.tickers, batch.ticker())
+        if not streams:
+            return
+        now = self._now()
+        overflowed: list[Connection] = []
+        if len(streams) == 1:
+            conns, payload, frame = streams[0]
+            for c in conns:
+                if not c.push(payload, frame, now):
+                    overflowed.append(c)
+        else:
+            per_conn: dict[Connection, list[tuple[bytes, bytes]]] = {}
+            for conns, payload, frame in streams:
+                for c in conns:
+                    items = per_conn.get(c)
+                    if items is None:
+                        per_conn[c] = [(payload, frame)]
+                    else:
+                        items.append((payload, frame))
+            for c, items in per_conn.items():
+                ok = (c.push(items[0][0], items[0][1], now) if len(items) == 1
+                      else c.push_many(items, now))
+                if not ok:
+                    overflowed.append(c)
+        for c in overflowed:
+            self._on_overflow(c, now)
+
+    def _on_overflow(self, c: Connection, now: float) -> None:
+        """A full outbox: resync the connection with fresh snapshots, or close it."""
+        c.overflowed = False
+        if c.closing:
+            return
+        if c.outbox.on_overflow(now, bool(c.trades)) is Overflow.CLOSE:
+            self._close_slow(c)
+            return
+        self.resyncs += 1
+        log.info("slow consumer %s: queue full, resync with fresh snapshots",
+                 c.ws.remote_address)
+        c.outbox.drop_pushes()
+        for symbol, depth in c.books.items():
+            _push_one(c, self.feeds[symbol].book_snapshot(depth), now)
+        for symbol in c.tickers:
+            _push_one(c, self.feeds[symbol].ticker_message("snapshot"), now)
+        if c.overflowed:  # replies alone fill the queue: the peer does not read at all
+            self._close_slow(c)
+
+    def _close_slow(self, c: Connection) -> None:
+        self.slow_closes += 1
+        log.info("slow consumer %s: closing (1008)", c.ws.remote_address)
+        self._forget(c)
+        c.outbox.clear()
+        self._spawn(self._close_connection(c, 1008, "slow consumer"))
+
+    async def _close_connection(self, c: Connection, code: int, reason: str) -> None:
+        if c.writer is not None:
+            c.writer.cancel()
+        try:
+            async with asyncio.timeout(self.slow_close_timeout_s):
+                await c.ws.close(code, reason)
+        except TimeoutError:
+            c.ws.transport.abort()
+
+    @staticmethod
+    def _now() -> float:
+        return time.monotonic()
+
+    # -- connections ------------------------------------------------------------
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        if self.sndbuf is not None:
+            sock = ws.transport.get_extra_info("socket")
+            if sock is not None:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.sndbuf)
+        c = Connection(ws, Outbox(self.queue_limit, self.resync_window_s), self.write_limit,
+                       self._now())
+        self.connections.add(c)
+        c.writer = asyncio.create_task(self._write(c))
+        try:
+            async for frame in ws:
+                self._on_frame(c, frame)
+                if c.closing:
+                    break
+        except ConnectionClosed:
+            pass
+        finally:
+            if not c.closing:
+                self._forget(c)
+                c.writer.cancel()
+            self.connections.discard(c)
+        if c.closing:
+            # Keep the handler (and so the connection) alive until the close is done.
+            await ws.wait_closed()
+
+    async def _write(self, c: Connection) -> None:
+        """Drain ``c``'s outbox into its socket; only this task ever waits on the socket."""
+        ws, outbox, wakeup = c.ws, c.outbox, c.wakeup
+        sent = 0
+        try:
+            while True:
+                frame = outbox.pop()
+                if frame is None:
+                    wakeup.clear()
+                    await wakeup.wait()
+                    continue
+                await ws.send(frame, text=True)
+                sent += 1
+                if sent % WRITER_YIELD_EVERY == 0:
+                    await asyncio.sleep(0)  # let other connections and the readers run
+        except ConnectionClosed:
+            pass
+
+    def _forget(self, c: Connection) -> None:
+        """Remove every subscription of ``c`` and stop queuing to it."""
+        c.closing = True
+        for symbol, depth in c.books.items():
+            self.subs[symbol].books[depth].discard(c)
+        for symbol in c.trades:
+            self.subs[symbol].trades.discard(c)
+        for symbol in c.tickers:
+            self.subs[symbol].tickers.discard(c)
+        c.books.clear()
+        c.trades.clear()
+        c.tickers.clear()
+
+    # -- requests -------------------------------------------------------------
+
+    def _on_frame(self, c: Connection, frame: str | bytes) -> None:
+        try:
+            req = parse_request(frame, self.symbols)
+        except RequestError as exc:
+            self._reply(c, wire.error_reply(exc.request_id, exc.code, exc.message))
+            return
+        try:
+            self._dispatch(c, req)
+        except Exception:  # never leak internals to the peer
+            log.exception("request %s failed", req.method)
+            self._reply(c, wire.error_reply(req.id, errors.INTERNAL, "internal error"))
+
+    def _reply(self, c: Connection, payload: bytes) -> None:
+        if not c.reply(payload):
+            self._close_slow(c)
+
+    def _dispatch(self, c: Connection, req: MdRequest) -> None:
+        method = req.method
+        if method == "ping":
+            self._reply(c, wire.result_reply(req.id, {"pong": now_ms()}))
+        elif method == "markets":
+            self._reply(c, wire.result_reply(req.id, self._markets_result))
+        else:
+            assert req.params is not None
+            if method == "subscribe":
+                self._subscribe(c, req.id, req.params)
+            else:
+                self._unsubscribe(c, req.id, req.params)
+
+    def _subscribe(self, c: Connection, rid: int | str | None, p: SubscriptionParams) -> None:
+        symbol = p.symbol
+        subs = self.subs[symbol]
+        feed = self.feeds[symbol]
+        self._reply(c, wire.result_reply(rid, {"subscribed": params_to_wire(p)}))
+        if c.closing:  # the reply overflowed a peer that does not read
+            return
+        now = self._now()
+        if p.channel == "book":
+            assert p.depth is not None
+            old = c.books.get(symbol)
+            if old is not None:
+                subs.books[old].discard(c)
+            c.books[symbol] = p.depth
+            subs.books[p.depth].add(c)
+            ok = _push_one(c, feed.book_snapshot(p.depth), now)
+        elif p.channel == "trades":
+            c.trades.add(symbol)
+            subs.trades.add(c)
+            ok = True
+        else:
+            c.tickers.add(symbol)
+            subs.tickers.add(c)
+            ok = _push_one(c, feed.ticker_message("snapshot"), now)
+        if not ok:
+            self._on_overflow(c, now)
+
+    def _unsubscribe(self, c: Connection, rid: int | str | None, p: SubscriptionParams) -> None:
+        symbol = p.symbol
+        subs = self.subs[symbol]
+        if p.channel == "book":
+            depth = c.books.get(symbol)
+            if depth is not None and (p.depth is None or p.depth == depth):
+                del c.books[symbol]
+                subs.books[depth].discard(c)
+        elif p.channel == "trades":
+            c.trades.discard(symbol)
+            subs.trades.discard(c)
+        else:
+            c.tickers.discard(symbol)
+            subs.tickers.discard(c)
+        self._reply(c, wire.result_reply(rid, {"unsubscribed": params_to_wire(p)}))
+
+    # -- heartbeats -------------------------------------------------------------
+
+    async def _heartbeats(self) -> None:
+        """Every tick, push a heartbeat to each connection idle for :data:`HEARTBEAT_S`."""
+        while True:
+            await asyncio.sleep(HEARTBEAT_TICK_S)
+            now = self._now()
+            ts: int | None = None
+            for c in self.connections:
+                if c.closing or now - c.last_push < HEARTBEAT_S or len(c.outbox):
+                    continue
+                if ts is None:
+                    ts = now_ms()
+                seqs = {s: self.feeds[s].seq for s in sorted(c.symbols())}
+                if not _push_one(c, wire.heartbeat(ts, seqs), now):
+                    self._on_overflow(c, now)
+
+
+def _push_one(c: Connection, payload: bytes, now: float) -> bool:
+    return c.push(payload, text_frame(payload), now)
+
+
+def _add_stream(streams: list[tuple[set[Connection], bytes, bytes]], conns: set[Connection],
+                payload: bytes | None) -> None:
+    if payload is not None:
+        streams.append((conns, payload, text_frame(payload)))

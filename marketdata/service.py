@@ -1,0 +1,96 @@
+"""The market-data service: one stream reader per market feeding one websocket server.
+
+    service = MarketDataService(config.markets, redis_url)
+    await service.start(host, port)      # snapshots loaded, listening
+    ...
+    await service.close()
+
+Stateless apart from what the engine snapshots and event streams rebuild, so
+several services may run side by side and a restarted one catches up alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from engine.market import Market
+from marketdata.feed import MarketFeed
+from marketdata.outbox import DEFAULT_LIMIT
+from marketdata.reader import MarketReader
+from marketdata.server import FeedServer
+
+log = logging.getLogger("streamex.marketdata")
+
+START_TIMEOUT_S = 30.0
+
+
+class MarketDataService:
+    """Readers + server for ``markets``, on the Redis at ``redis_url``."""
+
+    def __init__(self, markets: Iterable[Market], redis_url: str, *,
+                 queue_limit: int = DEFAULT_LIMIT) -> None:
+        """``queue_limit``: frames queued per connection before the slow-consumer policy."""
+        self.markets = tuple(markets)
+        self.redis_url = redis_url
+        self.feeds = {m.symbol: MarketFeed(m) for m in self.markets}
+        self.server = FeedServer(self.markets, self.feeds, queue_limit=queue_limit)
+        self.readers: list[MarketReader] = []
+        self._client: aioredis.Redis | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def port(self) -> int:
+        return self.server.port
+
+    async def start(self, host: str, port: int) -> None:
+        """Load every market's snapshot, start following the streams, then listen.
+
+        Raises if Redis cannot be reached within :data:`START_TIMEOUT_S`.
+        """
+        self._client = aioredis.Redis.from_url(self.redis_url)
+        self.readers = [MarketReader(self._client, feed, self.server.publish)
+                        for feed in self.feeds.values()]
+        self._tasks = [asyncio.create_task(r.run(), name=f"reader {r.feed.symbol}")
+                       for r in self.readers]
+        for task in self._tasks:
+            task.add_done_callback(_reader_done)
+        pending: set[asyncio.Task[Any]] = {asyncio.create_task(r.ready.wait())
+                                           for r in self.readers}
+        try:
+            async with asyncio.timeout(START_TIMEOUT_S):
+                while pending:
+                    done, pending = await asyncio.wait(
+                        {*pending, *self._tasks}, return_when=asyncio.FIRST_COMPLETED)
+                    for task in self._tasks:
+                        if task.done():
+                            task.result()  # a reader died at start-up: raise its error
+                    pending -= set(self._tasks)
+        finally:
+            for t in pending:
+                t.cancel()
+        await self.server.start(host, port)
+
+    async def wait(self) -> None:
+        """Run until a reader fails (its exception is raised) or the task is cancelled."""
+        await asyncio.gather(*self._tasks)
+
+    async def close(self) -> None:
+        await self.server.close()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self._client is not None:
+            await self._client.aclose()
+
+
+def _reader_done(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("%s stopped: %r", task.get_name(), task.exception())

@@ -1,0 +1,91 @@
+"""``streamex marketdata``: the public market-data websocket service.
+
+Follows every configured market's engine snapshot and event stream on Redis
+and serves ``book``, ``trades``, ``ticker`` and ``heartbeat`` to websocket
+subscribers (PROTOCOL.md). Prints one line ``marketdata listening on
+ws://HOST:PORT/`` once the snapshots are loaded and the port is bound (with
+``--port 0`` this names the port picked). Stops on SIGINT or SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+
+from engine.market import Market
+from marketdata.outbox import DEFAULT_LIMIT
+from streamex.config import ConfigError, load_config
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="TOML configuration file (default: built-in markets)")
+    parser.add_argument("--redis-url", help="Redis to follow (default: [redis] url of the config)")
+    parser.add_argument("--host", help="address to listen on (default: [marketdata] host)")
+    parser.add_argument("--port", type=int,
+                        help="port to listen on, 0 for any free one (default: [marketdata] port)")
+    parser.add_argument("--queue-limit", type=int, default=DEFAULT_LIMIT, metavar="N",
+                        help="frames queued per connection before it counts as a slow consumer "
+                             "(default: %(default)s)")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"streamex marketdata: {exc}", file=sys.stderr)
+        return 2
+    redis_url = args.redis_url or config.redis.url
+    if redis_url is None:
+        print("streamex marketdata: no Redis: pass --redis-url or set [redis] url "
+              "(streamex up starts an embedded one)", file=sys.stderr)
+        return 2
+    host = args.host or config.marketdata.host
+    port = config.marketdata.port if args.port is None else args.port
+    if not 0 <= port <= 65535:
+        print("streamex marketdata: --port: must be in 0..65535", file=sys.stderr)
+        return 2
+    if args.queue_limit < 1:
+        print("streamex marketdata: --queue-limit: must be positive", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s marketdata %(levelname)s %(message)s")
+    logging.getLogger("websockets").setLevel(logging.WARNING)  # no line per connection
+    import uvloop
+
+    try:
+        return uvloop.run(_serve(config.markets, redis_url, host, port, args.queue_limit))
+    except KeyboardInterrupt:
+        return 0
+
+
+async def _serve(markets: tuple[Market, ...], redis_url: str, host: str, port: int,
+                 queue_limit: int) -> int:
+    from marketdata.service import MarketDataService
+
+    service = MarketDataService(markets, redis_url, queue_limit=queue_limit)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await service.start(host, port)
+    except (OSError, TimeoutError) as exc:
+        print(f"streamex marketdata: cannot start: {exc}", file=sys.stderr)
+        await service.close()
+        return 1
+    print(f"marketdata listening on ws://{host}:{service.port}/", flush=True)
+    waiter = asyncio.create_task(service.wait())
+    stopper = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopper.cancel()
+        waiter.cancel()
+        await service.close()
+    if waiter.done() and not waiter.cancelled() and waiter.exception() is not None:
+        print(f"streamex marketdata: stopped: {waiter.exception()!r}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,247 @@
+"""The websocket server over real loopback sockets, fed in-process from an OrderBook.
+
+Protocol replies and errors, subscription lifecycle, heartbeats and the
+slow-consumer policy. (Redis and the engine process are exercised in
+test_marketdata_integration.py.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from marketdata_helpers import BookMirror, Flow, recv_json, request
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from engine import errors
+from engine.market import DEFAULT_MARKETS
+from marketdata.feed import MarketFeed
+from marketdata.server import FeedServer
+
+BTC = DEFAULT_MARKETS[0]
+
+
+class Harness:
+    """A started FeedServer and a way to publish a flow's events through it."""
+
+    def __init__(self, server: FeedServer, flow: Flow) -> None:
+        self.server = server
+        self.flow = flow
+        self.feed = server.feeds["BTC-USD"]
+        self.next = 0
+        self.url = f"ws://127.0.0.1:{server.port}/"
+
+    def publish(self, commands: int, per_batch: int = 1) -> None:
+        """Publish the next ``commands`` commands' events, ``per_batch`` per engine batch."""
+        stop = min(self.next + commands, len(self.flow.events))
+        for i in range(self.next, stop, per_batch):
+            events = [e for evs in self.flow.events[i:min(i + per_batch, stop)] for e in evs]
+            batch = self.feed.apply(events)
+            if not batch.empty:
+                self.server.publish(self.feed, batch)
+        self.next = stop
+
+    def top(self, side: str, depth: int) -> list[list[str]]:
+        replay = OrderBookAt(self.flow, self.feed.seq)
+        return replay.top(side, depth)
+
+
+class OrderBookAt:
+    def __init__(self, flow: Flow, seq: int) -> None:
+        from marketdata_helpers import Replay
+
+        self.replay = Replay(flow)
+        if seq:
+            self.replay.to_seq(seq)
+
+    def top(self, side: str, depth: int) -> list[list[str]]:
+        return self.replay.top(side, depth)
+
+
+async def start(flow: Flow, **options: Any) -> Harness:
+    feeds = {m.symbol: MarketFeed(m) for m in DEFAULT_MARKETS}
+    server = FeedServer(DEFAULT_MARKETS, feeds, **options)
+    await server.start("127.0.0.1", 0)
+    return Harness(server, flow)
+
+
+@pytest.fixture
+async def harness() -> AsyncIterator[Harness]:
+    h = await start(Flow(BTC, 1500, seed=11))
+    try:
+        yield h
+    finally:
+        await h.server.close()
+
+
+async def test_ping_markets_and_errors_keep_the_connection(harness: Harness) -> None:
+    async with connect(harness.url) as ws:
+        before = time.time_ns() // 1_000_000
+        reply = await request(ws, "ping", request_id=5)
+        assert reply["id"] == 5 and before <= reply["result"]["pong"] <= before + 5000
+        reply = await request(ws, "markets", request_id="m")
+        assert reply == {"id": "m", "result": {"markets": [m.to_wire() for m in DEFAULT_MARKETS]}}
+        await ws.send("{nope")
+        assert await recv_json(ws) == {"id": None, "error": {
+            "code": errors.BAD_REQUEST, "message": "not valid JSON"}}
+        await ws.send(b'{"id": 1, "method": "ping"}')
+        assert (await recv_json(ws))["error"]["code"] == errors.BAD_REQUEST
+        reply = await request(ws, "order.place", {"symbol": "BTC-USD"}, request_id=9)
+        assert reply["id"] == 9 and reply["error"]["code"] == errors.UNKNOWN_METHOD
+        reply = await request(ws, "subscribe", {"channel": "book", "symbol": "XRP-USD"})
+        assert reply["error"]["code"] == errors.UNKNOWN_SYMBOL
+        reply = await request(ws, "subscribe", {"channel": "book", "symbol": "BTC-USD",
+                                                "depth": 11})
+        assert reply["error"]["code"] == errors.BAD_REQUEST
+        assert "result" in await request(ws, "ping")
+
+
+async def test_frame_over_64_kib_closes_with_1009(harness: Harness) -> None:
+    async with connect(harness.url, max_size=None) as ws:
+        await ws.send(json.dumps({"id": 1, "method": "ping", "pad": "x" * 70_000}))
+        with pytest.raises(ConnectionClosed):
+            await recv_json(ws)
+        assert ws.close_code == 1009
+
+
+async def test_reply_precedes_snapshot_then_updates_chain(harness: Harness) -> None:
+    harness.publish(500, per_batch=5)
+    async with connect(harness.url) as ws:
+        await ws.send(json.dumps({"id": 1, "method": "subscribe",
+                                  "params": {"channel": "book", "symbol": "BTC-USD",
+                                             "depth": 25}}))
+        reply = await recv_json(ws)
+        assert reply == {"id": 1, "result": {"subscribed": {
+            "channel": "book", "symbol": "BTC-USD", "depth": 25}}}
+        mirror = BookMirror(25)
+        snapshot = await recv_json(ws)
+        assert snapshot["type"] == "snapshot"
+        mirror.apply(snapshot)
+        assert mirror.top("buy") == harness.top("buy", 25)
+        harness.publish(500, per_batch=3)
+        while mirror.seq != harness.feed.book_seq[25]:
+            mirror.apply(await recv_json(ws))
+        assert mirror.updates > 10
+        assert mirror.top("buy") == harness.top("buy", 25)
+        assert mirror.top("sell") == harness.top("sell", 25)
+        # Switching depth replaces the subscription: a new snapshot, then its chain.
+        reply = await request(ws, "subscribe", {"channel": "book", "symbol": "BTC-USD",
+                                                "depth": 10})
+        assert reply["result"]["subscribed"]["depth"] == 10
+        mirror = BookMirror(10)
+        mirror.apply(await recv_json(ws))
+        reply = await request(ws, "unsubscribe", {"channel": "book", "symbol": "BTC-USD"})
+        assert reply["result"] == {"unsubscribed": {"channel": "book", "symbol": "BTC-USD"}}
+        harness.publish(300)
+        # Nothing but heartbeats after unsubscribing.
+        msg = await recv_json(ws, timeout_s=3.0)
+        assert msg["channel"] == "heartbeat"
+
+
+async def test_heartbeat_after_one_idle_second_names_the_seqs(harness: Harness) -> None:
+    harness.publish(200)
+    async with connect(harness.url) as ws:
+        await request(ws, "subscribe", {"channel": "trades", "symbol": "BTC-USD"})
+        started = time.monotonic()
+        msg = await recv_json(ws, timeout_s=5.0)
+        waited = time.monotonic() - started
+        assert msg["channel"] == "heartbeat"
+        assert msg["seqs"] == {"BTC-USD": harness.feed.seq}
+        assert 0.8 <= waited <= 2.5
+        assert abs(msg["ts"] - time.time() * 1000) < 5000
+
+
+def small_rcvbuf_socket(port: int) -> socket.socket:
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", port))
+    sock.setblocking(False)
+    return sock
+
+
+async def drain_until_closed_or_idle(ws: ClientConnection, mirror: BookMirror | None,
+                                     timeout_s: float = 10.0) -> list[dict[str, Any]]:
+    """Read (checking the book chain) until closed or idle (a heartbeat: nothing queued)."""
+    got: list[dict[str, Any]] = []
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            msg = await recv_json(ws, timeout_s=2.5)
+        except (TimeoutError, ConnectionClosed):
+            break
+        if msg["channel"] == "heartbeat":
+            break
+        got.append(msg)
+        if mirror is not None and msg["channel"] == "book":
+            mirror.apply(msg)
+    return got
+
+
+async def test_slow_book_subscriber_gets_a_fresh_snapshot_others_unaffected() -> None:
+    h = await start(Flow(BTC, 3000, seed=12), queue_limit=20, write_limit=1024, sndbuf=4096)
+    try:
+        h.publish(1000, per_batch=10)
+        async with connect(h.url) as fast, \
+                connect(h.url, sock=small_rcvbuf_socket(h.server.port), max_queue=1) as slow:
+            mirrors = {}
+            for ws, name in ((fast, "fast"), (slow, "slow")):
+                await request(ws, "subscribe", {"channel": "book", "symbol": "BTC-USD",
+                                                "depth": 500})
+                mirrors[name] = BookMirror(500)
+                mirrors[name].apply(await recv_json(ws))
+            slow.transport.pause_reading()
+            # Publish in steps, letting the fast reader keep up (as a live feed would),
+            # until the slow one overflowed once, then a little more (under the limit).
+            steps_after = 0
+            for _ in range(100):
+                h.publish(25, per_batch=5)
+                while mirrors["fast"].seq != h.feed.book_seq[500]:
+                    mirrors["fast"].apply(await recv_json(fast))
+                if h.server.resyncs:
+                    steps_after += 1
+                    if steps_after == 3:
+                        break
+            assert h.server.resyncs == 1 and h.server.slow_closes == 0
+            assert mirrors["fast"].top("buy") == h.top("buy", 500)
+            slow.transport.resume_reading()
+            got = await drain_until_closed_or_idle(slow, mirrors["slow"])
+            assert any(m["type"] == "snapshot" for m in got if m["channel"] == "book")
+            assert mirrors["slow"].top("buy") == h.top("buy", 500)
+            assert mirrors["slow"].top("sell") == h.top("sell", 500)
+            assert slow.close_code is None
+    finally:
+        await h.server.close()
+
+
+async def test_slow_trades_subscriber_is_closed_1008_and_repeat_offender_too() -> None:
+    h = await start(Flow(BTC, 3000, seed=13), queue_limit=20, write_limit=1024, sndbuf=4096,
+                    resync_window_s=60.0)
+    try:
+        h.publish(300, per_batch=10)
+        async with connect(h.url, sock=small_rcvbuf_socket(h.server.port), max_queue=1) as trader, \
+                connect(h.url, sock=small_rcvbuf_socket(h.server.port), max_queue=1) as booker:
+            await request(trader, "subscribe", {"channel": "trades", "symbol": "BTC-USD"})
+            await request(booker, "subscribe", {"channel": "book", "symbol": "BTC-USD",
+                                                "depth": 100})
+            trader.transport.pause_reading()
+            booker.transport.pause_reading()
+            for _ in range(200):
+                h.publish(10)
+                await asyncio.sleep(0)
+                if h.server.slow_closes >= 2:
+                    break
+            assert h.server.slow_closes == 2 and h.server.resyncs >= 1
+            trader.transport.resume_reading()
+            booker.transport.resume_reading()
+            await drain_until_closed_or_idle(trader, None)
+            await drain_until_closed_or_idle(booker, None)
+            assert (trader.close_code, trader.close_reason) == (1008, "slow consumer")
+            assert (booker.close_code, booker.close_reason) == (1008, "slow consumer")
+    finally:
+        await h.server.close()
