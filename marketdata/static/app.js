@@ -1,0 +1,429 @@
+// The trading page: wires the feed and gateway clients to the DOM.
+// Messages are applied as they arrive (feed.js, gateway.js); the DOM is
+// redrawn at most once per animation frame, only the parts that changed.
+
+import { compareDecimal, decimalsOf, fromUnits, toUnits } from "./decimal.js";
+import { drawDepthChart } from "./depth_chart.js";
+import { FeedClient } from "./feed.js";
+import { GatewayClient } from "./gateway.js";
+
+const LADDER_ROWS = 12;
+const $ = (id) => document.getElementById(id);
+const query = new URLSearchParams(location.search);
+
+const feedUrl = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/`;
+const defaultGateway = query.get("gateway") || `ws://${location.hostname}:8001/`;
+
+// ---- render scheduling -------------------------------------------------------
+
+const dirty = new Set();
+let frameRequested = false;
+const frameStats = { frames: 0 };
+
+function invalidate(what) {
+  dirty.add(what);
+  if (!frameRequested) {
+    frameRequested = true;
+    requestAnimationFrame(render);
+  }
+}
+
+const feed = new FeedClient(feedUrl, (what) => invalidate(what));
+const gateway = new GatewayClient(onGatewayChange);
+
+function onGatewayChange(what) {
+  if (what === "executions") {
+    // An order rejected after "received" (e.g. POST_ONLY_WOULD_TAKE) shows in the ticket too.
+    const r = gateway.executions[0];
+    if (r && (r.exec_type === "rejected" || r.exec_type === "cancel_rejected")) {
+      showOrderError({ code: r.reason || "REJECTED", detail: `${r.exec_type} order ${r.order_id}` });
+    }
+  }
+  invalidate(what);
+}
+
+// ---- helpers -------------------------------------------------------------------
+
+function el(tag, props = {}, children = []) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(props)) {
+    if (key === "text") node.textContent = value;
+    else if (key === "class") node.className = value;
+    else if (key.startsWith("data-")) node.setAttribute(key, value);
+    else node[key] = value;
+  }
+  for (const child of children) node.append(child);
+  return node;
+}
+
+function setText(node, text) {
+  if (node.textContent !== text) node.textContent = text;
+}
+
+function timeOf(ts) {
+  const d = new Date(ts);
+  const pad = (n, w = 2) => String(n).padStart(w, "0");
+  return `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}.${pad(d.getMilliseconds(), 3)}`;
+}
+
+function marketOf(symbol) {
+  return feed.markets.find((m) => m.symbol === symbol) || null;
+}
+
+function priceDecimals() {
+  const m = feed.market();
+  return m ? decimalsOf(m.tick_size) : 2;
+}
+
+function qtyDecimals() {
+  const m = feed.market();
+  return m ? decimalsOf(m.lot_size) : 4;
+}
+
+// ---- ladder --------------------------------------------------------------------
+
+function makeLadderRows(tbody, side) {
+  const rows = [];
+  for (let i = 0; i < LADDER_ROWS; i++) {
+    const cells = [el("td", { class: "mine" }), el("td", { class: "price" }),
+      el("td", { class: "size" }), el("td", { class: "total" })];
+    const row = el("tr", { class: `level ${side}`, "data-testid": `${side}-level` }, cells);
+    row.addEventListener("click", () => {
+      const price = row.dataset.price;
+      if (price) $("order-price").value = price;
+    });
+    tbody.append(row);
+    rows.push({ row, cells, price: null, qty: null });
+  }
+  return rows;
+}
+
+const askRows = makeLadderRows($("ladder-asks"), "ask");
+const bidRows = makeLadderRows($("ladder-bids"), "bid");
+
+/** Own open quantity per "bid|units" / "ask|units" of price, for the selected market. */
+function myLevels() {
+  const mine = new Map();
+  const m = feed.market();
+  if (!m) return mine;
+  const pd = decimalsOf(m.tick_size);
+  const qd = decimalsOf(m.lot_size);
+  for (const o of gateway.openOrders.values()) {
+    if (o.symbol !== m.symbol || o.price == null) continue;
+    const key = `${o.side === "buy" ? "bid" : "ask"}|${toUnits(o.price, pd)}`;
+    mine.set(key, (mine.get(key) || 0n) + toUnits(o.leaves_qty, qd));
+  }
+  return mine;
+}
+
+function fillSide(rows, levels, side, mine, maxTotal, reversed) {
+  const pd = priceDecimals();
+  const qd = qtyDecimals();
+  let total = 0n;
+  const totals = levels.slice(0, LADDER_ROWS).map(([, qty]) => (total += toUnits(qty, qd)));
+  for (let i = 0; i < LADDER_ROWS; i++) {
+    const r = rows[reversed ? LADDER_ROWS - 1 - i : i];
+    const level = levels[i];
+    if (!level) {
+      if (r.price !== null) {
+        r.price = r.qty = null;
+        delete r.row.dataset.price;
+        delete r.row.dataset.qty;
+        r.row.classList.remove("has-mine");
+        for (const c of r.cells) setText(c, "");
+        r.row.style.setProperty("--fill", "0%");
+      }
+      continue;
+    }
+    const [price, qty] = level;
+    const own = mine.get(`${side}|${toUnits(price, pd)}`);
+    r.price = price;
+    r.qty = qty;
+    r.row.dataset.price = price;
+    r.row.dataset.qty = qty;
+    r.row.classList.toggle("has-mine", own !== undefined);
+    setText(r.cells[0], own !== undefined ? fromUnits(own, qd) : "");
+    setText(r.cells[1], price);
+    setText(r.cells[2], qty);
+    setText(r.cells[3], fromUnits(totals[i], qd));
+    const pct = maxTotal > 0n ? (Number((totals[i] * 10000n) / maxTotal) / 100) : 0;
+    r.row.style.setProperty("--fill", `${pct}%`);
+  }
+  return totals.length ? totals[totals.length - 1] : 0n;
+}
+
+function renderLadder() {
+  const book = feed.book;
+  const bids = book && book.synced ? book.bids : [];
+  const asks = book && book.synced ? book.asks : [];
+  const qd = qtyDecimals();
+  const sum = (levels) => levels.slice(0, LADDER_ROWS).reduce((s, [, q]) => s + toUnits(q, qd), 0n);
+  const bidTotal = sum(bids);
+  const askTotal = sum(asks);
+  const maxTotal = bidTotal > askTotal ? bidTotal : askTotal;
+  const mine = myLevels();
+  fillSide(askRows, asks, "ask", mine, maxTotal, true);
+  fillSide(bidRows, bids, "bid", mine, maxTotal, false);
+  const spread = $("ladder-spread");
+  if (bids.length && asks.length) {
+    const pd = priceDecimals();
+    const diff = toUnits(asks[0][0], pd) - toUnits(bids[0][0], pd);
+    setText(spread, `spread ${fromUnits(diff, pd)}`);
+  } else {
+    setText(spread, book && book.synced ? "spread –" : "waiting for book…");
+  }
+  setText($("book-seq"), book && book.synced ? `seq ${book.seq}` : "");
+  $("ladder").dataset.seq = book && book.synced ? String(book.seq) : "";
+  drawDepthChart($("depth-chart"), bids, asks, priceDecimals());
+}
+
+// ---- ticker --------------------------------------------------------------------
+
+function renderTicker() {
+  const book = feed.book;
+  const t = feed.ticker;
+  const synced = book && book.synced;
+  const bid = synced ? book.bids[0] : t && t.best_bid ? [t.best_bid, t.best_bid_qty] : null;
+  const ask = synced ? book.asks[0] : t && t.best_ask ? [t.best_ask, t.best_ask_qty] : null;
+  setText($("ticker-bid"), bid ? bid[0] : "–");
+  setText($("ticker-bid-qty"), bid ? bid[1] : "");
+  setText($("ticker-ask"), ask ? ask[0] : "–");
+  setText($("ticker-ask-qty"), ask ? ask[1] : "");
+  if (bid && ask) {
+    const pd = priceDecimals();
+    setText($("ticker-spread"), fromUnits(toUnits(ask[0], pd) - toUnits(bid[0], pd), pd));
+  } else {
+    setText($("ticker-spread"), "–");
+  }
+  // The last trade: the newer of the ticker's and the tape's.
+  let last = t && t.last_price ? { price: t.last_price, qty: t.last_qty, side: null } : null;
+  const newest = feed.trades[0];
+  if (newest && (!last || feed.lastTradeSeq >= t.seq)) {
+    last = { price: newest.price, qty: newest.qty, side: newest.taker_side };
+  }
+  setText($("ticker-last"), last ? last.price : "–");
+  setText($("ticker-last-qty"), last ? last.qty : "");
+  $("ticker-last").className = last && last.side ? last.side : "";
+}
+
+// ---- trades --------------------------------------------------------------------
+
+function renderTape() {
+  const rows = feed.trades.map((t) => el("tr", {
+    class: `trade ${t.taker_side}`, "data-testid": "trade-row",
+    "data-trade-id": String(t.trade_id), "data-price": t.price, "data-qty": t.qty,
+    "data-side": t.taker_side,
+  }, [el("td", { text: timeOf(t.ts) }), el("td", { class: "price", text: t.price }),
+    el("td", { text: t.qty }), el("td", { text: t.taker_side })]));
+  $("tape-body").replaceChildren(...rows);
+}
+
+// ---- states --------------------------------------------------------------------
+
+function renderStates() {
+  const md = $("md-state");
+  md.dataset.state = feed.state;
+  setText(md, `feed: ${feed.state}${feed.stateDetail ? ` (${feed.stateDetail})` : ""}`);
+  const gw = $("gw-state");
+  gw.dataset.state = gateway.state;
+  const label = gateway.state === "logged_on" ? `logged on as ${gateway.account}` : gateway.state;
+  const detail = gateway.state === "logged_on" ? "" : gateway.stateDetail;
+  setText(gw, `orders: ${label}${detail ? ` (${detail})` : ""}`);
+  setText($("account"), gateway.account ? `Account ${gateway.account}` : "");
+  $("account").dataset.account = gateway.account || "";
+  $("logoff-btn").disabled = gateway.state === "disconnected";
+}
+
+// ---- orders and executions -----------------------------------------------------
+
+function renderOpenOrders() {
+  const orders = [...gateway.openOrders.values()].sort((a, b) =>
+    a.symbol.localeCompare(b.symbol) || a.side.localeCompare(b.side)
+    || (a.price && b.price ? compareDecimal(b.price, a.price) : 0));
+  const rows = orders.map((o) => {
+    const cancel = el("button", {
+      type: "button", class: "cancel", text: "Cancel", "data-testid": "cancel-order",
+      "data-order-id": o.order_id, title: `Cancel order ${o.order_id}`,
+    });
+    cancel.addEventListener("click", () => {
+      cancel.disabled = true;
+      gateway.cancel(o.symbol, o.order_id).catch((err) => {
+        cancel.disabled = false;
+        showOrderError(err);
+      });
+    });
+    return el("tr", {
+      class: `order ${o.side}`, "data-testid": "open-order-row", "data-order-id": o.order_id,
+      "data-symbol": o.symbol, "data-side": o.side, "data-price": o.price ?? "",
+      "data-qty": o.qty, "data-leaves": o.leaves_qty,
+    }, [el("td", { text: o.symbol }), el("td", { class: "side", text: o.side }),
+      el("td", { text: o.price ?? "market" }), el("td", { text: o.qty }),
+      el("td", { text: o.cum_qty }), el("td", { text: o.tif }), el("td", { text: o.status }),
+      el("td", { class: "id", text: o.order_id }), el("td", {}, [cancel])]);
+  });
+  $("open-orders-body").replaceChildren(...rows);
+  setText($("open-count"), orders.length ? `(${orders.length})` : "");
+}
+
+function renderExecutions() {
+  const rows = gateway.executions.map((r) => {
+    const fill = r.exec_type === "trade" ? `${r.last_qty} @ ${r.last_price}` : `${r.qty} @ ${r.price ?? "market"}`;
+    return el("tr", {
+      class: `exec ${r.exec_type}`, "data-testid": "exec-row", "data-exec-type": r.exec_type,
+      "data-order-id": r.order_id, "data-status": r.status,
+    }, [el("td", { text: r.ts ? timeOf(r.ts) : "" }), el("td", { text: r.symbol }),
+      el("td", { text: r.exec_type }), el("td", { class: "side", text: r.side }),
+      el("td", { text: fill }), el("td", { text: r.status }),
+      el("td", { class: "reason", text: r.reason ?? "" }), el("td", { class: "id", text: r.order_id })]);
+  });
+  $("exec-log-body").replaceChildren(...rows);
+}
+
+function renderErrors() {
+  const all = [...feed.errors.map((e) => ({ ...e, source: "feed" })),
+    ...gateway.errors.map((e) => ({ ...e, source: "orders" }))].sort((a, b) => b.ts - a.ts);
+  const items = all.slice(0, 20).map((e) => el("li", {
+    "data-testid": "error-item", "data-code": e.code,
+  }, [el("span", { class: "when", text: timeOf(e.ts) }),
+    el("code", { class: "code", text: e.code }),
+    el("span", { text: ` ${e.message}` }),
+    el("span", { class: "src", text: ` (${e.source}${e.method ? ` ${e.method}` : ""})` })]));
+  $("errors").replaceChildren(...items);
+}
+
+function renderStats() {
+  const s = feed.stats;
+  setText($("stats"), `feed messages ${s.messages} · book ${s.bookMessages} · resyncs ${s.resyncs}`
+    + ` (gaps ${s.gaps}, checksum ${s.checksumFailures}) · reconnects ${s.reconnects}`
+    + ` · frames ${frameStats.frames}`);
+}
+
+// ---- market selector -----------------------------------------------------------
+
+function renderMarkets() {
+  const select = $("market-select");
+  const options = feed.markets.map((m) => el("option", { value: m.symbol, text: m.symbol }));
+  select.replaceChildren(...options);
+  if (!feed.symbol || !marketOf(feed.symbol)) {
+    const wanted = query.get("symbol");
+    const first = feed.markets.find((m) => m.symbol === wanted) || feed.markets[0];
+    if (first) feed.select(first.symbol);
+  }
+  if (feed.symbol) select.value = feed.symbol;
+  renderTicketLabels();
+}
+
+function renderTicketLabels() {
+  const m = feed.market();
+  $("order-qty").placeholder = m ? `${m.base}, step ${m.lot_size}` : "";
+  $("order-price").placeholder = m ? `${m.quote}, step ${m.tick_size}` : "";
+}
+
+$("market-select").addEventListener("change", (event) => {
+  feed.select(event.target.value);
+  const url = new URL(location.href);
+  url.searchParams.set("symbol", event.target.value);
+  history.replaceState(null, "", url);
+  renderTicketLabels();
+  invalidate("orders");
+});
+
+// ---- the render pass -----------------------------------------------------------
+
+function render() {
+  frameRequested = false;
+  frameStats.frames += 1;
+  const what = new Set(dirty);
+  dirty.clear();
+  if (what.has("markets")) renderMarkets();
+  if (what.has("book") || what.has("orders") || what.has("markets")) renderLadder();
+  if (what.has("book") || what.has("ticker") || what.has("trades")) renderTicker();
+  if (what.has("trades")) renderTape();
+  if (what.has("state")) renderStates();
+  if (what.has("orders")) renderOpenOrders();
+  if (what.has("executions")) renderExecutions();
+  if (what.has("error")) renderErrors();
+  renderStats();
+}
+
+window.addEventListener("resize", () => invalidate("book"));
+
+// ---- forms ---------------------------------------------------------------------
+
+function showOrderError(err) {
+  const box = $("order-error");
+  box.hidden = false;
+  box.dataset.code = err.code || "ERROR";
+  box.textContent = `${err.code || "ERROR"}: ${err.detail || err.message}`;
+}
+
+function clearOrderError() {
+  const box = $("order-error");
+  box.hidden = true;
+  box.dataset.code = "";
+  box.textContent = "";
+}
+
+$("gateway-url").value = defaultGateway;
+
+$("logon-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const secretInput = $("api-secret");
+  const secret = secretInput.value;
+  secretInput.value = ""; // the signer holds it now, nothing else does
+  const button = $("logon-btn");
+  button.disabled = true;
+  try {
+    await gateway.logon($("gateway-url").value.trim(), $("api-key").value.trim(), secret,
+      $("cancel-on-disconnect").checked);
+  } catch (err) {
+    showOrderError(err);
+  } finally {
+    button.disabled = false;
+  }
+});
+
+$("logoff-btn").addEventListener("click", () => gateway.logoff());
+
+function syncTicketInputs() {
+  const market = $("order-type").value === "market";
+  $("order-price").disabled = market;
+  $("order-tif").disabled = market;
+  $("order-post-only").disabled = market;
+}
+$("order-type").addEventListener("change", syncTicketInputs);
+syncTicketInputs();
+
+$("order-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  clearOrderError();
+  const type = $("order-type").value;
+  const params = {
+    symbol: feed.symbol,
+    side: document.querySelector("input[name=side]:checked").value,
+    type,
+    qty: $("order-qty").value.trim(),
+  };
+  if (type === "limit") {
+    const price = $("order-price").value.trim();
+    if (price !== "") params.price = price;
+    params.tif = $("order-tif").value;
+    if ($("order-post-only").checked) params.post_only = true;
+  }
+  const result = $("order-result");
+  result.textContent = "sending…";
+  try {
+    const reply = await gateway.place(params);
+    result.textContent = `order ${reply.order_id} ${reply.status}`;
+    result.dataset.orderId = reply.order_id;
+  } catch (err) {
+    result.textContent = "";
+    showOrderError(err);
+  }
+});
+
+// ---- start ---------------------------------------------------------------------
+
+window.streamexApp = { feed, gateway, frameStats };
+for (const what of ["state", "orders", "executions", "error", "book"]) invalidate(what);
+feed.start();

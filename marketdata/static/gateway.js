@@ -1,0 +1,251 @@
+// The order-entry client: one websocket to the gateway, logon signed in the
+// page, request/reply by id, execution reports, and the account's open orders
+// (from `orders.open` after logon, then kept current by execution reports).
+// After a dropped connection it reconnects with backoff and logs on again
+// with the in-memory signer. No DOM: `onChange(what)` is called with
+// "state", "orders", "executions" or "error".
+
+import { backoffDelay } from "./backoff.js";
+import { logonParams, makeSigner } from "./hmac.js";
+
+export const EXEC_LOG_LENGTH = 200;
+const OPEN_STATUSES = new Set(["new", "partially_filled"]);
+const REQUEST_TIMEOUT_MS = 10000;
+
+export class GatewayError extends Error {
+  constructor(code, message, method) {
+    super(`${code}: ${message}`);
+    this.code = code;
+    this.detail = message;
+    this.method = method;
+  }
+}
+
+export class GatewayClient {
+  constructor(onChange) {
+    this.onChange = onChange;
+    this.url = null;
+    this.ws = null;
+    this.state = "disconnected"; // disconnected | connecting | connected | logged_on | reconnecting
+    this.stateDetail = "";
+    this.account = null;
+    this.apiKey = null;
+    this.cancelOnDisconnect = false;
+    this._sign = null; // closure holding the secret; null when logged off
+    this.openOrders = new Map(); // order_id -> latest report
+    this.executions = []; // newest first
+    this.errors = []; // newest first: {code, message, method, ts}
+    this.nextId = 1;
+    this.pending = new Map(); // id -> {resolve, reject, method, timer}
+    this.attempt = 0;
+    this._timer = null;
+  }
+
+  /**
+   * Connect to `url` and log on with `apiKey` and `secret`. Resolves with the
+   * logon result; rejects with a GatewayError (shown to the user too).
+   */
+  async logon(url, apiKey, secret, cancelOnDisconnect) {
+    this.logoff();
+    this.url = url;
+    this.apiKey = apiKey;
+    this.cancelOnDisconnect = cancelOnDisconnect;
+    this._sign = await makeSigner(secret);
+    return this._connectAndLogon(true);
+  }
+
+  /** Close the session and forget the credentials. */
+  logoff() {
+    clearTimeout(this._timer);
+    this._sign = null;
+    this.apiKey = null;
+    this.account = null;
+    const ws = this.ws;
+    this.ws = null;
+    if (ws) ws.close(1000, "logoff");
+    this._failPending("DISCONNECTED", "logged off");
+    this.openOrders.clear();
+    this._setState("disconnected", "");
+    this.onChange("orders");
+  }
+
+  place(params) {
+    return this.request("order.place", params);
+  }
+
+  cancel(symbol, orderId) {
+    return this.request("order.cancel", { symbol, order_id: orderId });
+  }
+
+  /** Send one request; resolves with `result`, rejects with a GatewayError. */
+  request(method, params) {
+    return new Promise((resolve, reject) => {
+      if (!this.ws || this.ws.readyState !== WebSocket.OPEN) {
+        reject(this._error("DISCONNECTED", "not connected to the gateway", method));
+        return;
+      }
+      const id = this.nextId++;
+      const timer = setTimeout(() => {
+        this.pending.delete(id);
+        reject(this._error("TIMEOUT", `no reply to ${method} in ${REQUEST_TIMEOUT_MS / 1000} s`, method));
+      }, REQUEST_TIMEOUT_MS);
+      this.pending.set(id, { resolve, reject, method, timer });
+      this.ws.send(JSON.stringify({ id, method, params }));
+    });
+  }
+
+  _setState(state, detail) {
+    this.state = state;
+    this.stateDetail = detail;
+    this.onChange("state");
+  }
+
+  _error(code, message, method) {
+    const err = new GatewayError(code, message, method);
+    this.errors.unshift({ code, message, method, ts: Date.now() });
+    this.errors.length = Math.min(this.errors.length, 20);
+    this.onChange("error");
+    return err;
+  }
+
+  _failPending(code, message) {
+    for (const { reject, method, timer } of this.pending.values()) {
+      clearTimeout(timer);
+      reject(new GatewayError(code, message, method));
+    }
+    this.pending.clear();
+  }
+
+  /** Open a socket to `url`; a failure is listed as an error when `report` is set. */
+  _open(url, report) {
+    return new Promise((resolve, reject) => {
+      let ws;
+      try {
+        ws = new WebSocket(url);
+      } catch (err) {
+        reject(this._error("CONNECT", `bad gateway URL ${url}: ${err.message}`, "connect"));
+        return;
+      }
+      this.ws = ws;
+      let opened = false;
+      ws.onopen = () => {
+        opened = true;
+        resolve(ws);
+      };
+      ws.onmessage = (event) => {
+        if (ws === this.ws) this._handle(event.data);
+      };
+      ws.onclose = (event) => {
+        if (!opened) {
+          const message = `cannot connect to ${url} (${event.code})`;
+          reject(report ? this._error("CONNECT", message, "connect")
+            : new GatewayError("CONNECT", message, "connect"));
+        }
+        this._closed(ws, event.code, event.reason);
+      };
+    });
+  }
+
+  /** Connect and log on; `userInitiated` is false for the automatic reconnects. */
+  async _connectAndLogon(userInitiated) {
+    const sign = this._sign;
+    this._setState(this.attempt ? "reconnecting" : "connecting", this.url);
+    try {
+      await this._open(this.url, userInitiated);
+      this._setState("connected", "logging on");
+      const params = await logonParams(this.apiKey, sign);
+      if (this.cancelOnDisconnect) params.cancel_on_disconnect = true;
+      const result = await this.request("logon", params);
+      this.account = result.account;
+      this.attempt = 0;
+      this._setState("logged_on", result.account);
+      await this.refreshOpenOrders();
+      return result;
+    } catch (err) {
+      // Wrong key or secret, or a gateway the user cannot reach at all: retrying cannot
+      // help, so forget the credentials (a dropped session that was up keeps retrying).
+      const code = err instanceof GatewayError ? err.code : "";
+      if (code === "UNAUTHENTICATED" || (userInitiated && code === "CONNECT")) {
+        clearTimeout(this._timer);
+        this.attempt = 0;
+        this._sign = null;
+        const ws = this.ws;
+        this.ws = null;
+        if (ws) ws.close(1000, "logon failed");
+        this._setState("disconnected", code === "CONNECT" ? "cannot connect" : "logon failed");
+      }
+      throw err;
+    }
+  }
+
+  /** Replace the open-order table with the gateway's view (`orders.open`). */
+  async refreshOpenOrders() {
+    const result = await this.request("orders.open", {});
+    this.openOrders.clear();
+    for (const report of result.orders) this.openOrders.set(report.order_id, report);
+    this.onChange("orders");
+  }
+
+  _closed(ws, code, reason) {
+    if (ws !== this.ws) return;
+    this.ws = null;
+    this.account = null;
+    this._failPending("DISCONNECTED", `connection closed (${code})`);
+    if (!this._sign) {
+      this._setState("disconnected", "");
+      return;
+    }
+    // Still logged on as far as the user is concerned: come back with backoff.
+    this.attempt += 1;
+    const delay = backoffDelay(this.attempt);
+    this._setState("reconnecting", `closed (${code}${reason ? `: ${reason}` : ""}); attempt ${this.attempt} in ${(delay / 1000).toFixed(1)} s`);
+    this._timer = setTimeout(() => {
+      if (!this._sign) return;
+      this._connectAndLogon(false).catch(() => {}); // the state line shows the outcome
+    }, delay);
+  }
+
+  _handle(text) {
+    let msg;
+    try {
+      msg = JSON.parse(text);
+    } catch (err) {
+      this._error("BAD_FRAME", `gateway sent non-JSON: ${String(err)}`, "gateway");
+      return;
+    }
+    if (msg.channel === "executions") {
+      this._onExecution(msg.data);
+      return;
+    }
+    if (msg.channel !== undefined) return;
+    const entry = this.pending.get(msg.id);
+    if (msg.error) {
+      const err = this._error(msg.error.code, msg.error.message, entry ? entry.method : "gateway");
+      if (entry) {
+        this.pending.delete(msg.id);
+        clearTimeout(entry.timer);
+        entry.reject(err);
+      }
+      return;
+    }
+    if (entry) {
+      this.pending.delete(msg.id);
+      clearTimeout(entry.timer);
+      entry.resolve(msg.result);
+    }
+  }
+
+  _onExecution(report) {
+    this.executions.unshift(report);
+    if (this.executions.length > EXEC_LOG_LENGTH) this.executions.length = EXEC_LOG_LENGTH;
+    if (report.exec_type === "rejected" || report.exec_type === "cancel_rejected") {
+      this._error(report.reason || "REJECTED", `${report.exec_type} order ${report.order_id}`, report.exec_type);
+    }
+    if (report.exec_type !== "cancel_rejected") {
+      if (OPEN_STATUSES.has(report.status)) this.openOrders.set(report.order_id, report);
+      else this.openOrders.delete(report.order_id);
+      this.onChange("orders");
+    }
+    this.onChange("executions");
+  }
+}

@@ -1,0 +1,678 @@
+"""The trading web page, in a real headless Chromium, against the real services.
+
+Three layers:
+
+* ``marketdata.http_static`` over real sockets: content types, caching,
+  traversal refused, and a websocket handshake on ``/`` still opening the feed;
+* the page's own logic (CRC32, book checksum, HMAC, decimals) compared with
+  Python's zlib/hmac/hashlib and the feed's checksum, and its resync/reconnect
+  behaviour against a scripted feed peer (gaps and bad checksums cannot be had
+  from the real feed on demand);
+* a person's session against ``python -m streamex up``: the book and trades of a
+  seeded flow match an independent feed client, logon, limit order in open
+  orders and in the ladder, cancel, a cross by another account showing in the
+  tape and the execution log, and error codes shown to the user.
+
+Chromium missing is a failure with the fix in the message, never a skip.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import http.client
+import json
+import os
+import random
+import threading
+import time
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from browser_helpers import (
+    CHROMIUM_ARGS,
+    REPO_ROOT,
+    Exchange,
+    FeedBook,
+    OrderSession,
+    ScriptedFeed,
+    artifacts_dir,
+    free_port,
+    require_chromium,
+    running_exchange,
+    wait_for,
+)
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.sync.client import connect
+
+from marketdata.http_static import STATIC_DIR, process_request
+from marketdata.messages import checksum as feed_checksum
+
+# -- http_static over real sockets ----------------------------------------------------------
+
+
+@contextlib.contextmanager
+def static_server() -> Iterator[int]:
+    """The asyncio websockets server with ``process_request=http_static.process_request``
+    and an echo handler, on a loop in its own thread; yields its port."""
+    loop = asyncio.new_event_loop()
+    started = threading.Event()
+    port: list[int] = []
+    stop: list[asyncio.Event] = []
+
+    async def echo(ws: ServerConnection) -> None:
+        async for message in ws:
+            await ws.send(message)
+
+    async def main() -> None:
+        stop.append(asyncio.Event())
+        async with serve(echo, "127.0.0.1", 0, process_request=process_request) as server:
+            port.append(next(iter(server.sockets)).getsockname()[1])
+            started.set()
+            await stop[0].wait()
+
+    thread = threading.Thread(target=lambda: loop.run_until_complete(main()), daemon=True)
+    thread.start()
+    assert started.wait(10), "static server did not start"
+    try:
+        yield port[0]
+    finally:
+        loop.call_soon_threadsafe(stop[0].set)
+        thread.join(10)
+        loop.close()
+
+
+def http_get(port: int, path: str) -> tuple[int, dict[str, str], bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
+    finally:
+        conn.close()
+
+
+def test_page_and_assets_are_served_with_types_and_no_cache() -> None:
+    with static_server() as port:
+        status, headers, body = http_get(port, "/")
+        assert status == 200
+        assert headers["content-type"] == "text/html; charset=utf-8"
+        assert headers["cache-control"] == "no-cache"
+        assert body == (STATIC_DIR / "index.html").read_bytes()
+        assert http_get(port, "/index.html?gateway=ws://x:1/")[2] == body
+        for name, ctype in (("app.js", "text/javascript"), ("book.js", "text/javascript"),
+                            ("style.css", "text/css")):
+            status, headers, body = http_get(port, f"/{name}")
+            assert status == 200, name
+            assert headers["content-type"].startswith(ctype), name
+            assert headers["cache-control"] == "no-cache"
+            assert body == (STATIC_DIR / name).read_bytes()
+
+
+@pytest.mark.parametrize("path", [
+    "/../http_static.py", "/%2e%2e/http_static.py", "/..%2fhttp_static.py",
+    "/static/../../pyproject.toml", "/..\\http_static.py", "/nothing.js", "/app.py",
+    "/static/", "/.hidden.js", "//etc/passwd", "/%2fetc%2fpasswd", "/app.js%00.css",
+    "/%2e%2e%2f%2e%2e%2fpyproject.toml",
+])
+def test_anything_outside_the_static_files_is_404(path: str) -> None:
+    with static_server() as port:
+        status, headers, body = http_get(port, path)
+        assert status == 404, path
+        assert b"import" not in body and b"<html" not in body
+        assert headers["content-type"].startswith("text/plain")
+
+
+def test_websocket_handshake_on_root_still_opens_the_feed() -> None:
+    with static_server() as port, connect(f"ws://127.0.0.1:{port}/", open_timeout=10) as ws:
+        ws.send("hello")
+        assert ws.recv(timeout=10) == "hello"
+
+
+# -- the browser ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    executable = require_chromium()
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.fail("the `playwright` Python package is missing: pip install -e '.[dev]'",
+                    pytrace=False)
+    with sync_playwright() as playwright:
+        instance = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        yield instance
+        instance.close()
+
+
+class PageWatch:
+    """A fresh page plus every console error, page error and websocket frame it made."""
+
+    def __init__(self, browser: Any) -> None:
+        self.context = browser.new_context(viewport={"width": 1400, "height": 900})
+        self.page = self.context.new_page()
+        self.page.set_default_timeout(10_000)
+        self.errors: list[str] = []
+        self.sent_frames: list[str] = []
+        self.page.on("console", self._console)
+        self.page.on("pageerror", lambda e: self.errors.append(f"page error: {e}"))
+        self.page.on("websocket", self._watch_socket)
+
+    def _console(self, message: Any) -> None:
+        if message.type == "error":
+            self.errors.append(message.text)
+
+    def _watch_socket(self, ws: Any) -> None:
+        ws.on("framesent", lambda payload: self.sent_frames.append(str(payload)))
+
+    def app(self, expression: str) -> Any:
+        """Evaluate ``expression`` with ``app`` bound to ``window.streamexApp``."""
+        script = f"(() => {{ const app = window.streamexApp; return {expression}; }})()"
+        return self.page.evaluate(script)
+
+    def ladder(self) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+        """(bids, asks) the ladder shows, best first, as (price, size)."""
+        levels = self.page.evaluate("""() => {
+            const read = (side) => [...document.querySelectorAll(`[data-testid=${side}-level]`)]
+              .filter((r) => r.dataset.price).map((r) => [r.dataset.price, r.dataset.qty]);
+            return {bids: read("bid"), asks: read("ask").reverse()};
+        }""")
+        return ([tuple(lv) for lv in levels["bids"]], [tuple(lv) for lv in levels["asks"]])
+
+    def close(self) -> None:
+        self.context.close()
+
+
+@pytest.fixture
+def watch(browser: Any) -> Iterator[PageWatch]:
+    w = PageWatch(browser)
+    yield w
+    w.close()
+
+
+TEST_MARKET = {"symbol": "TST-USD", "base": "TST", "quote": "USD", "tick_size": "0.01",
+               "lot_size": "0.001", "min_qty": "0.001", "max_qty": "1000",
+               "min_price": "0.01", "max_price": "1000000"}
+
+
+@pytest.fixture
+def scripted_feed() -> Iterator[ScriptedFeed]:
+    feed = ScriptedFeed([TEST_MARKET])
+    yield feed
+    feed.close()
+
+
+@pytest.mark.browser
+def test_page_logic_matches_python(watch: PageWatch, scripted_feed: ScriptedFeed) -> None:
+    """CRC32, book checksum, SHA-256/HMAC (WebCrypto and the JS fallback), decimals."""
+    watch.page.goto(scripted_feed.url)
+    rng = random.Random(7)
+    texts = ["", "123456789", "a", "é€😀", *("".join(chr(rng.randrange(32, 0x2FF))
+                                                  for _ in range(rng.randrange(1, 300)))
+                                          for _ in range(40))]
+    crcs = watch.page.evaluate("""async (texts) => {
+        const { crc32 } = await import("/crc32.js");
+        return texts.map((t) => crc32(t));
+    }""", texts)
+    assert crcs == [zlib.crc32(t.encode()) for t in texts]
+    assert crcs[1] == 0xCBF43926
+
+    def level(ticks: int, lots: int) -> tuple[str, str]:
+        return (f"{ticks // 100}.{ticks % 100:02d}", f"{lots // 10000}.{lots % 10000:04d}")
+
+    books = []
+    for _ in range(60):
+        mid = rng.randrange(2, 2_000_000)
+        bids = [level(mid - 1 - i * rng.randrange(1, 4), rng.randrange(1, 10**7))
+                for i in range(rng.randrange(0, 14)) if mid - 1 - i * 3 > 0]
+        asks = [level(mid + i * rng.randrange(1, 4), rng.randrange(1, 10**7))
+                for i in range(rng.randrange(0, 14))]
+        books.append((bids, asks))
+    books.append(([("0.05", "0.0010")], [("0.10", "10.0000")]))  # leading zeros stripped
+    sums = watch.page.evaluate("""async (books) => {
+        const { bookChecksum } = await import("/book.js");
+        return books.map(([bids, asks]) => bookChecksum(asks, bids));
+    }""", books)
+    assert sums == [feed_checksum(asks, bids) for bids, asks in books]
+
+    secrets_and_texts = [("k" * n, f"{1700000000000 + n}demo-{n}") for n in (0, 1, 32, 64, 65, 200)]
+    for secret, text in secrets_and_texts:
+        expected = hmac.new(secret.encode(), text.encode(), hashlib.sha256).hexdigest()
+        got = watch.page.evaluate("""async ([secret, text]) => {
+            const { makeSigner } = await import("/hmac.js");
+            const web = await (await makeSigner(secret))(text);
+            const js = await (await makeSigner(secret, { forceJs: true }))(text);
+            return [web, js];
+        }""", [secret, text])
+        assert got == [expected, expected], secret
+    blobs = ["x" * n for n in range(0, 140)]
+    digests = watch.page.evaluate("""async (blobs) => {
+        const { sha256, toHex } = await import("/hmac.js");
+        return blobs.map((b) => toHex(sha256(new TextEncoder().encode(b))));
+    }""", blobs)
+    assert digests == [hashlib.sha256(b.encode()).hexdigest() for b in blobs]
+
+    pairs = [("100.00", "99.99"), ("9.5", "10"), ("0010.50", "10.5"), ("1.000", "1"),
+             ("0.0001", "0.001"), ("123456789012345.01", "123456789012345.1")]
+    cmp = watch.page.evaluate("""async (pairs) => {
+        const { compareDecimal, toUnits, fromUnits } = await import("/decimal.js");
+        return pairs.map(([a, b]) => [compareDecimal(a, b),
+                                      fromUnits(toUnits(a, 4) + toUnits(b, 4), 4)]);
+    }""", pairs)
+    from decimal import Decimal
+    for (a, b), (sign, total) in zip(pairs, cmp, strict=True):
+        da, db = Decimal(a), Decimal(b)
+        assert sign == (da > db) - (da < db), (a, b)
+        assert Decimal(total) == (da + db).quantize(Decimal("0.0001")), (a, b)
+    assert watch.errors == []
+
+
+class BookModel:
+    """What the scripted feed's book is: levels as ticks -> lots, formatted on the way out."""
+
+    def __init__(self) -> None:
+        self.bids: dict[int, int] = {}
+        self.asks: dict[int, int] = {}
+        self.seq = 0
+
+    @staticmethod
+    def fmt(ticks: int, lots: int) -> tuple[str, str]:
+        return (f"{ticks // 100}.{ticks % 100:02d}",
+                "0" if lots == 0 else f"{lots // 1000}.{lots % 1000:03d}")
+
+    def top(self) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+        bids = [self.fmt(p, q) for p, q in sorted(self.bids.items(), reverse=True)]
+        asks = [self.fmt(p, q) for p, q in sorted(self.asks.items())]
+        return bids, asks
+
+    def snapshot(self, symbol: str) -> dict[str, Any]:
+        self.seq += 1
+        bids, asks = self.top()
+        return {"channel": "book", "type": "snapshot", "symbol": symbol, "seq": self.seq,
+                "bids": bids, "asks": asks, "checksum": feed_checksum(asks, bids)}
+
+    def update(self, symbol: str, rng: random.Random) -> dict[str, Any]:
+        """Change 1-3 levels (a delete, a new level or a new size) and describe it."""
+        changes: dict[str, list[tuple[str, str]]] = {"bids": [], "asks": []}
+        for _ in range(rng.randrange(1, 4)):
+            side, name, base = ((self.bids, "bids", 10_000 - 1) if rng.random() < 0.5
+                                else (self.asks, "asks", 10_001))
+            offset = rng.randrange(0, 18)
+            price = base - offset if name == "bids" else base + offset
+            lots = 0 if (price in side and rng.random() < 0.3) else rng.randrange(1, 50_000)
+            if lots:
+                side[price] = lots
+            else:
+                side.pop(price, None)
+            changes[name] = [lv for lv in changes[name] if lv[0] != self.fmt(price, 0)[0]]
+            changes[name].append(self.fmt(price, lots))
+        prev, self.seq = self.seq, self.seq + rng.randrange(1, 4)
+        bids, asks = self.top()
+        return {"channel": "book", "type": "update", "symbol": symbol, "seq": self.seq,
+                "prev_seq": prev, "bids": changes["bids"], "asks": changes["asks"],
+                "checksum": feed_checksum(asks, bids)}
+
+
+def page_state(watch: PageWatch) -> str:
+    return str(watch.page.get_attribute("#md-state", "data-state"))
+
+
+@pytest.mark.browser
+def test_page_verifies_every_book_message_and_resyncs(
+        watch: PageWatch, scripted_feed: ScriptedFeed) -> None:
+    """Snapshot + updates applied and verified; a bad checksum or a gap makes the page
+    resubscribe the book; a closed connection is reconnected with backoff; a burst of
+    book updates is applied in full while the DOM is drawn once per frame."""
+    symbol = TEST_MARKET["symbol"]
+    rng = random.Random(11)
+    model = BookModel()
+    for i in range(12):
+        model.bids[9_999 - i] = 1_000 * (i + 1)
+        model.asks[10_001 + i] = 500 * (i + 1)
+    watch.page.goto(scripted_feed.url)
+    subscribe = scripted_feed.expect_request("subscribe", "book")
+    assert subscribe["params"] == {"channel": "book", "symbol": symbol, "depth": 25}
+    wait_for(lambda: page_state(watch) == "resyncing", 5, "resyncing before the snapshot")
+    scripted_feed.send(model.snapshot(symbol))
+    wait_for(lambda: page_state(watch) == "live", 10, "live after the snapshot")
+    for _ in range(20):
+        scripted_feed.send(model.update(symbol, rng))
+    wait_for(lambda: watch.app("app.feed.book.seq") == model.seq, 10, "updates applied")
+    bids, asks = model.top()
+    wait_for(lambda: watch.ladder() == (bids[:12], asks[:12]), 5, "ladder = model")
+    assert watch.page.text_content("#ticker-bid") == bids[0][0]
+    assert watch.page.text_content("#ticker-ask") == asks[0][0]
+
+    # A checksum that does not match: unsubscribe + subscribe, ignore updates till a snapshot.
+    bad = model.update(symbol, rng)
+    bad["checksum"] ^= 1
+    scripted_feed.send(bad)
+    scripted_feed.expect_request("unsubscribe", "book")
+    scripted_feed.expect_request("subscribe", "book")
+    wait_for(lambda: page_state(watch) == "resyncing", 5, "resyncing after a bad checksum")
+    scripted_feed.send(model.update(symbol, rng))  # stale: must be ignored, not verified
+    scripted_feed.send(model.snapshot(symbol))
+    wait_for(lambda: page_state(watch) == "live", 5, "live after the new snapshot")
+    stats = watch.app("app.feed.stats")
+    assert (stats["resyncs"], stats["checksumFailures"], stats["gaps"]) == (1, 1, 0)
+
+    # A gap: prev_seq is not the last seq seen.
+    gap = model.update(symbol, rng)
+    gap["prev_seq"] -= 1
+    scripted_feed.send(gap)
+    scripted_feed.expect_request("unsubscribe", "book")
+    scripted_feed.expect_request("subscribe", "book")
+    scripted_feed.send(model.snapshot(symbol))
+    wait_for(lambda: page_state(watch) == "live", 5, "live after the gap's snapshot")
+    stats = watch.app("app.feed.stats")
+    assert (stats["resyncs"], stats["gaps"]) == (2, 1)
+    bids, asks = model.top()
+    wait_for(lambda: watch.ladder() == (bids[:12], asks[:12]), 5, "ladder after resync")
+
+    # The feed goes away: the page says so, reconnects, resubscribes everything.
+    watch.page.evaluate("""() => {
+        window.shownStates = [];
+        const state = document.getElementById("md-state");
+        new MutationObserver(() => window.shownStates.push(state.dataset.state))
+          .observe(state, { attributes: true, attributeFilter: ["data-state"] });
+    }""")
+    first = scripted_feed.connections.get(timeout=1)
+    first.close()
+    second = scripted_feed.connections.get(timeout=10)
+    assert second is not first
+    scripted_feed.expect_request("subscribe", "book")
+    scripted_feed.send(model.snapshot(symbol))
+    wait_for(lambda: page_state(watch) == "live", 5, "live after reconnecting")
+    shown = watch.page.evaluate("window.shownStates")
+    assert "reconnecting" in shown and shown[-1] == "live", shown
+    assert watch.app("app.feed.stats.reconnects") == 1
+
+    # A burst: every message applied and verified, at most one DOM pass per frame.
+    before = watch.app("[app.feed.stats.bookMessages, app.frameStats.frames, "
+                       "app.feed.stats.handleMs]")
+    burst = 3000
+    frames = [json.dumps(model.update(symbol, rng)) for _ in range(burst)]
+    started = time.monotonic()
+    for frame in frames:
+        scripted_feed.send_text(frame)
+    wait_for(lambda: watch.app("app.feed.book.seq") == model.seq, 15, "burst applied")
+    elapsed = time.monotonic() - started
+    after = watch.app("[app.feed.stats.bookMessages, app.frameStats.frames, "
+                      "app.feed.stats.handleMs]")
+    stats = watch.app("app.feed.stats")
+    assert after[0] - before[0] == burst
+    assert (stats["resyncs"], stats["checksumFailures"]) == (2, 1), "a good update failed"
+    assert after[1] - before[1] < burst / 5, f"{after[1] - before[1]} frames for {burst} updates"
+    bids, asks = model.top()
+    wait_for(lambda: watch.ladder() == (bids[:12], asks[:12]), 5, "ladder after the burst")
+    print(f"burst of {burst} book updates applied in {elapsed:.2f} s wall "
+          f"({burst / elapsed:.0f}/s), {(after[2] - before[2]) / burst * 1000:.1f} us each "
+          f"to parse+apply+verify, {after[1] - before[1]} frames")
+    assert watch.errors == []
+
+
+# -- against the live exchange ------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def exchange(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Exchange]:
+    with running_exchange(tmp_path_factory.mktemp("streamex-up")) as running:
+        port = int(running.page_url.rsplit(":", 1)[1].strip("/"))
+        status, headers, _ = http_get(port, "/")
+        assert status == 200 and headers["content-type"].startswith("text/html"), (
+            f"the market-data port answers GET / with {status} {headers.get('content-type')}: "
+            "the server must pass process_request=marketdata.http_static.process_request")
+        yield running
+
+
+def open_page(watch: PageWatch, exchange: Exchange, symbol: str | None = None) -> None:
+    query = f"?gateway={exchange.gateway_url}" + (f"&symbol={symbol}" if symbol else "")
+    watch.page.goto(exchange.page_url + query)
+    wait_for(lambda: page_state(watch) == "live", 10, "the feed to be live")
+
+
+def log_on(watch: PageWatch, exchange: Exchange, account: str) -> None:
+    api_key, secret = exchange.accounts[account]
+    watch.page.fill("#api-key", api_key)
+    watch.page.fill("#api-secret", secret)
+    watch.page.click("#logon-btn")
+    watch.page.wait_for_selector("#gw-state[data-state=logged_on]")
+    assert watch.page.get_attribute("#account", "data-account") == account
+
+
+def page_matches_feed(watch: PageWatch, feed: FeedBook) -> bool:
+    feed.pump(0.05)
+    seq = watch.page.get_attribute("#ladder", "data-seq")
+    return seq == str(feed.seq) and watch.ladder() == feed.top(12)
+
+
+def page_vs_feed(watch: PageWatch, feed: FeedBook) -> str:
+    return (f"page seq {watch.page.get_attribute('#ladder', 'data-seq')} ladder {watch.ladder()}"
+            f" stats {watch.app('app.feed.stats')}; feed seq {feed.seq} top {feed.top(12)}")
+
+
+@pytest.mark.browser
+def test_page_shows_the_seeded_book_and_trades_like_the_feed(
+        watch: PageWatch, exchange: Exchange) -> None:
+    symbol = "BTC-USD"
+    open_page(watch, exchange)
+    assert watch.page.input_value("#market-select") == symbol
+    assert watch.page.input_value("#gateway-url") == exchange.gateway_url
+    feed = FeedBook(exchange.marketdata_url, symbol)
+    try:
+        with OrderSession(exchange.gateway_url, *exchange.accounts["demo1"]) as maker, \
+                OrderSession(exchange.gateway_url, *exchange.accounts["demo2"]) as taker:
+            for i in range(15):
+                maker.place(symbol, "buy", f"0.{i + 1:02d}00", f"{30_000 - 5 * i}.00")
+                maker.place(symbol, "sell", f"0.{i + 2:02d}00", f"{30_010 + 5 * i}.50")
+            taker.place(symbol, "buy", "0.0300", "30015.50")  # sweeps two asks
+            taker.place(symbol, "sell", "0.0050")  # market order
+        wait_for(lambda: page_matches_feed(watch, feed) and len(feed.trades) >= 3, 10,
+                 "the page's ladder to equal the feed's book", lambda: page_vs_feed(watch, feed))
+        expected = [[t["trade_id"], t["price"], t["qty"], t["taker_side"]] for t in feed.trades]
+
+        def tape() -> list[list[Any]]:
+            rows: list[list[Any]] = watch.page.eval_on_selector_all(
+                "[data-testid=trade-row]",
+                "rows => rows.map(r => [Number(r.dataset.tradeId), r.dataset.price,"
+                " r.dataset.qty, r.dataset.side])")
+            return rows
+
+        wait_for(lambda: tape() == expected[::-1], 5, "the tape to list the feed's trades",
+                 lambda: (tape(), expected))
+        assert watch.page.text_content("#ticker-last") == feed.trades[-1]["price"]
+        bids, asks = feed.top(1)
+        assert watch.page.text_content("#ticker-bid") == bids[0][0]
+        assert watch.page.text_content("#ticker-ask") == asks[0][0]
+        assert watch.app("app.feed.stats.resyncs") == 0
+
+        # Another market from the selector: its own (empty or other) book, still verified.
+        watch.page.select_option("#market-select", "ETH-USD")
+        other = FeedBook(exchange.marketdata_url, "ETH-USD")
+        try:
+            wait_for(lambda: page_state(watch) == "live" and page_matches_feed(watch, other),
+                     10, "the ETH-USD book", lambda: page_vs_feed(watch, other))
+        finally:
+            other.close()
+        assert "symbol=ETH-USD" in watch.page.url
+    finally:
+        feed.close()
+    assert watch.errors == []
+
+
+def open_order_rows(watch: PageWatch) -> list[dict[str, str]]:
+    rows: list[dict[str, str]] = watch.page.eval_on_selector_all(
+        "[data-testid=open-order-row]", "rows => rows.map(r => ({...r.dataset}))")
+    return rows
+
+
+def ladder_row(watch: PageWatch, side: str, price: str) -> dict[str, str] | None:
+    row: dict[str, str] | None = watch.page.evaluate(
+        """([side, price]) => {
+            const r = document.querySelector(`[data-testid=${side}-level][data-price="${price}"]`);
+            return r ? { qty: r.dataset.qty, mine: r.querySelector(".mine").textContent } : null;
+        }""", [side, price])
+    return row
+
+
+@pytest.mark.browser
+def test_logon_place_limit_order_see_it_and_cancel_it(
+        watch: PageWatch, exchange: Exchange) -> None:
+    open_page(watch, exchange, "ETH-USD")
+    api_key, secret = exchange.accounts["demo1"]
+    log_on(watch, exchange, "demo1")
+    assert watch.page.input_value("#api-secret") == ""
+
+    watch.page.check("#side-buy")
+    watch.page.select_option("#order-type", "limit")
+    watch.page.fill("#order-qty", "1.250")
+    watch.page.fill("#order-price", "51.37")
+    watch.page.check("#order-post-only")
+    watch.page.click("#place-btn")
+    watch.page.wait_for_selector("[data-testid=open-order-row][data-price='51.37']")
+    (row,) = [r for r in open_order_rows(watch) if r["price"] == "51.37"]
+    assert (row["symbol"], row["side"], row["qty"], row["leaves"]) == (
+        "ETH-USD", "buy", "1.250", "1.250")
+    order_id = row["orderId"]
+    assert watch.page.get_attribute("#order-result", "data-order-id") == order_id
+    wait_for(lambda: ladder_row(watch, "bid", "51.37") == {"qty": "1.250", "mine": "1.250"},
+             10, "the order in the ladder")
+    assert watch.page.query_selector(
+        f"[data-testid=exec-row][data-order-id='{order_id}'][data-exec-type=new]")
+
+    watch.page.click(f"[data-testid=cancel-order][data-order-id='{order_id}']")
+    watch.page.wait_for_selector(f"[data-testid=open-order-row][data-order-id='{order_id}']",
+                                 state="detached")
+    wait_for(lambda: ladder_row(watch, "bid", "51.37") is None, 10, "the level to go")
+    assert watch.page.query_selector(
+        f"[data-testid=exec-row][data-order-id='{order_id}'][data-exec-type=canceled]")
+    assert watch.page.is_hidden("#order-error")
+
+    # The secret never left the page: not in any frame, not in storage.
+    assert watch.sent_frames, "no websocket frames were seen"
+    assert not [f for f in watch.sent_frames if secret in f]
+    assert any(api_key in f and '"logon"' in f for f in watch.sent_frames)
+    stored = watch.page.evaluate(
+        "() => JSON.stringify([{...localStorage}, {...sessionStorage}, document.cookie])")
+    assert secret not in stored
+    assert watch.errors == []
+
+
+@pytest.mark.browser
+def test_a_cross_by_another_account_shows_in_tape_and_execution_log(
+        watch: PageWatch, exchange: Exchange, tmp_path: Path) -> None:
+    symbol = "ETH-USD"
+    open_page(watch, exchange, symbol)
+    log_on(watch, exchange, "demo1")
+    watch.page.check("#side-sell")
+    watch.page.fill("#order-qty", "2.000")
+    watch.page.fill("#order-price", "63.10")
+    watch.page.click("#place-btn")
+    watch.page.wait_for_selector("[data-testid=open-order-row][data-price='63.10']")
+    order_id = watch.page.get_attribute("[data-testid=open-order-row][data-price='63.10']",
+                                        "data-order-id")
+    with OrderSession(exchange.gateway_url, *exchange.accounts["demo2"]) as taker:
+        taker_id = taker.place(symbol, "buy", "0.500", "63.10")
+        fill = taker.report(taker_id, "trade")
+    assert (fill["last_price"], fill["last_qty"]) == ("63.10", "0.500")
+
+    trade = watch.page.wait_for_selector(
+        f"[data-testid=trade-row][data-trade-id='{fill['trade_id']}']")
+    assert (trade.get_attribute("data-price"), trade.get_attribute("data-qty"),
+            trade.get_attribute("data-side")) == ("63.10", "0.500", "buy")
+    watch.page.wait_for_selector(
+        f"[data-testid=exec-row][data-order-id='{order_id}'][data-exec-type=trade]"
+        "[data-status=partially_filled]")
+    exec_text = watch.page.text_content(
+        f"[data-testid=exec-row][data-order-id='{order_id}'][data-exec-type=trade]")
+    assert "0.500 @ 63.10" in str(exec_text)
+    wait_for(lambda: [r["leaves"] for r in open_order_rows(watch) if r["orderId"] == order_id]
+             == ["1.500"], 10, "the open order's remaining qty")
+    wait_for(lambda: ladder_row(watch, "ask", "63.10") == {"qty": "1.500", "mine": "1.500"},
+             10, "the ladder to show the rest")
+    assert watch.page.text_content("#ticker-last") == "63.10"
+
+    watch.page.click(f"[data-testid=cancel-order][data-order-id='{order_id}']")
+    watch.page.wait_for_selector(f"[data-testid=open-order-row][data-order-id='{order_id}']",
+                                 state="detached")
+    assert watch.errors == []
+
+
+@pytest.mark.browser
+def test_errors_are_shown_with_their_code(watch: PageWatch, exchange: Exchange) -> None:
+    open_page(watch, exchange, "BTC-USD")
+    api_key, secret = exchange.accounts["demo1"]
+    watch.page.fill("#api-key", api_key)
+    watch.page.fill("#api-secret", "not-the-secret")
+    watch.page.click("#logon-btn")
+    watch.page.wait_for_selector("#order-error[data-code=UNAUTHENTICATED]")
+    watch.page.wait_for_selector("#gw-state[data-state=disconnected]")
+
+    # A gateway that is not there: said once, no endless retry with the credentials.
+    watch.page.fill("#gateway-url", f"ws://127.0.0.1:{free_port()}/")
+    watch.page.fill("#api-secret", secret)
+    watch.page.click("#logon-btn")
+    watch.page.wait_for_selector("#order-error[data-code=CONNECT]")
+    watch.page.wait_for_timeout(600)
+    assert watch.page.get_attribute("#gw-state", "data-state") == "disconnected"
+    refused = [e for e in watch.errors if "ERR_CONNECTION_REFUSED" in e]
+    assert len(refused) == 1, watch.errors
+    watch.errors.remove(refused[0])
+    watch.page.fill("#gateway-url", exchange.gateway_url)
+
+    log_on(watch, exchange, "demo1")
+    for qty, price, code in (("0", "100.00", "INVALID_QTY"), ("abc", "100.00", "INVALID_QTY"),
+                             ("0.00015", "100.00", "INVALID_LOT"),
+                             ("0.0100", "100.001", "INVALID_TICK"),
+                             ("0.0100", "abc", "INVALID_PRICE")):
+        watch.page.fill("#order-qty", qty)
+        watch.page.fill("#order-price", price)
+        watch.page.click("#place-btn")
+        box = watch.page.wait_for_selector(f"#order-error[data-code={code}]")
+        assert str(box.text_content()).startswith(f"{code}: ")
+        assert box.is_visible()
+        watch.page.wait_for_selector(f"[data-testid=error-item][data-code={code}]")
+    assert not [r for r in open_order_rows(watch) if r["price"] in ("100.00", "100.001", "abc")]
+    assert watch.errors == []
+
+
+@pytest.mark.browser
+def test_screenshot_of_a_busy_page(watch: PageWatch, exchange: Exchange,
+                                   tmp_path: Path) -> None:
+    """A person's view with a book, trades, open orders and executions, kept as an artifact
+    (and as docs/screenshot.png with STREAMEX_UPDATE_SCREENSHOT=1)."""
+    symbol = "BTC-USD"
+    open_page(watch, exchange, symbol)
+    log_on(watch, exchange, "demo1")
+    rng = random.Random(3)
+    with OrderSession(exchange.gateway_url, *exchange.accounts["demo1"]) as mine, \
+            OrderSession(exchange.gateway_url, *exchange.accounts["demo2"]) as other:
+        for i in range(14):
+            mine.place(symbol, "buy", f"0.{rng.randrange(1, 99):02d}00", f"{29_990 - 3 * i}.25")
+            mine.place(symbol, "sell", f"0.{rng.randrange(1, 99):02d}00", f"{30_060 + 4 * i}.75")
+        watch.page.fill("#order-qty", "0.2500")
+        watch.page.fill("#order-price", "29995.00")
+        watch.page.click("#place-btn")
+        watch.page.wait_for_selector("[data-testid=open-order-row][data-price='29995.00']")
+        for _ in range(6):  # demo2 takes from demo1's orders
+            other.place(symbol, "sell", f"0.{rng.randrange(1, 9):02d}00")
+            other.place(symbol, "buy", f"0.{rng.randrange(1, 9):02d}00")
+    watch.page.wait_for_selector("[data-testid=exec-row][data-exec-type=trade]")
+    wait_for(lambda: len(watch.page.query_selector_all("[data-testid=trade-row]")) >= 12, 10,
+             "the trades on the tape")
+    watch.page.wait_for_timeout(300)
+    path = artifacts_dir(tmp_path) / "web-page.png"
+    watch.page.screenshot(path=str(path), full_page=True)
+    assert path.stat().st_size > 20_000
+    if os.environ.get("STREAMEX_UPDATE_SCREENSHOT") == "1":
+        (REPO_ROOT / "docs").mkdir(exist_ok=True)
+        (REPO_ROOT / "docs" / "screenshot.png").write_bytes(path.read_bytes())
+    assert page_state(watch) == "live"
+    assert watch.errors == []
+
