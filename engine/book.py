@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
+import msgspec
 from sortedcontainers import SortedList
 
 from engine import errors
@@ -37,56 +38,27 @@ from engine.messages import (
 )
 
 
-class Order:
-    """A resting (or matching) order. ``leaves == qty - cum_qty`` always."""
+class Order(msgspec.Struct, gc=False):
+    """A resting (or matching) order. ``leaves == qty - cum_qty`` always.
 
-    __slots__ = (
-        "order_id",
-        "account",
-        "client_order_id",
-        "side",
-        "type",
-        "tif",
-        "price",
-        "qty",
-        "cum_qty",
-        "leaves",
-        "cum_notional",
-        "post_only",
-        "stp",
-        "prio",
-    )
+    A mutable msgspec Struct: cheaper to create than a slotted class, and
+    never part of a reference cycle (``gc=False``).
+    """
 
-    def __init__(
-        self,
-        order_id: str,
-        account: str,
-        client_order_id: str | None,
-        side: str,
-        type: str,
-        tif: str,
-        price: int,
-        qty: int,
-        cum_qty: int,
-        cum_notional: int,
-        post_only: bool,
-        stp: str,
-        prio: int,
-    ) -> None:
-        self.order_id = order_id
-        self.account = account
-        self.client_order_id = client_order_id
-        self.side = side
-        self.type = type
-        self.tif = tif
-        self.price = price
-        self.qty = qty
-        self.cum_qty = cum_qty
-        self.leaves = qty - cum_qty
-        self.cum_notional = cum_notional
-        self.post_only = post_only
-        self.stp = stp
-        self.prio = prio
+    order_id: str
+    account: str
+    client_order_id: str | None
+    side: str
+    type: str
+    tif: str
+    price: int
+    qty: int
+    cum_qty: int
+    leaves: int
+    cum_notional: int
+    post_only: bool
+    stp: str
+    prio: int
 
     @property
     def status(self) -> str:
@@ -125,6 +97,9 @@ class OrderBook:
         self.seq = 0
         self.trade_id = 0
         self.prio = 0
+        # Best prices cached (None = side empty): read on every command.
+        self.best_bid_price: int | None = None
+        self.best_ask_price: int | None = None
         # Per-command scratch: prices of levels touched, for the book update.
         self._touched_bids: dict[int, None] = {}
         self._touched_asks: dict[int, None] = {}
@@ -132,10 +107,10 @@ class OrderBook:
     # -- queries --------------------------------------------------------------
 
     def best_bid(self) -> int | None:
-        return self.bid_prices[-1] if self.bid_prices else None
+        return self.best_bid_price
 
     def best_ask(self) -> int | None:
-        return self.ask_prices[0] if self.ask_prices else None
+        return self.best_ask_price
 
     def depth(self, side: str, n: int | None = None) -> list[tuple[int, int]]:
         """Top ``n`` levels of a side as ``(price, total)``, best first. O(n)."""
@@ -156,7 +131,7 @@ class OrderBook:
 
     def apply(self, input_id: str, cmd: Command) -> list[Event]:
         """Apply one command; return its events (each with the next ``seq``)."""
-        ts = ts_of(input_id)
+        ts = int(input_id.partition("-")[0])
         events: list[Event] = []
         t = type(cmd)
         if t is Place:
@@ -203,7 +178,7 @@ class OrderBook:
         is_limit = cmd.type == "limit"
         o = Order(input_id, cmd.account, cmd.client_order_id, cmd.side, cmd.type,
                   cmd.tif if is_limit else ("FOK" if cmd.tif == "FOK" else "IOC"),
-                  cmd.price if is_limit else 0, cmd.qty, 0, 0, cmd.post_only, cmd.stp, 0)
+                  cmd.price if is_limit else 0, cmd.qty, 0, cmd.qty, 0, cmd.post_only, cmd.stp, 0)
         reason = None
         if not market.min_lots <= cmd.qty <= market.max_lots:
             reason = errors.INVALID_QTY
@@ -225,8 +200,10 @@ class OrderBook:
 
     def _crosses(self, o: Order) -> bool:
         if o.side == "buy":
-            return bool(self.ask_prices) and (o.type == "market" or self.ask_prices[0] <= o.price)
-        return bool(self.bid_prices) and (o.type == "market" or self.bid_prices[-1] >= o.price)
+            best = self.best_ask_price
+            return best is not None and (o.type == "market" or best <= o.price)
+        best = self.best_bid_price
+        return best is not None and (o.type == "market" or best >= o.price)
 
     def _execute(self, ts: int, o: Order, events: list[Event]) -> None:
         """Match a new (or repriced) order as taker, then rest or expire its remainder."""
@@ -273,14 +250,17 @@ class OrderBook:
         """Fill ``o`` against the opposite side; True if STP stopped the taker."""
         buy = o.side == "buy"
         if buy:
-            prices, levels, touched = self.ask_prices, self.asks, self._touched_asks
+            levels, touched = self.asks, self._touched_asks
         else:
-            prices, levels, touched = self.bid_prices, self.bids, self._touched_bids
+            levels, touched = self.bids, self._touched_bids
         limit = None if o.type == "market" else o.price
         account, stp, taker_id = o.account, o.stp, o.order_id
+        maker_side = "sell" if buy else "buy"
         seq = self.seq
-        while o.leaves and prices:
-            price = prices[0] if buy else prices[-1]
+        while o.leaves:
+            price = self.best_ask_price if buy else self.best_bid_price
+            if price is None:
+                break
             if limit is not None and (price > limit if buy else price < limit):
                 break
             level = levels[price]
@@ -302,8 +282,7 @@ class OrderBook:
                     seq = self.seq
                     if stp == "cancel_both":
                         if not queue:
-                            del levels[price]
-                            prices.remove(price)
+                            self._drop_level(maker.side, price)
                         return True
                     continue
                 qty = maker.leaves if maker.leaves < o.leaves else o.leaves
@@ -338,8 +317,7 @@ class OrderBook:
                 ))
                 seq += 3
             if not queue:
-                del levels[price]
-                prices.remove(price)
+                self._drop_level(maker_side, price)
         self.seq = seq
         return False
 
@@ -355,6 +333,11 @@ class OrderBook:
         if level is None:
             level = levels[price] = Level(price)
             prices.add(price)
+            if o.side == "buy":
+                if self.best_bid_price is None or price > self.best_bid_price:
+                    self.best_bid_price = price
+            elif self.best_ask_price is None or price < self.best_ask_price:
+                self.best_ask_price = price
         level.orders[o.order_id] = o
         level.total += o.leaves
         touched[price] = None
@@ -379,17 +362,16 @@ class OrderBook:
     def _unrest(self, o: Order) -> None:
         """Remove a resting order from its level and the indexes. O(1), O(log L) if emptied."""
         if o.side == "buy":
-            levels, prices, touched = self.bids, self.bid_prices, self._touched_bids
+            levels, touched = self.bids, self._touched_bids
         else:
-            levels, prices, touched = self.asks, self.ask_prices, self._touched_asks
+            levels, touched = self.asks, self._touched_asks
         price = o.price
         level = levels[price]
         del level.orders[o.order_id]
         level.total -= o.leaves
         touched[price] = None
         if not level.orders:
-            del levels[price]
-            prices.remove(price)
+            self._drop_level(o.side, price)
         self._forget(o)
 
     # -- cancel, amend, cancel_all ---------------------------------------------
@@ -460,8 +442,23 @@ class OrderBook:
 
     def _would_take(self, side: str, price: int) -> bool:
         if side == "buy":
-            return bool(self.ask_prices) and self.ask_prices[0] <= price
-        return bool(self.bid_prices) and self.bid_prices[-1] >= price
+            return self.best_ask_price is not None and self.best_ask_price <= price
+        return self.best_bid_price is not None and self.best_bid_price >= price
+
+    def _drop_level(self, side: str, price: int) -> None:
+        """Remove an emptied level's price and refresh the cached best. O(log L)."""
+        if side == "buy":
+            del self.bids[price]
+            prices = self.bid_prices
+            prices.remove(price)
+            if price == self.best_bid_price:
+                self.best_bid_price = prices[-1] if prices else None
+        else:
+            del self.asks[price]
+            prices = self.ask_prices
+            prices.remove(price)
+            if price == self.best_ask_price:
+                self.best_ask_price = prices[0] if prices else None
 
     def _cancel_all(self, ts: int, cmd: CancelAll, events: list[Event]) -> None:
         acct = self.by_account.get(cmd.account)
@@ -480,20 +477,23 @@ class OrderBook:
     # -- book update ----------------------------------------------------------
 
     def _emit_book_update(self, ts: int, events: list[Event]) -> None:
-        bids = self.bids
-        asks = self.asks
+        """Append one BookUpdate with the touched levels' totals; clear the scratch."""
         tb = self._touched_bids
         ta = self._touched_asks
-        bid_changes = []
-        for p in sorted(tb, reverse=True) if len(tb) > 1 else tb:
-            lvl = bids.get(p)
-            bid_changes.append((p, lvl.total if lvl is not None else 0))
-        ask_changes = []
-        for p in sorted(ta) if len(ta) > 1 else ta:
-            lvl = asks.get(p)
-            ask_changes.append((p, lvl.total if lvl is not None else 0))
-        self._touched_bids = {}
-        self._touched_asks = {}
+        bid_changes: list[tuple[int, int]] = []
+        ask_changes: list[tuple[int, int]] = []
+        if tb:
+            bids = self.bids
+            for p in (sorted(tb, reverse=True) if len(tb) > 1 else tb):
+                lvl = bids.get(p)
+                bid_changes.append((p, 0 if lvl is None else lvl.total))
+            tb.clear()
+        if ta:
+            asks = self.asks
+            for p in (sorted(ta) if len(ta) > 1 else ta):
+                lvl = asks.get(p)
+                ask_changes.append((p, 0 if lvl is None else lvl.total))
+            ta.clear()
         self.seq += 1
         events.append(BookUpdate(self.seq, ts, bid_changes, ask_changes))
 
@@ -503,6 +503,8 @@ class OrderBook:
         """Assert every invariant of the book. O(number of orders)."""
         assert list(self.bid_prices) == sorted(self.bids), "bid price index != levels"
         assert list(self.ask_prices) == sorted(self.asks), "ask price index != levels"
+        assert self.best_bid_price == (self.bid_prices[-1] if self.bid_prices else None)
+        assert self.best_ask_price == (self.ask_prices[0] if self.ask_prices else None)
         if self.bid_prices and self.ask_prices:
             assert self.bid_prices[-1] < self.ask_prices[0], "book is crossed"
         seen: dict[str, Order] = {}

@@ -90,7 +90,7 @@ def restore_book(market: Market, snap: Snapshot) -> OrderBook:
     book.trade_id = snap.trade_id
     for r in snap.orders:
         o = Order(r.order_id, r.account, r.client_order_id, r.side, "limit", "GTC", r.price,
-                  r.qty, r.cum_qty, r.cum_notional, r.post_only, r.stp, r.prio)
+                  r.qty, r.cum_qty, r.qty - r.cum_qty, r.cum_notional, r.post_only, r.stp, r.prio)
         if o.side == "buy":
             levels, prices = book.bids, book.bid_prices
         else:
@@ -106,4 +106,6 @@ def restore_book(market: Market, snap: Snapshot) -> OrderBook:
         if o.client_order_id is not None:
             book.client_ids[(o.account, o.client_order_id)] = o
     book.prio = snap.prio
+    book.best_bid_price = book.bid_prices[-1] if book.bid_prices else None
+    book.best_ask_price = book.ask_prices[0] if book.ask_prices else None
     return book
