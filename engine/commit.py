@@ -44,9 +44,17 @@ from hiredis import pack_command
 
 from engine import errors
 from engine.book import OrderBook
+from engine.keys import (
+    ENGINE_GROUP,
+    applied_key,
+    epoch_key,
+    in_stream,
+    lease_key,
+    out_stream,
+    snap_key,
+)
 from engine.messages import Command, Event
 from engine.streams import IN_FIELD, OUT_EVENTS_FIELD, OUT_INPUT_FIELD
-from streamex import constants
 
 log = logging.getLogger("streamex.engine")
 
@@ -92,12 +100,11 @@ class MarketKeys:
 
     @classmethod
     def of(cls, symbol: str) -> MarketKeys:
-        return cls(symbol, constants.in_stream(symbol), constants.out_stream(symbol),
-                   constants.snap_key(symbol), constants.epoch_key(symbol),
-                   constants.lease_key(symbol), constants.applied_key(symbol))
+        return cls(symbol, in_stream(symbol), out_stream(symbol), snap_key(symbol),
+                   epoch_key(symbol), lease_key(symbol), applied_key(symbol))
 
 
-GROUP = constants.ENGINE_GROUP
+GROUP = ENGINE_GROUP
 
 # -- the scripts ----------------------------------------------------------------
 

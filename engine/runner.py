@@ -61,8 +61,8 @@ from engine.commit import (
 from engine.market import Market
 from engine.messages import Event, encode_events
 from engine.recovery import ZERO_ID, RecoveryError, recover
+from engine.settings import EngineConfig
 from engine.snapshot import encode_snapshot, take_snapshot
-from streamex.config import EngineConfig
 
 log = logging.getLogger("streamex.engine")
 

@@ -8,7 +8,7 @@
   last input entry id the batch applied.
 - ``sx:{SYM}:snap``: ``engine.snapshot.encode_snapshot`` bytes.
 
-Key names live in ``streamex.constants``; this module has no I/O.
+Key names live in ``engine.keys``; this module has no I/O.
 """
 
 from __future__ import annotations

@@ -19,13 +19,13 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from engine.keys import out_stream, snap_key
 from engine.market import Market
 from engine.messages import CancelRejected, Report
 from engine.snapshot import decode_snapshot
 from engine.streams import OUT_INPUT_FIELD, events_of
 from gateway.orders_view import OpenOrdersView
 from gateway.reports import cancel_rejected_of, push_frame, report_of
-from streamex.constants import out_stream, snap_key
 
 log = logging.getLogger(__name__)
 

@@ -50,6 +50,7 @@ from engine.errors import (
     UNAUTHENTICATED,
     StreamexError,
 )
+from engine.keys import in_stream
 from engine.messages import CancelAll, Command
 from engine.streams import in_entry
 from gateway.auth import verify_logon
@@ -68,7 +69,6 @@ from gateway.validation import (
     market_of,
 )
 from gateway.wire import error_frame, result_frame
-from streamex.constants import in_stream
 
 if TYPE_CHECKING:
     from gateway.server import Gateway

@@ -23,11 +23,11 @@ import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from engine.keys import out_stream, snap_key
 from engine.messages import Trade
 from engine.snapshot import Snapshot, decode_snapshot
 from engine.streams import events_of
 from marketdata.feed import Batch, MarketFeed, SeqGap
-from streamex.constants import out_stream, snap_key
 
 log = logging.getLogger("streamex.marketdata")
 

@@ -26,6 +26,7 @@ from types import MappingProxyType
 from typing import Any, TypeVar
 
 from engine.market import DEFAULT_MARKETS, Market
+from engine.settings import EngineConfig as EngineConfig  # re-exported: part of Config
 
 
 class ConfigError(ValueError):
@@ -66,24 +67,6 @@ class MarketDataConfig:
 
     host: str = "127.0.0.1"
     port: int = 8002
-
-
-@dataclass(frozen=True, slots=True)
-class EngineConfig:
-    """Engine runner tuning (see ARCHITECTURE.md, "Commit and recovery")."""
-
-    snapshot_every: int = 10_000
-    """Write a snapshot after this many applied commands."""
-    snapshot_interval_s: float = 30.0
-    """... or after this many seconds with at least one new command."""
-    batch_size: int = 512
-    """XREADGROUP COUNT: most commands applied and committed together."""
-    block_ms: int = 100
-    """XREADGROUP BLOCK: longest wait for new commands."""
-    lease_ms: int = 3000
-    """Leader lease time; a standby takes over this long after a silent leader."""
-    out_retention: int = 1_000_000
-    """Approximate number of entries kept in each market's event stream."""
 
 
 @dataclass(frozen=True, slots=True)

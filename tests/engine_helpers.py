@@ -14,13 +14,13 @@ from typing import IO, Any
 import msgspec
 import redis
 
+from engine import keys
 from engine.book import OrderBook
 from engine.commit import apply_entries
 from engine.market import Market
 from engine.messages import Command, Event, Report, encode_command, encode_events
 from engine.snapshot import Snapshot, decode_snapshot, encode_snapshot, take_snapshot
 from engine.streams import IN_FIELD, events_of
-from streamex import constants
 
 REPO = Path(__file__).resolve().parent.parent
 TIMEOUT_S = 15.0
@@ -114,7 +114,7 @@ class EngineProcess:
 def xadd_commands(client: redis.Redis, symbol: str, pairs: Sequence[tuple[str, Command]],
                   chunk: int = 1000) -> None:
     """XADD ``(entry id, command)`` pairs with their explicit ids, pipelined."""
-    key = constants.in_stream(symbol)
+    key = keys.in_stream(symbol)
     for i in range(0, len(pairs), chunk):
         pipe = client.pipeline(transaction=False)
         for entry_id, cmd in pairs[i:i + chunk]:
@@ -144,7 +144,7 @@ def command_entries(pairs: Sequence[tuple[str, Command]]
 def out_entries(client: redis.Redis, symbol: str) -> list[tuple[bytes, bytes, list[Event]]]:
     """Every ``:out`` entry as ``(out id, last input id, events)``."""
     result = []
-    for out_id, fields in client.xrange(constants.out_stream(symbol)):
+    for out_id, fields in client.xrange(keys.out_stream(symbol)):
         result.append((out_id, fields[b"in"], events_of(fields)))
     return result
 
@@ -174,7 +174,7 @@ def assert_same_events(actual: Sequence[Event], expected: Sequence[Event]) -> No
 
 
 def stored_snapshot(client: redis.Redis, symbol: str) -> Snapshot | None:
-    data = client.get(constants.snap_key(symbol))
+    data = client.get(keys.snap_key(symbol))
     return None if data is None else decode_snapshot(data)  # type: ignore[arg-type]
 
 
@@ -185,7 +185,7 @@ def same_book(snapshot: Snapshot, book: OrderBook) -> bool:
 
 
 def applied_id(client: redis.Redis, symbol: str) -> bytes:
-    value = client.get(constants.applied_key(symbol))
+    value = client.get(keys.applied_key(symbol))
     return value if isinstance(value, bytes) else b"0-0"
 
 

@@ -18,10 +18,10 @@ from typing import IO, Any
 import redis.asyncio as aioredis
 from websockets.asyncio.client import ClientConnection, connect
 
+from engine.keys import lease_key
 from gateway.server import Gateway
 from streamex.client import ExecutionReport, OrderClient
 from streamex.config import Account, Config, EngineConfig, LimitsConfig, dump_config
-from streamex.constants import lease_key
 
 REPO = Path(__file__).resolve().parent.parent
 TIMEOUT_S = 10.0

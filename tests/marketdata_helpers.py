@@ -23,11 +23,11 @@ from typing import IO, Any
 import redis
 from websockets.asyncio.client import ClientConnection
 
+from engine import keys
 from engine.book import OrderBook
 from engine.market import Market
 from engine.messages import Amend, Cancel, Command, Event, Place, Trade, encode_command
 from engine.streams import IN_FIELD, events_of
-from streamex import constants
 
 REPO = Path(__file__).resolve().parent.parent
 TIMEOUT_S = 15.0
@@ -207,7 +207,7 @@ class Flow:
 
     def xadd(self, client: redis.Redis, start: int, stop: int, chunk: int = 500) -> None:
         """XADD entries ``[start, stop)`` to the market's ``:in`` with their ids, pipelined."""
-        key = constants.in_stream(self.market.symbol)
+        key = keys.in_stream(self.market.symbol)
         for i in range(start, stop, chunk):
             pipe = client.pipeline(transaction=False)
             for entry_id, cmd in self.entries[i:min(i + chunk, stop)]:
@@ -241,7 +241,7 @@ class Replay:
 
 def engine_seq(client: redis.Redis, symbol: str) -> int:
     """Seq of the last event in the market's ``:out`` (0 when empty)."""
-    last = client.xrevrange(constants.out_stream(symbol), count=1)
+    last = client.xrevrange(keys.out_stream(symbol), count=1)
     if not last:
         return 0
     return events_of(last[0][1])[-1].seq  # type: ignore[index]

@@ -31,17 +31,17 @@ from engine_helpers import (
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from engine import keys
 from engine.commit import parse_id
 from engine.market import DEFAULT_MARKETS
 from engine.messages import Command, Place
 from engine.runner import EXIT_FENCED, EXIT_OK
-from streamex import constants
 from streamex.flow import realistic_flow
 from streamex.redis_server import RedisServer
 
 BTC = DEFAULT_MARKETS[0]
 SYM = BTC.symbol
-IN = constants.in_stream(SYM)
+IN = keys.in_stream(SYM)
 
 
 @pytest.fixture
@@ -103,7 +103,7 @@ def test_kill9_at_random_moments_leaves_output_identical(
                                [SYM]).start()
         engines.append(engine)
         # Wait until it has taken the market (epoch k + 1) and recovered, then feed.
-        wait_until(lambda k=k: client.get(constants.epoch_key(SYM)) == str(k + 1).encode(),
+        wait_until(lambda k=k: client.get(keys.epoch_key(SYM)) == str(k + 1).encode(),
                    what=f"takeover {k + 1}")
         feeder.limit = bounds[k + 1]
         if k == phases - 1:
@@ -127,7 +127,7 @@ def test_kill9_at_random_moments_leaves_output_identical(
     assert_same_events(actual, expected)
     snap = stored_snapshot(client, SYM)
     assert snap is not None and same_book(snap, book)
-    assert client.xpending(IN, constants.ENGINE_GROUP)["pending"] == 0
+    assert client.xpending(IN, keys.ENGINE_GROUP)["pending"] == 0
     log = engine.log()
     assert log.count("event=recovered") == phases
     # Some kills landed between a batch's delivery and its commit: those were claimed.
@@ -218,7 +218,7 @@ def test_zombie_engine_is_fenced_and_the_standby_takes_over(
     pairs = realistic_flow(BTC, 6000, seed=8)
     active = EngineProcess(redis_url, config, "A", tmp_path / "A.log", [SYM]).start()
     engines.append(active)
-    wait_until(lambda: client.get(constants.lease_key(SYM)) == b"A", what="A leads")
+    wait_until(lambda: client.get(keys.lease_key(SYM)) == b"A", what="A leads")
     standby = EngineProcess(redis_url, config, "B", tmp_path / "B.log", [SYM]).start()
     engines.append(standby)
     wait_until(lambda: "event=start" in standby.log(), what="B started")
@@ -226,10 +226,10 @@ def test_zombie_engine_is_fenced_and_the_standby_takes_over(
     feeder = Feeder(client, pairs, chunk=50, pause_s=0.02)
     feeder.start()
     wait_until(lambda: parse_id(applied_id(client, SYM)) >= parse_id(pairs[1000][0]))
-    assert client.get(constants.lease_key(SYM)) == b"A"
+    assert client.get(keys.lease_key(SYM)) == b"A"
     active.signal(signal.SIGSTOP)
     paused_at = time.monotonic()
-    wait_until(lambda: client.get(constants.lease_key(SYM)) == b"B", timeout_s=5,
+    wait_until(lambda: client.get(keys.lease_key(SYM)) == b"B", timeout_s=5,
                what="B takes over")
     takeover_s = time.monotonic() - paused_at
     assert takeover_s <= lease_s + 0.5
@@ -260,15 +260,15 @@ def test_standby_takes_over_within_the_lease_when_the_active_engine_dies(
     pairs = realistic_flow(BTC, 2000, seed=3)
     active = EngineProcess(redis_url, config, "A", tmp_path / "A.log", [SYM]).start()
     engines.append(active)
-    wait_until(lambda: client.get(constants.lease_key(SYM)) == b"A", what="A leads")
+    wait_until(lambda: client.get(keys.lease_key(SYM)) == b"A", what="A leads")
     standby = EngineProcess(redis_url, config, "B", tmp_path / "B.log", [SYM]).start()
     engines.append(standby)
     xadd_commands(client, SYM, pairs[:1000])
     wait_until(lambda: applied_id(client, SYM) == pairs[999][0].encode())
-    assert client.get(constants.lease_key(SYM)) == b"A"
+    assert client.get(keys.lease_key(SYM)) == b"A"
     active.kill()
     died_at = time.monotonic()
-    wait_until(lambda: client.get(constants.lease_key(SYM)) == b"B", timeout_s=5)
+    wait_until(lambda: client.get(keys.lease_key(SYM)) == b"B", timeout_s=5)
     # Expiry (at most one lease after the last renewal) + one standby poll + scheduling slack.
     assert time.monotonic() - died_at <= lease_s + 0.5
     xadd_commands(client, SYM, pairs[1000:])
@@ -293,7 +293,7 @@ def test_entries_taken_by_a_zombie_read_are_claimed_back_in_order(
     wait_until(lambda: applied_id(client, SYM) == pairs[299][0].encode())
     engine.signal(signal.SIGSTOP)
     xadd_commands(client, SYM, pairs[300:])
-    stolen = client.xreadgroup(constants.ENGINE_GROUP, "zombie", {IN: ">"}, count=100)
+    stolen = client.xreadgroup(keys.ENGINE_GROUP, "zombie", {IN: ">"}, count=100)
     assert stolen and stolen[0][1], "the zombie read nothing"
     engine.signal(signal.SIGCONT)
     wait_until(lambda: applied_id(client, SYM) == pairs[-1][0].encode())
@@ -303,4 +303,4 @@ def test_entries_taken_by_a_zombie_read_are_claimed_back_in_order(
     actual = out_events(client, SYM)
     assert_contiguous(actual)
     assert_same_events(actual, expected)
-    assert client.xpending(IN, constants.ENGINE_GROUP)["pending"] == 0
+    assert client.xpending(IN, keys.ENGINE_GROUP)["pending"] == 0

@@ -26,19 +26,19 @@ from engine_helpers import (
     xadd_commands,
 )
 
+from engine import keys
 from engine.commit import apply_entries, parse_id
 from engine.market import DEFAULT_MARKETS
 from engine.messages import InputRejected, Place, encode_command
 from engine.runner import EXIT_OK, EngineRunner
 from engine.streams import IN_FIELD
-from streamex import constants
 from streamex.config import EngineConfig
 from streamex.flow import realistic_flow
 from streamex.redis_server import RedisServer
 
 BTC, ETH = DEFAULT_MARKETS
-IN = constants.in_stream(BTC.symbol)
-GROUP = constants.ENGINE_GROUP
+IN = keys.in_stream(BTC.symbol)
+GROUP = keys.ENGINE_GROUP
 
 
 @pytest.fixture
@@ -85,15 +85,15 @@ def test_engine_applies_a_flow_exactly_like_the_book_and_stops_cleanly(
     assert_contiguous(actual)
     assert_same_events(actual, expected)
     assert pending_count(client) == 0
-    assert client.get(constants.lease_key(BTC.symbol)) == b"e1"
-    assert client.get(constants.epoch_key(BTC.symbol)) == b"1"
+    assert client.get(keys.lease_key(BTC.symbol)) == b"e1"
+    assert client.get(keys.epoch_key(BTC.symbol)) == b"1"
 
     assert engine.stop() == EXIT_OK
     snap = stored_snapshot(client, BTC.symbol)
     assert snap is not None and snap.last_input_id == last.decode()
     assert snap.last_out_id == entries[-1][0].decode()
     assert same_book(snap, book)
-    assert client.get(constants.lease_key(BTC.symbol)) is None  # released for a standby
+    assert client.get(keys.lease_key(BTC.symbol)) is None  # released for a standby
     log = engine.log()
     assert "event=stopped market=BTC-USD" in log and "event=stats" in log
 
@@ -195,13 +195,13 @@ def test_a_busy_market_does_not_starve_a_quiet_one(
         engines: list[EngineProcess]) -> None:
     config = write_config(tmp_path, batch_size=100)
     engine = start_engine(engines, redis_url, config, "e1", tmp_path)
-    wait_until(lambda: client.get(constants.lease_key(ETH.symbol)) == b"e1")
+    wait_until(lambda: client.get(keys.lease_key(ETH.symbol)) == b"e1")
     btc = realistic_flow(BTC, 30_000, seed=6)
     engine.signal(signal.SIGSTOP)
     xadd_commands(client, BTC.symbol, btc, chunk=5000)
     engine.signal(signal.SIGCONT)
     wait_until(lambda: applied_id(client, BTC.symbol) != b"0-0", poll_s=0.0005)
-    eth_id = client.xadd(constants.in_stream(ETH.symbol),
+    eth_id = client.xadd(keys.in_stream(ETH.symbol),
                          {IN_FIELD: encode_command(Place("bob", "sell", "limit", 5, 300_000))})
     wait_until(lambda: applied_id(client, ETH.symbol) == eth_id, poll_s=0.0005)
     assert parse_id(applied_id(client, BTC.symbol)) < parse_id(btc[-1][0]), \
@@ -257,7 +257,7 @@ def test_pending_entries_of_a_dead_consumer_are_applied_in_id_order(
     # A dead engine had applied the first 100 (recorded, but left them pending) and
     # taken delivery of 300 more without applying them; one of those was deleted since.
     client.xreadgroup(GROUP, "dead", {IN: ">"}, count=400)
-    client.set(constants.applied_key(BTC.symbol), pairs[99][0])
+    client.set(keys.applied_key(BTC.symbol), pairs[99][0])
     deleted = pairs[250][0]
     client.xdel(IN, deleted)
     xadd_commands(client, BTC.symbol, pairs[400:])

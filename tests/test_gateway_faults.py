@@ -30,12 +30,12 @@ from gateway_helpers import (
 from websockets.exceptions import ConnectionClosed
 
 from engine.errors import StreamexError
+from engine.keys import out_stream, snap_key
 from engine.messages import Report
 from engine.snapshot import decode_snapshot
 from engine.streams import events_of
 from streamex.client import OrderClient
 from streamex.config import Account, EngineConfig
-from streamex.constants import out_stream, snap_key
 
 
 async def test_cancel_on_disconnect_cancels_only_that_connections_orders(

@@ -39,10 +39,10 @@ from marketdata_helpers import (
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from engine import keys
 from engine.market import DEFAULT_MARKETS
 from engine.messages import Trade
 from engine.streams import events_of
-from streamex import constants
 
 BTC = DEFAULT_MARKETS[0]
 SYMBOL = BTC.symbol
@@ -202,7 +202,7 @@ def verify_trades(msgs: list[dict[str, Any]], client: redis.Redis,
                     "qty": BTC.format_qty(t.qty), "taker_side": t.taker_side, "ts": t.ts}
                    for t in expected]
     per_entry = []
-    for _, fields in client.xrange(constants.out_stream(SYMBOL)):  # type: ignore[union-attr]
+    for _, fields in client.xrange(keys.out_stream(SYMBOL)):  # type: ignore[union-attr]
         trades = [e for e in events_of(fields) if isinstance(e, Trade)]
         if trades:
             per_entry.append(([t.trade_id for t in trades], trades[-1].seq))
@@ -325,7 +325,7 @@ async def test_feed_behind_a_trimmed_stream_restores_the_snapshot(
     try:
         await drive(stack, flow, 300, 1500, seed=2)
         stack.wait_engine(flow.book.seq)
-        first = stack.client.xrange(constants.out_stream(SYMBOL), count=1)[0]  # type: ignore
+        first = stack.client.xrange(keys.out_stream(SYMBOL), count=1)[0]  # type: ignore
         assert events_of(first[1])[0].seq > flow_seq(flow, 300) + 1, "stream was not trimmed"
     finally:
         os.kill(feed.proc.pid, signal.SIGCONT)

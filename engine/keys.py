@@ -1,4 +1,4 @@
-"""Redis key names and group names, in one place.
+"""Redis key names and the consumer group, in one place (every process imports these).
 
 Every key of a market carries the market's symbol as a hash tag
 (``sx:{BTC-USD}:in``), so all keys of one market live in one Redis Cluster
