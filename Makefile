@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed.stamp
 
-.PHONY: venv test lint up bench clean
+.PHONY: venv test lint system-deps up bench clean
 
 venv: $(STAMP)
 
@@ -17,7 +17,10 @@ lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-test: lint
+system-deps:
+	scripts/install-system-deps chromium
+
+test: lint system-deps
 	$(BIN)/pytest -q
 
 up: venv
