@@ -1,0 +1,182 @@
+"""``streamex up`` as a user runs it: one command, a real exchange, a clean stop.
+
+The command runs as a subprocess in a temporary data directory; a client logs
+on with the generated demo accounts, trades, and sees its trade on the public
+feed; SIGTERM stops everything with exit 0 and leaves no process behind; a
+restart on the same data directory still has the resting order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from streamex.client import MarketDataClient, OrderClient
+from streamex.redis_server import free_port
+
+START_TIMEOUT_S = 40.0
+STOP_TIMEOUT_S = 30.0
+
+
+class Up:
+    """A running ``streamex up`` with the endpoints and accounts from its banner."""
+
+    def __init__(self, data_dir: Path, log_path: Path) -> None:
+        self.data_dir = data_dir
+        self.log_path = log_path
+        self.gateway_port = free_port()
+        self.marketdata_port = free_port()
+        self._log = log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "streamex", "up", "--data-dir", str(data_dir),
+             "--gateway-port", str(self.gateway_port),
+             "--marketdata-port", str(self.marketdata_port)],
+            stdout=self._log, stderr=subprocess.STDOUT,
+        )
+        self.accounts = self._wait_banner()
+
+    @property
+    def gateway_url(self) -> str:
+        return f"ws://127.0.0.1:{self.gateway_port}/"
+
+    @property
+    def marketdata_url(self) -> str:
+        return f"ws://127.0.0.1:{self.marketdata_port}/"
+
+    def _wait_banner(self) -> list[tuple[str, str]]:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            text = self.log_path.read_text(errors="replace")
+            if "Press Ctrl-C to stop." in text:
+                assert "streamex is up" in text, text
+                return re.findall(r"api_key=(\S+) secret=(\S+)", text)
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        self.proc.kill()
+        raise AssertionError(f"streamex up did not start:\n{self.log_path.read_text()}")
+
+    def stop(self) -> int:
+        """SIGTERM like a service manager would; the exit code."""
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(STOP_TIMEOUT_S)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+            self._log.close()
+
+
+def processes_using(path: Path) -> list[str]:
+    """Command lines of live processes mentioning ``path`` (children of ``up`` do)."""
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            state = Path(f"/proc/{pid}/stat").read_text().split(") ")[-1][:1]
+        except OSError:
+            continue
+        if str(path) in cmdline and state != "Z":
+            found.append(f"{pid}: {cmdline}")
+    return found
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Iterator[Path]:
+    path = tmp_path / "exchange-data"
+    yield path
+    for line in processes_using(path):  # never leave a stray process behind
+        os.kill(int(line.split(":")[0]), signal.SIGKILL)
+
+
+async def _trade_and_watch(up: Up) -> str:
+    """Demo account 1 rests a sell, account 2 crosses it; both see it; returns the rest."""
+    (key1, secret1), (key2, secret2) = up.accounts[:2]
+    async with OrderClient.connect(up.gateway_url) as maker, \
+            OrderClient.connect(up.gateway_url) as taker, \
+            MarketDataClient.connect(up.marketdata_url) as feed:
+        await maker.logon(key1, secret1)
+        await taker.logon(key2, secret2)
+        await feed.subscribe("trades", "BTC-USD")
+        sell = await maker.place("BTC-USD", "sell", "limit", "0.5", "30000.00")
+        assert (await maker.next_execution()).exec_type == "new"
+        await taker.place("BTC-USD", "buy", "limit", "0.2", "30000.00")
+        report = await asyncio.wait_for(_first_trade(taker), 10)
+        assert (report.liquidity, report.last_qty, report.last_price) == \
+            ("taker", "0.2000", "30000.00")
+        push = await asyncio.wait_for(feed.next_push(), 10)
+        while push["channel"] != "trades":
+            push = await asyncio.wait_for(feed.next_push(), 10)
+        assert [(t["price"], t["qty"], t["taker_side"]) for t in push["data"]] == \
+            [("30000.00", "0.2000", "buy")]
+        maker_fill = await asyncio.wait_for(_first_trade(maker), 10)
+        assert (maker_fill.order_id, maker_fill.leaves_qty) == (sell.order_id, "0.3000")
+        return sell.order_id
+
+
+async def _first_trade(client: OrderClient) -> object:
+    while True:
+        report = await client.next_execution()
+        if report.exec_type == "trade":
+            return report
+
+
+async def _open_orders(up: Up) -> list[tuple[str, str]]:
+    key, secret = up.accounts[0]
+    async with OrderClient.connect(up.gateway_url) as client:
+        await client.logon(key, secret)
+        for _ in range(50):  # the gateway may still be loading its view
+            orders = await client.open_orders("BTC-USD")
+            if orders:
+                break
+            await asyncio.sleep(0.1)
+        return [(o.order_id, o.leaves_qty) for o in orders]
+
+
+def test_up_trades_stops_cleanly_and_keeps_the_book(data_dir: Path, tmp_path: Path) -> None:
+    up = Up(data_dir, tmp_path / "up-1.log")
+    try:
+        assert len(up.accounts) == 2
+        resting = asyncio.run(_trade_and_watch(up))
+    finally:
+        code = up.stop()
+    log = up.log_path.read_text()
+    assert code == 0, log
+    assert "exited with code" not in log, log
+    assert processes_using(data_dir) == []
+
+    again = Up(data_dir, tmp_path / "up-2.log")
+    try:
+        assert again.accounts == up.accounts  # demo accounts are kept with the data
+        assert asyncio.run(_open_orders(again)) == [(resting, "0.3000")]
+    finally:
+        assert again.stop() == 0, again.log_path.read_text()
+    assert processes_using(data_dir) == []
+
+
+def test_up_refuses_a_port_that_is_taken(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "streamex", "up", "--data-dir", str(tmp_path / "d"),
+             "--gateway-port", str(port), "--marketdata-port", str(free_port())],
+            capture_output=True, text=True, timeout=30,
+        )
+    assert result.returncode == 2
+    assert f"gateway port 127.0.0.1:{port} is in use" in result.stderr
+    assert "streamex is up" not in result.stdout
+    assert processes_using(tmp_path / "d") == []
