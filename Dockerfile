@@ -1,0 +1,25 @@
+# The streamex image: every service (engine, gateway, marketdata) runs from it
+# with a different command; see docker-compose.yml.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+WORKDIR /build
+COPY pyproject.toml README.md ./
+COPY engine/ engine/
+COPY gateway/ gateway/
+COPY marketdata/ marketdata/
+COPY streamex/ streamex/
+RUN pip install . \
+    && rm -rf /build \
+    && useradd --system --uid 10001 --user-group --create-home \
+       --home-dir /var/lib/streamex --shell /usr/sbin/nologin streamex
+
+USER streamex
+WORKDIR /var/lib/streamex
+EXPOSE 8001 8002
+ENTRYPOINT ["streamex"]
+CMD ["--help"]

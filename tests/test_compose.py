@@ -1,0 +1,239 @@
+"""docker-compose.yml, Dockerfile and deploy/streamex.toml: structure, agreement, healthchecks.
+
+No Docker engine is needed: the compose file is read with a small reader for
+the YAML subset it is written in (block mappings and lists, JSON-style flow
+lists and quoted strings), checked against what the services need, and run
+through ``docker compose config -q`` / ``docker-compose config -q`` as well
+when one of them is installed. The healthcheck one-liners are executed for
+real against a listening socket and against a real engine holding its lease.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from streamex.config import load_config
+from streamex.redis_server import RedisServer, free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIG_IN_CONTAINER = "/etc/streamex/streamex.toml"
+REDIS_URL = "redis://redis:6379/0"
+STREAMEX_SERVICES = ("engine", "gateway", "marketdata")
+
+
+# -- a reader for the YAML subset docker-compose.yml is written in ---------------
+
+
+def _scalar(text: str) -> Any:
+    text = text.strip()
+    if text.startswith(("[", '"', "{")):
+        return json.loads(text)  # flow lists and quoted strings are written JSON-style
+    if text.startswith("'"):
+        return text[1:-1].replace("''", "'")
+    return text
+
+
+def _strip_comment(line: str) -> str:
+    quote: str | None = None
+    for i, ch in enumerate(line):
+        if quote:
+            if ch == quote:
+                quote = None
+        elif ch in "\"'":
+            quote = ch
+        elif ch == "#" and (i == 0 or line[i - 1] == " "):
+            return line[:i].rstrip()
+    return line.rstrip()
+
+
+def read_yaml_subset(text: str) -> Any:
+    """Block mappings/lists by indentation; values are scalars or JSON-style flow lists."""
+    lines = [(len(raw) - len(raw.lstrip(" ")), raw.strip())
+             for raw in map(_strip_comment, text.splitlines()) if raw.strip()]
+    assert all("\t" not in s for _, s in lines), "tabs are not YAML indentation"
+
+    def block(pos: int, indent: int) -> tuple[Any, int]:
+        if lines[pos][1].startswith("- "):
+            items: list[Any] = []
+            while pos < len(lines) and lines[pos][0] == indent and lines[pos][1].startswith("- "):
+                items.append(_scalar(lines[pos][1][2:]))
+                pos += 1
+            return items, pos
+        mapping: dict[str, Any] = {}
+        while pos < len(lines) and lines[pos][0] == indent:
+            key, sep, rest = lines[pos][1].partition(":")
+            assert sep, f"not a mapping entry: {lines[pos][1]!r}"
+            assert key not in mapping, f"duplicate key {key!r}"
+            pos += 1
+            if rest.strip():
+                mapping[key] = _scalar(rest)
+            elif pos < len(lines) and lines[pos][0] > indent:
+                mapping[key], pos = block(pos, lines[pos][0])
+            elif pos < len(lines) and lines[pos][0] == indent and lines[pos][1].startswith("- "):
+                mapping[key], pos = block(pos, indent)
+            else:
+                mapping[key] = None
+        return mapping, pos
+
+    value, end = block(0, lines[0][0])
+    assert end == len(lines), f"unparsed line: {lines[end][1]!r}"
+    return value
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    data = read_yaml_subset((ROOT / "docker-compose.yml").read_text())
+    assert isinstance(data, dict)
+    return data
+
+
+def test_reader_handles_the_subset() -> None:
+    text = 'a:\n  b: ["x", "y"]  # note\n  c:\n    - "1:2"\n    - z\n  d:\ne: \'q\'\n'
+    assert read_yaml_subset(text) == {"a": {"b": ["x", "y"], "c": ["1:2", "z"], "d": None},
+                                      "e": "q"}
+
+
+# -- compose --------------------------------------------------------------------------
+
+
+def test_services_and_redis_durability(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    assert set(services) == {"redis", *STREAMEX_SERVICES}
+    r = services["redis"]
+    assert r["image"] == "redis:7"
+    cmd = r["command"]
+    assert cmd[0] == "redis-server"
+    assert cmd[cmd.index("--appendonly") + 1] == "yes"
+    assert cmd[cmd.index("--appendfsync") + 1] == "everysec"
+    volume, _, mount = r["volumes"][0].partition(":")
+    assert mount == "/data" and volume in compose["volumes"], "AOF must live in a named volume"
+    assert r["healthcheck"]["test"] == ["CMD", "redis-cli", "ping"]
+
+
+@pytest.mark.parametrize("name", STREAMEX_SERVICES)
+def test_streamex_services(compose: dict[str, Any], name: str) -> None:
+    s = compose["services"][name]
+    assert s["build"] == "." and s["image"] == "streamex:latest"
+    assert s["command"] == [name, "--config", CONFIG_IN_CONTAINER, "--redis-url", REDIS_URL]
+    assert s["volumes"] == [f"./deploy/streamex.toml:{CONFIG_IN_CONTAINER}:ro"]
+    assert s["depends_on"]["redis"]["condition"] == "service_healthy"
+    test = s["healthcheck"]["test"]
+    assert test[:3] == ["CMD", "python", "-c"]
+    compile(test[3], f"{name} healthcheck", "exec")
+    assert s["restart"] == "unless-stopped"
+
+
+def test_ports_match_the_mounted_config(compose: dict[str, Any]) -> None:
+    config = load_config(ROOT / "deploy" / "streamex.toml")
+    assert config.redis.url == REDIS_URL
+    assert config.accounts, "the gateway needs accounts to log anyone on"
+    for name, listener in (("gateway", config.gateway), ("marketdata", config.marketdata)):
+        assert listener.host == "0.0.0.0", f"{name} must listen on every interface in a container"
+        assert compose["services"][name]["ports"] == [f"{listener.port}:{listener.port}"]
+        assert f"('127.0.0.1', {listener.port})" in compose["services"][name]["healthcheck"][
+            "test"][3]
+    assert [config.gateway.port, config.marketdata.port] == [8001, 8002]
+
+
+def test_compose_tool_accepts_the_file_when_installed() -> None:
+    """``config -q`` validates against the real Compose schema (where a tool is installed)."""
+    tools = []
+    docker = shutil.which("docker")
+    if docker and subprocess.run([docker, "compose", "version"], capture_output=True,
+                                 timeout=30).returncode == 0:
+        tools.append([docker, "compose"])
+    if legacy := shutil.which("docker-compose"):
+        tools.append([legacy])
+    for tool in tools:
+        done = subprocess.run([*tool, "config", "-q"], cwd=ROOT, capture_output=True,
+                              text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+    # Without a tool, the structural checks above are the validation.
+    assert (ROOT / "docker-compose.yml").stat().st_size > 0
+
+
+# -- Dockerfile ------------------------------------------------------------------------
+
+
+def test_dockerfile_builds_an_unprivileged_streamex_image() -> None:
+    lines = [line.strip() for line in (ROOT / "Dockerfile").read_text().splitlines()
+             if line.strip() and not line.strip().startswith("#")]
+    assert lines[0] == "FROM python:3.11-slim"
+    assert any(line.startswith("RUN pip install .") for line in lines)
+    user = [line.split()[1] for line in lines if line.startswith("USER ")]
+    assert user and user[-1] not in ("root", "0")
+    assert lines[[line.split()[0] for line in lines].index("ENTRYPOINT")] == \
+        'ENTRYPOINT ["streamex"]'
+    copied = {line.split()[1].rstrip("/") for line in lines if line.startswith("COPY ")}
+    copied |= {w for line in lines if line.startswith("COPY ") for w in line.split()[1:-1]}
+    with (ROOT / "pyproject.toml").open("rb") as f:
+        packages = tomllib.load(f)["tool"]["setuptools"]["packages"]
+    missing = [p for p in [*packages, "pyproject.toml", "README.md"] if p not in copied]
+    assert not missing, f"not copied into the image: {missing}"
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    assert ".venv" in ignored and ".git" in ignored
+
+
+# -- the healthcheck one-liners, run for real -------------------------------------------
+
+
+def _healthcheck(compose: dict[str, Any], name: str) -> str:
+    code: str = compose["services"][name]["healthcheck"]["test"][3]
+    return code
+
+
+def _run(code: str) -> int:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True,
+                          timeout=20).returncode
+
+
+@pytest.mark.parametrize("name", ["gateway", "marketdata"])
+def test_listener_healthcheck(compose: dict[str, Any], name: str) -> None:
+    code = _healthcheck(compose, name)
+    port = compose["services"][name]["ports"][0].split(":")[1]
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        here = listener.getsockname()[1]
+        assert _run(code.replace(f"('127.0.0.1', {port})", f"('127.0.0.1', {here})")) == 0
+    closed = free_port()
+    assert _run(code.replace(f"('127.0.0.1', {port})", f"('127.0.0.1', {closed})")) != 0
+
+
+def test_engine_healthcheck_follows_the_lease(compose: dict[str, Any], tmp_path: Path,
+                                              redis_server: RedisServer) -> None:
+    code = _healthcheck(compose, "engine")
+    assert "host='redis'" in code
+    port = redis_server.url.rsplit(":", 1)[1].split("/")[0]
+    code = code.replace("host='redis'", f"host='127.0.0.1', port={port}")
+    assert _run(code) == 1, "healthy before any engine holds a lease"
+    config = tmp_path / "streamex.toml"
+    text = (ROOT / "deploy" / "streamex.toml").read_text()
+    config.write_text(text.replace('url = "redis://redis:6379/0"', f'url = "{redis_server.url}"'))
+    # Default consumer name (HOST-PID), exactly as in the container.
+    engine = subprocess.Popen([sys.executable, "-m", "streamex", "engine", "--config", str(config)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        client = redis.Redis.from_url(redis_server.url)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and not list(client.scan_iter("sx:*:lease")):
+            time.sleep(0.1)
+        assert _run(code) == 0, "an engine holding its lease is healthy"
+        for key in client.scan_iter("sx:*:lease"):
+            client.set(key, b"another-host-1")
+        assert _run(code) == 1, "an engine whose leases another holds is not healthy"
+        client.close()
+    finally:
+        engine.terminate()
+        engine.wait(30)
