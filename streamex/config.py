@@ -199,6 +199,21 @@ _MARKET_FIELDS = (
 _SECTIONS = ("markets", "accounts", "redis", "gateway", "marketdata", "engine", "limits")
 
 
+def service_config(path: str | Path | None, redis_url: str | None) -> tuple[Config, str]:
+    """Configuration and Redis URL of a service process (engine, gateway, marketdata).
+
+    ``redis_url`` (from ``--redis-url``) wins over ``[redis] url``; a service
+    never starts an embedded server (``streamex up`` does). Raises
+    ConfigError naming the field, or saying how to give a Redis URL.
+    """
+    config = load_config(path)
+    url = redis_url or config.redis.url
+    if not url:
+        raise ConfigError("no Redis: pass --redis-url or set [redis] url in the config "
+                          "(streamex up starts an embedded server)")
+    return config, url
+
+
 def parse_config(data: Mapping[str, Any]) -> Config:
     """Check a configuration table (as ``tomllib`` returns it) and build the Config."""
     _reject_unknown(data, _SECTIONS, "")

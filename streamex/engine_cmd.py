@@ -20,7 +20,7 @@ import sys
 import types
 
 from engine.runner import EngineRunner, tune_gc
-from streamex.config import ConfigError, load_config
+from streamex.config import ConfigError, service_config
 
 EXIT_USAGE = 2
 
@@ -65,14 +65,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     setup_logging(args.log_level)
     try:
-        config = load_config(args.config)
+        config, url = service_config(args.config, args.redis_url)
     except ConfigError as exc:
         print(f"streamex engine: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    url = args.redis_url or config.redis.url
-    if not url:
-        print("streamex engine: no Redis URL: pass --redis-url or set [redis] url in the config",
-              file=sys.stderr)
         return EXIT_USAGE
     if args.markets:
         symbols = [s.strip() for s in args.markets.split(",") if s.strip()]

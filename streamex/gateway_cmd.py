@@ -17,7 +17,7 @@ import sys
 import redis
 import uvloop
 
-from streamex.config import Config, ConfigError, load_config
+from streamex.config import Config, ConfigError, service_config
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -54,15 +54,10 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        config = load_config(args.config)
+        config, redis_url = service_config(args.config, args.redis_url)
     except ConfigError as exc:
         print(f"streamex gateway: {exc}", file=sys.stderr)
-        return 1
-    redis_url = args.redis_url or config.redis.url
-    if redis_url is None:
-        print("streamex gateway: no Redis: give --redis-url or [redis] url in the config "
-              "(or run everything with `streamex up`)", file=sys.stderr)
-        return 1
+        return 2
     try:
         return uvloop.run(_serve(args, config, redis_url))
     except (OSError, redis.RedisError) as exc:

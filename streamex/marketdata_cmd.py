@@ -17,7 +17,7 @@ import sys
 
 from engine.market import Market
 from marketdata.outbox import DEFAULT_LIMIT
-from streamex.config import ConfigError, load_config
+from streamex.config import ConfigError, service_config
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -33,14 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        config = load_config(args.config)
+        config, redis_url = service_config(args.config, args.redis_url)
     except ConfigError as exc:
         print(f"streamex marketdata: {exc}", file=sys.stderr)
-        return 2
-    redis_url = args.redis_url or config.redis.url
-    if redis_url is None:
-        print("streamex marketdata: no Redis: pass --redis-url or set [redis] url "
-              "(streamex up starts an embedded one)", file=sys.stderr)
         return 2
     host = args.host or config.marketdata.host
     port = config.marketdata.port if args.port is None else args.port

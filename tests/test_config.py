@@ -23,6 +23,7 @@ from streamex.config import (
     dump_config,
     load_config,
     parse_config,
+    service_config,
 )
 
 FULL = """
@@ -293,3 +294,12 @@ def test_dump_config_round_trips(tmp_path: Path) -> None:
     text = dump_config(tricky)
     assert parse_config(tomllib.loads(text)) == tricky
     assert "[redis]" not in dump_config(Config())
+
+
+def test_service_config_takes_the_redis_url_from_the_flag_then_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('[redis]\nurl = "redis://127.0.0.1:7000/0"\n')
+    assert service_config(path, None)[1] == "redis://127.0.0.1:7000/0"
+    assert service_config(path, "redis://127.0.0.1:7001/0")[1] == "redis://127.0.0.1:7001/0"
+    with pytest.raises(ConfigError, match="--redis-url"):
+        service_config(None, None)
