@@ -32,11 +32,15 @@ log = logging.getLogger(__name__)
 Deliver = Callable[[str, bytes], None]
 
 
+BLOCK_MS = 1000
+"""XREAD BLOCK of the :out reader: the longest it waits for new events."""
+
+
 class ExecutionRouter:
     """One reader of all markets' ``:out`` streams per gateway process."""
 
     def __init__(self, redis: aioredis.Redis, markets: Iterable[Market], view: OpenOrdersView,
-                 deliver: Deliver, wanted: Callable[[str], bool], block_ms: int = 1000,
+                 deliver: Deliver, wanted: Callable[[str], bool], block_ms: int = BLOCK_MS,
                  count: int = 500) -> None:
         self._redis = redis
         self._markets = {m.symbol: m for m in markets}
@@ -71,7 +75,11 @@ class ExecutionRouter:
         delay = 0.05
         while True:
             try:
-                await self._read(self._block_ms)
+                if await self._read(self._block_ms):
+                    # Let the sessions' writers send the reports just queued before
+                    # this task writes its next XREAD: a report goes out one
+                    # system call (~20-40 us on loopback) sooner.
+                    await asyncio.sleep(0)
                 delay = 0.05
             except asyncio.CancelledError:
                 raise

@@ -24,6 +24,11 @@ Behaviour a client relies on:
   market's backlog is at ``limits.max_backlog``; cancels always go through.
 - An XADD that Redis did not confirm is answered ``INTERNAL`` ("may not have
   been received"): the client checks ``orders.open`` before retrying.
+- Backpressure: while more than ``OUTBOX_HIGH`` frames wait to be sent to a
+  connection, its requests are not read (resuming at ``OUTBOX_LOW``), so a
+  client that sends faster than it reads is slowed down and loses no reply.
+  Only a peer that takes nothing for ``STALL_S`` while frames wait, or lets
+  ``MAX_OUTBOX`` frames pile up, is closed (1008 "slow consumer").
 - ``cancel_on_disconnect`` acts when the connection closes or the gateway
   stops; a gateway that crashes (SIGKILL) cannot send the cancels.
 """
@@ -69,14 +74,21 @@ from gateway.validation import (
     market_of,
 )
 from gateway.wire import error_frame, result_frame
+from gateway.ws_send import send_texts
 
 if TYPE_CHECKING:
     from gateway.server import Gateway
 
 log = logging.getLogger(__name__)
 
-MAX_OUTBOX = 20_000
-"""Frames queued for a connection that does not read before it is closed (1008)."""
+OUTBOX_HIGH = 1_000
+"""Frames waiting for a connection at which its requests stop being read (backpressure)."""
+OUTBOX_LOW = 250
+"""Frames waiting at which reading its requests resumes."""
+MAX_OUTBOX = 200_000
+"""Frames waiting (execution reports keep coming) at which the connection is closed (1008)."""
+STALL_S = 30.0
+"""A peer that takes none of the frames waiting for it this long is closed (1008)."""
 _DISCONNECT_WAIT_S = 5.0
 
 _RECEIVED = {"status": "received"}
@@ -96,6 +108,10 @@ class _Slot:
 class Session:
     """State of one connection: its account, limits, outbox and the orders it placed."""
 
+    outbox_high = OUTBOX_HIGH
+    outbox_low = OUTBOX_LOW
+    stall_s = STALL_S
+
     def __init__(self, gateway: Gateway, ws: ServerConnection) -> None:
         self.gateway = gateway
         self.ws = ws
@@ -107,6 +123,9 @@ class Session:
         self._account_bucket: TokenBucket | None = None
         self._outbox: deque[_Slot] = deque()
         self._wake = asyncio.Event()
+        self._resume = asyncio.Event()
+        self._paused = False
+        self._send_started: float | None = None
         self._in_flight: set[asyncio.Future[str]] = set()
         # symbol -> ids of orders placed here that may still be open (cancel_on_disconnect).
         self._placed: dict[str, set[str]] = {}
@@ -120,10 +139,11 @@ class Session:
         writer = asyncio.create_task(self._write())
         try:
             async for frame in self.ws:
+                if self._closed:
+                    continue  # closing: keep reading only to complete the close handshake
                 self.handle(frame)
-                if len(self._outbox) >= MAX_OUTBOX:
-                    self._slow_consumer()
-                    break
+                if len(self._outbox) >= self.outbox_high:
+                    await self._backpressure()
         except ConnectionClosed:
             pass
         finally:
@@ -134,34 +154,75 @@ class Session:
                 await writer
             await self._cancel_placed_orders()
 
+    async def _backpressure(self) -> None:
+        """Stop reading requests until the outbox is down to ``outbox_low``.
+
+        Unread frames then wait in websockets' queue and the kernel's buffers,
+        so a client that sends faster than it reads is slowed down, and loses
+        no reply. A peer that took nothing for ``stall_s`` is closed (1008).
+        """
+        self._paused = True
+        try:
+            while len(self._outbox) > self.outbox_low and not self._closed:
+                # Cleared on every turn: pushes may refill the outbox after the writer
+                # signalled, and a set event would make this loop spin.
+                self._resume.clear()
+                try:
+                    async with asyncio.timeout(self.stall_s):
+                        await self._resume.wait()
+                except TimeoutError:
+                    if self._stalled():
+                        self._slow_consumer()
+        finally:
+            self._paused = False
+
+    def _stalled(self) -> bool:
+        """True when a write has been waiting for the peer to read for ``stall_s``."""
+        since = self._send_started
+        return since is not None and time.monotonic() - since >= self.stall_s
+
     async def _write(self) -> None:
+        """The one writer: sends every ready frame at the head of the outbox in one write."""
         outbox, ws, wake = self._outbox, self.ws, self._wake
+        batch: list[bytes] = []
         try:
             while True:
-                while outbox and outbox[0].frame is not None:
-                    frame = outbox.popleft().frame
-                    assert frame is not None
-                    await ws.send(frame.decode())
-                wake.clear()
-                await wake.wait()
+                while outbox and (frame := outbox[0].frame) is not None:
+                    outbox.popleft()
+                    batch.append(frame)
+                if not batch:
+                    wake.clear()
+                    await wake.wait()
+                    continue
+                self._send_started = time.monotonic()
+                await send_texts(ws, batch)
+                self._send_started = None
+                batch.clear()
+                if self._paused and len(outbox) <= self.outbox_low:
+                    self._resume.set()
         except ConnectionClosed:
-            pass
+            self._closed = True  # nothing more can be sent: stop reading requests too
+        finally:
+            self._resume.set()
 
     def push(self, frame: bytes) -> None:
-        """Queue an execution report; closes a connection that stopped reading (1008)."""
+        """Queue an execution report; closes a peer that stopped reading (1008)."""
         if self._closed:
             return
-        if len(self._outbox) >= MAX_OUTBOX:
+        outbox = self._outbox
+        if len(outbox) >= self.outbox_high and (len(outbox) >= MAX_OUTBOX or self._stalled()):
             self._slow_consumer()
             return
-        self._outbox.append(_Slot(frame))
+        outbox.append(_Slot(frame))
         self._wake.set()
 
     def _slow_consumer(self) -> None:
-        """Close a connection whose unsent frames reached MAX_OUTBOX; it resyncs on reconnect."""
+        """Close a connection that does not read what it is sent; it resyncs on reconnect."""
         if not self._closed:
             self._closed = True
-            log.warning("closing connection of %s: slow consumer", self.account)
+            self._resume.set()
+            log.warning("closing connection of %s: slow consumer (%d frames waiting)",
+                        self.account, len(self._outbox))
             self.gateway.spawn(self.ws.close(1008, "slow consumer"))
 
     # -- replies --------------------------------------------------------------------
