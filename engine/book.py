@@ -100,6 +100,9 @@ class OrderBook:
         # Best prices cached (None = side empty): read on every command.
         self.best_bid_price: int | None = None
         self.best_ask_price: int | None = None
+        # The last input id's milliseconds, parsed once per distinct value.
+        self._ts_text = ""
+        self._ts = 0
         # Per-command scratch: prices of levels touched, for the book update.
         self._touched_bids: dict[int, None] = {}
         self._touched_asks: dict[int, None] = {}
@@ -131,8 +134,21 @@ class OrderBook:
 
     def apply(self, input_id: str, cmd: Command) -> list[Event]:
         """Apply one command; return its events (each with the next ``seq``)."""
-        ts = int(input_id.partition("-")[0])
         events: list[Event] = []
+        self.apply_into(input_id, cmd, events)
+        return events
+
+    def apply_into(self, input_id: str, cmd: Command, events: list[Event]) -> None:
+        """Apply one command, appending its events to ``events`` (the batch's list).
+
+        Same as :meth:`apply` without a list per command: the runner's hot path.
+        """
+        ms = input_id.partition("-")[0]
+        if ms == self._ts_text:
+            ts = self._ts
+        else:
+            ts = self._ts = int(ms)
+            self._ts_text = ms
         t = type(cmd)
         if t is Place:
             self._place(input_id, ts, cmd, events)  # type: ignore[arg-type]
@@ -146,7 +162,6 @@ class OrderBook:
             raise TypeError(f"not a command: {cmd!r}")
         if self._touched_bids or self._touched_asks:
             self._emit_book_update(ts, events)
-        return events
 
     def reject_input(self, input_id: str, reason: str = errors.BAD_REQUEST) -> list[Event]:
         """Answer an undecodable input entry with one ``InputRejected`` event."""
@@ -195,8 +210,15 @@ class OrderBook:
             o.leaves = 0
             self._report(ts, o, "rejected", "rejected", events, reason)
             return
-        self._report(ts, o, "new", "new", events)
-        self._execute(ts, o, events)
+        self.seq += 1
+        events.append(Report(
+            self.seq, ts, o.account, input_id, o.client_order_id, o.side, o.type,  # type: ignore[arg-type]
+            o.tif, o.price, o.qty, "new", "new", 0, 0, 0, o.leaves, 0, None, None, None,  # type: ignore[arg-type]
+        ))
+        if is_limit and o.tif == "GTC" and not self._crosses(o):
+            self._rest(o)  # the common case: a passive order rests at once
+        else:
+            self._execute(ts, o, events)
 
     def _crosses(self, o: Order) -> bool:
         if o.side == "buy":

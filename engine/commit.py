@@ -383,7 +383,7 @@ def apply_entries(book: OrderBook, entries: list[RawEntry], events: list[Event])
     matching plus ~0.4 us of decoding per entry.
     """
     decode = _decode_command.decode
-    apply = book.apply
+    apply_into = book.apply_into
     for entry_id, fields in entries:
         input_id = entry_id.decode()
         try:
@@ -395,9 +395,11 @@ def apply_entries(book: OrderBook, entries: list[RawEntry], events: list[Event])
             events += book.reject_input(input_id)
             continue
         seq = book.seq
+        mark = len(events)
         try:
-            events += apply(input_id, cmd)
+            apply_into(input_id, cmd, events)
         except Exception:  # a matching bug must not crash-loop the market; replay does the same
             log.exception("event=apply_failed market=%s input_id=%s", book.symbol, input_id)
+            del events[mark:]
             book.seq = seq
             events += book.reject_input(input_id, errors.INTERNAL)
