@@ -9,6 +9,8 @@ Cost: O(1) per event plus the decimal formatting.
 
 from __future__ import annotations
 
+import msgspec
+
 from engine.market import Market
 from engine.messages import CancelRejected, Report
 from gateway.wire import ExecutionPush, ExecutionReport, encoder
@@ -49,28 +51,9 @@ def report_of(market: Market, r: Report) -> ExecutionReport:
 
 def status_of(market: Market, r: Report) -> ExecutionReport:
     """An open order restated from its latest ``Report``: exec_type ``status``, no exec id."""
-    return ExecutionReport(
-        exec_id=None,
-        order_id=r.order_id,
-        client_order_id=r.client_order_id,
-        symbol=market.symbol,
-        side=r.side,
-        type=r.type,
-        tif=r.tif,
-        price=market.format_price(r.price) if r.type == "limit" else None,
-        qty=market.format_qty(r.qty),
-        exec_type="status",
-        status=r.status,
-        last_qty=None,
-        last_price=None,
-        cum_qty=market.format_qty(r.cum_qty),
-        leaves_qty=market.format_qty(r.leaves_qty),
-        avg_price=market.format_avg_price(r.cum_notional, r.cum_qty),
-        liquidity=None,
-        trade_id=None,
-        reason=None,
-        ts=r.ts,
-    )
+    return msgspec.structs.replace(
+        report_of(market, r), exec_id=None, exec_type="status", last_qty=None,
+        last_price=None, liquidity=None, trade_id=None, reason=None)
 
 
 def cancel_rejected_of(symbol: str, e: CancelRejected) -> ExecutionReport:
