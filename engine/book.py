@@ -389,12 +389,20 @@ class OrderBook:
             levels, touched = self.asks, self._touched_asks
         price = o.price
         level = levels[price]
-        del level.orders[o.order_id]
+        oid = o.order_id
+        del level.orders[oid]
         level.total -= o.leaves
         touched[price] = None
         if not level.orders:
             self._drop_level(o.side, price)
-        self._forget(o)
+        # _forget(o), inlined: this runs for every cancel.
+        del self.orders[oid]
+        acct = self.by_account[o.account]
+        del acct[oid]
+        if not acct:
+            del self.by_account[o.account]
+        if o.client_order_id is not None:
+            del self.client_ids[(o.account, o.client_order_id)]
 
     # -- cancel, amend, cancel_all ---------------------------------------------
 
@@ -419,7 +427,12 @@ class OrderBook:
             return
         self._unrest(o)
         o.leaves = 0
-        self._report(ts, o, "canceled", "canceled", events, errors.USER_CANCEL)
+        self.seq += 1
+        events.append(Report(
+            self.seq, ts, o.account, o.order_id, o.client_order_id, o.side, o.type,  # type: ignore[arg-type]
+            o.tif, o.price, o.qty, "canceled", "canceled", 0, 0, o.cum_qty, 0,  # type: ignore[arg-type]
+            o.cum_notional, None, None, errors.USER_CANCEL,
+        ))
 
     def _amend(self, input_id: str, ts: int, cmd: Amend, events: list[Event]) -> None:
         o = self._find(cmd.account, cmd.order_id, cmd.client_order_id)
