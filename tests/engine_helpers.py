@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import msgspec
 import redis
+from streamex_process import StreamexProcess
 
 from engine import keys
 from engine.book import OrderBook
@@ -44,68 +41,19 @@ def wait_until(predicate: Callable[[], bool], timeout_s: float = TIMEOUT_S,
         time.sleep(poll_s)
 
 
-class EngineProcess:
+class EngineProcess(StreamexProcess):
     """``python -m streamex engine`` as a child process, its log in ``log_path``."""
 
     def __init__(self, redis_url: str, config: Path, consumer: str, log_path: Path,
                  markets: Sequence[str] | None = None) -> None:
-        self.args = [sys.executable, "-m", "streamex", "engine", "--config", str(config),
-                     "--redis-url", redis_url, "--consumer", consumer, "--stats-interval", "1"]
+        args = ["engine", "--config", str(config), "--redis-url", redis_url,
+                "--consumer", consumer, "--stats-interval", "1"]
         if markets:
-            self.args += ["--markets", ",".join(markets)]
-        self.log_path = log_path
-        self.proc: subprocess.Popen[bytes] | None = None
-        self._log: IO[bytes] | None = None
-
-    def start(self) -> EngineProcess:
-        self._log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(self.args, stdin=subprocess.DEVNULL, stdout=self._log,
-                                     stderr=subprocess.STDOUT, cwd=REPO)
-        return self
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def signal(self, sig: int) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(sig)
-
-    def kill(self) -> None:
-        """SIGKILL, as a crash would."""
-        if self.running():
-            self.signal(signal.SIGKILL)
-        self.wait()
-
-    def wait(self, timeout_s: float = TIMEOUT_S) -> int:
-        assert self.proc is not None
-        code = self.proc.wait(timeout_s)
-        if self._log is not None:
-            self._log.close()
-            self._log = None
-        return code
-
-    def stop(self, timeout_s: float = TIMEOUT_S) -> int:
-        """SIGTERM and wait; returns the exit code."""
-        if self.running():
-            self.signal(signal.SIGTERM)
-        return self.wait(timeout_s)
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
+            args += ["--markets", ",".join(markets)]
+        super().__init__(args, log_path, timeout_s=TIMEOUT_S)
 
     def cleanup(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGCONT)
-            self.proc.kill()
-            self.proc.wait()
-        if self._log is not None:
-            self._log.close()
-            self._log = None
+        self.kill()
 
 
 # -- flows --------------------------------------------------------------------------

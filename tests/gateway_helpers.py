@@ -6,16 +6,14 @@ import asyncio
 import contextlib
 import json
 import re
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import replace
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import redis.asyncio as aioredis
+from streamex_process import StreamexProcess
 from websockets.asyncio.client import ClientConnection, connect
 
 from engine.keys import lease_key
@@ -44,53 +42,11 @@ def write_config(directory: Path, config: Config) -> Path:
     return path
 
 
-class Process:
+class Process(StreamexProcess):
     """A ``python -m streamex ...`` child process with its output in ``log_path``."""
 
     def __init__(self, args: list[str], log_path: Path) -> None:
-        self.args = [sys.executable, "-m", "streamex", *args]
-        self.log_path = log_path
-        self.proc: subprocess.Popen[bytes] | None = None
-        self._log: IO[bytes] | None = None
-
-    def start(self) -> Process:
-        self._log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(self.args, stdin=subprocess.DEVNULL, stdout=self._log,
-                                     stderr=subprocess.STDOUT, cwd=REPO)
-        return self
-
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def kill(self) -> None:
-        """SIGKILL, as a crash would."""
-        if self.proc is not None:
-            if self.proc.poll() is None:
-                self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(TIMEOUT_S)
-        self._close_log()
-
-    def stop(self) -> int | None:
-        """SIGTERM, wait (SIGKILL after the timeout); returns the exit code."""
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._close_log()
-        return self.proc.returncode
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def _close_log(self) -> None:
-        if self._log is not None:
-            self._log.close()
-            self._log = None
+        super().__init__(args, log_path, timeout_s=TIMEOUT_S)
 
 
 def engine_process(config_path: Path, redis_url: str, log_path: Path) -> Process:

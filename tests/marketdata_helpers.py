@@ -8,19 +8,15 @@ the feed's bugs.
 from __future__ import annotations
 
 import json
-import os
 import random
-import select
-import signal
-import subprocess
-import sys
 import time
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import redis
+from streamex_process import StreamexProcess
 from websockets.asyncio.client import ClientConnection
 
 from engine import keys
@@ -45,67 +41,11 @@ def write_config(directory: Path, **engine: int | float) -> Path:
     return path
 
 
-class Child:
+class Child(StreamexProcess):
     """A ``python -m streamex ...`` child process; stderr goes to ``log_path``."""
 
     def __init__(self, args: Sequence[str], log_path: Path) -> None:
-        self.args = [sys.executable, "-m", "streamex", *args]
-        self.log_path = log_path
-        self.proc: subprocess.Popen[bytes] | None = None
-        self._log: IO[bytes] | None = None
-
-    def start(self) -> Child:
-        self._log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(self.args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                     stderr=self._log, cwd=REPO)
-        return self
-
-    def read_line(self, timeout_s: float = TIMEOUT_S) -> str:
-        """The next stdout line (fails the test after ``timeout_s`` or at exit)."""
-        assert self.proc is not None and self.proc.stdout is not None
-        deadline = time.monotonic() + timeout_s
-        fd = self.proc.stdout.fileno()
-        data = b""
-        while not data.endswith(b"\n"):
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise AssertionError(f"no output from {self.args[3]} in {timeout_s} s:\n"
-                                     + self.log())
-            ready, _, _ = select.select([fd], [], [], left)
-            if ready:
-                chunk = os.read(fd, 1)
-                if not chunk:
-                    raise AssertionError(f"{self.args[3]} exited:\n{self.log()}")
-                data += chunk
-        return data.decode()
-
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def kill(self) -> None:
-        """SIGKILL, as a crash would."""
-        if self.proc is not None:
-            if self.running():
-                os.kill(self.proc.pid, signal.SIGCONT)
-                self.proc.kill()
-            self.proc.wait(TIMEOUT_S)
-            if self.proc.stdout is not None:
-                self.proc.stdout.close()
-        if self._log is not None:
-            self._log.close()
-            self._log = None
-
-    def stop(self) -> int:
-        """SIGTERM and wait; returns the exit code."""
-        assert self.proc is not None
-        if self.running():
-            self.proc.send_signal(signal.SIGTERM)
-        code = self.proc.wait(TIMEOUT_S)
-        self.kill()
-        return code
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        super().__init__(args, log_path, pipe_stdout=True, timeout_s=TIMEOUT_S)
 
 
 class FeedProcess(Child):
