@@ -13,7 +13,7 @@ Key names live in ``engine.keys``; this module has no I/O.
 
 from __future__ import annotations
 
-from engine.messages import Command, Event, decode_command, decode_events, encode_command
+from engine.messages import Command, Event, decode_events, encode_command
 
 IN_FIELD = b"c"
 OUT_EVENTS_FIELD = b"e"
@@ -23,11 +23,6 @@ OUT_INPUT_FIELD = b"in"
 def in_entry(cmd: Command) -> dict[bytes, bytes]:
     """Fields of the ``:in`` entry for ``cmd`` (pass to XADD)."""
     return {IN_FIELD: encode_command(cmd)}
-
-
-def command_of(fields: dict[bytes, bytes]) -> Command:
-    """Command of an ``:in`` entry; raises ``KeyError`` or a msgspec error if malformed."""
-    return decode_command(fields[IN_FIELD])
 
 
 def events_of(fields: dict[bytes, bytes]) -> list[Event]:
