@@ -13,6 +13,8 @@ Key names live in ``engine.keys``; this module has no I/O.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 from engine.messages import Command, Event, decode_events, encode_command
 
 IN_FIELD = b"c"
@@ -25,6 +27,24 @@ def in_entry(cmd: Command) -> dict[bytes, bytes]:
     return {IN_FIELD: encode_command(cmd)}
 
 
-def events_of(fields: dict[bytes, bytes]) -> list[Event]:
-    """Events of an ``:out`` entry, in ``seq`` order."""
-    return decode_events(fields[OUT_EVENTS_FIELD])
+Fields = Mapping[bytes, bytes] | Sequence[bytes]
+"""An entry's fields: a mapping (redis-py's replies) or a flat ``[name, value, ...]`` list
+(raw replies, see ``engine.tail``)."""
+
+
+def field_of(fields: Fields, name: bytes) -> bytes | None:
+    """The value of field ``name``, or None. O(fields)."""
+    if isinstance(fields, Mapping):
+        return fields.get(name)
+    for i in range(0, len(fields) - 1, 2):
+        if fields[i] == name:
+            return fields[i + 1]
+    return None
+
+
+def events_of(fields: Fields) -> list[Event]:
+    """Events of an ``:out`` entry, in ``seq`` order; ``KeyError`` if it has none."""
+    data = field_of(fields, OUT_EVENTS_FIELD)
+    if data is None:
+        raise KeyError(OUT_EVENTS_FIELD)
+    return decode_events(data)

@@ -2,7 +2,8 @@
 
 :meth:`ExecutionRouter.load` rebuilds the view from each market's snapshot and
 the ``:out`` entries after it (call it before serving); :meth:`ExecutionRouter.run`
-then follows ``:out`` with one blocking ``XREAD`` over all markets and, for
+then follows ``:out`` with one blocking ``XREAD`` over all markets (on its own
+connection, see :class:`~engine.tail.StreamTail`) and, for
 every ``Report`` and ``CancelRejected``, updates the view and hands the encoded
 ``executions`` push to ``deliver(account, frame)``, which sends it to that
 account's connections only (nothing is encoded when ``wanted(account)`` is
@@ -15,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Iterable
-from typing import Any
 
 import redis.asyncio as aioredis
 
@@ -23,7 +23,8 @@ from engine.keys import out_stream, snap_key
 from engine.market import Market
 from engine.messages import CancelRejected, Report
 from engine.snapshot import decode_snapshot
-from engine.streams import OUT_INPUT_FIELD, events_of
+from engine.streams import OUT_INPUT_FIELD, events_of, field_of
+from engine.tail import StreamTail
 from gateway.orders_view import OpenOrdersView
 from gateway.reports import cancel_rejected_of, push_frame, report_of
 
@@ -43,13 +44,13 @@ class ExecutionRouter:
                  deliver: Deliver, wanted: Callable[[str], bool], block_ms: int = BLOCK_MS,
                  count: int = 500) -> None:
         self._redis = redis
+        self._tail = StreamTail(redis, count)
         self._markets = {m.symbol: m for m in markets}
         self._by_key = {out_stream(s).encode(): m for s, m in self._markets.items()}
         self._view = view
         self._deliver = deliver
         self._wanted = wanted
         self._block_ms = block_ms
-        self._count = count
         self._positions: dict[bytes, bytes] = {k: b"0-0" for k in self._by_key}
         self.entries = 0
 
@@ -90,10 +91,9 @@ class ExecutionRouter:
 
     async def _read(self, block_ms: int | None) -> int:
         """One XREAD over all markets; returns how many entries it handled."""
-        reply: Any = await self._redis.xread(
-            self._positions, count=self._count, block=block_ms)  # type: ignore[arg-type]
+        reply = await self._tail.read(self._positions, block_ms)
         handled = 0
-        for key, entries in reply or ():
+        for key, entries in reply:
             market = self._by_key[key]
             for entry_id, fields in entries:
                 self._handle(market, fields)
@@ -102,7 +102,11 @@ class ExecutionRouter:
         self.entries += handled
         return handled
 
-    def _handle(self, market: Market, fields: dict[bytes, bytes]) -> None:
+    async def close(self) -> None:
+        """Close the reader's connection (after cancelling :meth:`run`)."""
+        await self._tail.close()
+
+    def _handle(self, market: Market, fields: list[bytes]) -> None:
         symbol = market.symbol
         try:
             events = events_of(fields)
@@ -119,6 +123,6 @@ class ExecutionRouter:
                     deliver(event.account, push_frame(report_of(market, event)))
             elif isinstance(event, CancelRejected) and wanted(event.account):
                 deliver(event.account, push_frame(cancel_rejected_of(symbol, event)))
-        last_input = fields.get(OUT_INPUT_FIELD)
+        last_input = field_of(fields, OUT_INPUT_FIELD)
         if last_input:
             view.set_applied(symbol, last_input.decode())

@@ -25,7 +25,6 @@ from gateway.backlog import BacklogMonitor
 from gateway.batcher import XaddBatcher
 from gateway.orders_view import OpenOrdersView
 from gateway.ratelimit import TokenBucket
-from gateway.router import BLOCK_MS as ROUTER_BLOCK_MS
 from gateway.router import ExecutionRouter
 from gateway.session import Session
 from streamex.config import Config
@@ -37,10 +36,6 @@ MAX_FRAME = 65_536
 REDIS_CONNECT_TIMEOUT_S = 2.0
 
 
-READER_TIMEOUT_MARGIN_S = 5.0
-"""How long past its BLOCK time the :out reader waits before calling Redis hung."""
-
-
 def redis_client(url: str, socket_timeout: float | None = None) -> aioredis.Redis:
     """A RESP2 client, by default without a per-call socket timeout.
 
@@ -48,7 +43,7 @@ def redis_client(url: str, socket_timeout: float | None = None) -> aioredis.Redi
     and every read in an ``asyncio.timeout``: ~10% of the gateway's CPU under
     load when paid per request. A dead peer is still noticed: connecting times
     out, TCP keepalive is on, an idle connection is PINGed before reuse, and
-    the :out reader (one call per batch, so the cost is small) keeps a timeout.
+    the XADD batcher and the :out reader time their own round trips.
     """
     return aioredis.Redis.from_url(url, protocol=2, socket_timeout=socket_timeout,
                                    socket_connect_timeout=REDIS_CONNECT_TIMEOUT_S,
@@ -70,9 +65,9 @@ class Gateway:
         self.markets_result = {"markets": [m.to_wire() for m in config.markets]}
         self.now_ms = clock_ms
         self.redis = redis_client(redis_url)
-        # A separate client: its connection sits in a blocking XREAD.
-        self._reader_redis = redis_client(
-            redis_url, socket_timeout=ROUTER_BLOCK_MS / 1000 + READER_TIMEOUT_MARGIN_S)
+        # A separate client: its connection sits in a blocking XREAD (which has its own
+        # time-out, see engine.tail).
+        self._reader_redis = redis_client(redis_url)
         self.view = OpenOrdersView(self.markets)
         self.backlog = BacklogMonitor(self.redis, self.markets, backlog_refresh_s)
         self.batcher = XaddBatcher(self.redis, on_added=self.backlog.added)
@@ -112,6 +107,7 @@ class Gateway:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
+        await self.router.close()
         await self.redis.aclose()
         await self._reader_redis.aclose()
 

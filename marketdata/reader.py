@@ -27,6 +27,7 @@ from engine.keys import out_stream, snap_key
 from engine.messages import Trade
 from engine.snapshot import Snapshot, decode_snapshot
 from engine.streams import events_of
+from engine.tail import StreamTail
 from marketdata.feed import Batch, MarketFeed, SeqGap
 
 log = logging.getLogger("streamex.marketdata")
@@ -57,7 +58,8 @@ class MarketReader:
         self.position = "0-0"
         self.ready = asyncio.Event()
         self.gaps = 0
-        self._stream = out_stream(feed.symbol)
+        self._stream = out_stream(feed.symbol).encode()
+        self._tail = StreamTail(client, READ_COUNT)
         self._snap_key = snap_key(feed.symbol)
 
     async def run(self) -> None:
@@ -78,10 +80,7 @@ class MarketReader:
             await self._restore(newer_than=-1)
             self.ready.set()
         while True:
-            reply = cast(list[tuple[bytes, Entries]], await self.client.xread(
-                {self._stream: self.position}, count=READ_COUNT, block=BLOCK_MS))
-            if not reply:
-                continue
+            reply = await self._tail.read({self._stream: self.position.encode()}, BLOCK_MS)
             for _key, entries in reply:
                 for entry_id, fields in entries:
                     try:

@@ -1,0 +1,123 @@
+"""engine.tail.StreamTail against a real Redis server: reads, time-outs, cancellation."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+import redis.asyncio as aioredis
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from engine.streams import events_of, field_of
+from engine.tail import Entry, StreamTail
+from streamex.redis_server import RedisServer
+
+A, B = b"sx:{A}:out", b"sx:{B}:out"
+
+
+def plain(reply: list[tuple[bytes, list[Entry]]]) -> dict[bytes, list[tuple[bytes, list[bytes]]]]:
+    """``{key: [(id, fields), ...]}``, whatever sequence types the parser used."""
+    return {key: [(entry_id, list(fields)) for entry_id, fields in entries]
+            for key, entries in reply}
+
+
+@pytest.fixture(params=[2, 3], ids=["resp2", "resp3"])
+async def client(request: pytest.FixtureRequest, redis_url: str
+                 ) -> AsyncIterator[aioredis.Redis]:
+    c = aioredis.Redis.from_url(redis_url, protocol=request.param)
+    try:
+        yield c
+    finally:
+        await c.aclose()
+
+
+async def test_reads_entries_after_each_position_with_flat_fields(
+        client: aioredis.Redis) -> None:
+    a1 = await client.xadd(A, {b"e": b"a1", b"in": b"1-1"})
+    a2 = await client.xadd(A, {b"e": b"a2"})
+    b1 = await client.xadd(B, {b"e": b"b1"})
+    tail = StreamTail(client, count=10)
+    try:
+        reply = plain(await tail.read({A: a1, B: b"0-0"}, None))
+        assert reply == {A: [(a2, [b"e", b"a2"])], B: [(b1, [b"e", b"b1"])]}
+        assert await tail.read({A: a2, B: b1}, None) == []  # nothing new, no wait
+        assert await tail.read({A: a2, B: b1}, 30) == []    # BLOCK ran out
+    finally:
+        await tail.close()
+
+
+async def test_a_blocked_read_returns_as_soon_as_an_entry_is_added(
+        client: aioredis.Redis, redis_url: str) -> None:
+    last = await client.xadd(A, {b"e": b"x"})
+    tail = StreamTail(client, count=10)
+    writer = aioredis.Redis.from_url(redis_url)
+    try:
+        read = asyncio.create_task(tail.read({A: last}, 5000))
+        await asyncio.sleep(0.05)
+        assert not read.done()
+        started = time.monotonic()
+        added = await writer.xadd(A, {b"e": b"y"})
+        reply = await asyncio.wait_for(read, 2.0)
+        assert time.monotonic() - started < 1.0
+        assert plain(reply) == {A: [(added, [b"e", b"y"])]}
+    finally:
+        await tail.close()
+        await writer.aclose()
+
+
+async def test_a_cancelled_read_does_not_hand_its_reply_to_the_next_one(
+        client: aioredis.Redis, redis_url: str) -> None:
+    first = await client.xadd(A, {b"e": b"1"})
+    tail = StreamTail(client, count=10)
+    writer = aioredis.Redis.from_url(redis_url)
+    try:
+        read = asyncio.create_task(tail.read({A: first}, 5000))
+        await asyncio.sleep(0.05)
+        read.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await read
+        second = await writer.xadd(A, {b"e": b"2"})  # would have answered the cancelled read
+        third = await writer.xadd(A, {b"e": b"3"})
+        reply = await tail.read({A: second}, 1000)
+        assert plain(reply) == {A: [(third, [b"e", b"3"])]}
+    finally:
+        await tail.close()
+        await writer.aclose()
+
+
+async def test_a_hung_redis_times_out_and_the_next_read_reconnects(
+        client: aioredis.Redis, redis_server: RedisServer) -> None:
+    last = await client.xadd(A, {b"e": b"1"})
+    tail = StreamTail(client, count=10, timeout_margin_s=0.3)
+    pid = redis_server.pid
+    assert pid is not None
+    try:
+        assert await tail.read({A: b"0-0"}, None) != []  # connected
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            started = time.monotonic()
+            with pytest.raises(RedisTimeoutError):
+                await tail.read({A: last}, 100)
+            assert 0.3 <= time.monotonic() - started < 2.0
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        added = await client.xadd(A, {b"e": b"2"})
+        reply = await tail.read({A: last}, 1000)
+        assert plain(reply) == {A: [(added, [b"e", b"2"])]}
+    finally:
+        await tail.close()
+
+
+def test_fields_are_read_from_flat_lists_and_mappings() -> None:
+    flat = [b"in", b"5-0", b"e", b"\x90"]
+    assert field_of(flat, b"in") == b"5-0"
+    assert field_of(flat, b"e") == b"\x90"
+    assert field_of(flat, b"x") is None
+    assert field_of({b"in": b"5-0"}, b"in") == b"5-0"
+    assert events_of(flat) == [] and events_of({b"e": b"\x90"}) == []
+    with pytest.raises(KeyError):
+        events_of([b"in", b"5-0"])
