@@ -13,7 +13,8 @@ round-robins the markets this process serves:
   cores at once; a crash leaves at most two batches delivered but
   uncommitted, which recovery claims and applies again;
 - when no market has anything in hand, one ``XREADGROUP BLOCK`` over all
-  owned input streams waits for new entries; while some markets are busy, the
+  owned input streams waits for new entries (pipelined with the last commit,
+  so a lone command costs one round trip); while some markets are busy, the
   idle ones are read (without BLOCK) every 2 ms, so none is starved;
 - every ``snapshot_every`` commands or ``snapshot_interval_s`` seconds, at a
   round whose book state is fully committed, a snapshot is written and the
@@ -49,9 +50,9 @@ from engine.commit import (
     MarketKeys,
     RawEntry,
     StateLost,
+    StreamEntries,
     acquire,
     apply_entries,
-    call,
     load_scripts,
     parse_id,
     release,
@@ -151,6 +152,7 @@ class _MarketState:
         self.since_snapshot = 0
         self.snapshot_at = 0.0
         self.next_lease = 0.0
+        self.read_at = 0.0  # time.monotonic() of the last read of new entries
 
     def to_standby(self) -> None:
         """Forget ownership and state (rebuilt by recovery when the lease is taken again)."""
@@ -335,18 +337,24 @@ class EngineRunner:
             del m.in_hand[:n]
         # Keep about two batches delivered ahead: one to apply during each round trip.
         read = 0 if self._stopping else max(0, 2 * n - len(m.in_hand) - len(overlap))
+        streams: Sequence[str] = ()
+        block_ms = None
+        if read and not overlap and not m.in_hand and not snapshot_due:
+            # Nothing left to do after this commit: the read waits for the next
+            # entries of every owned market (as _wait would), saving a round trip.
+            streams, block_ms = self._idle_read(committing=m)
         started = time.perf_counter()
         self._channel.send(m.keys, m.epoch, self.consumer, m.applied, ready.ids, ready.events,
-                           read)
+                           read, streams, block_ms)
         following = self._apply(m, overlap) if overlap else None
-        out_id, entries = self._channel.receive()
-        latency = time.perf_counter() - started
+        out_id, committed_at, reply = self._channel.receive()
+        latency = committed_at - started
+        if read:
+            self._take(reply, streams or (m.keys.input,))
         m.applied = ready.ids[-1]
         m.ready = following
         if out_id is not None:
             m.last_out_id = out_id
-        if entries:
-            m.in_hand += entries
         m.since_snapshot += count
         stats = m.stats
         stats.applied += count
@@ -360,32 +368,57 @@ class EngineRunner:
         if snapshot_due and m.ready is None:
             self._snapshot(m)
 
+    def _idle_read(self, committing: _MarketState | None = None
+                   ) -> tuple[Sequence[str], int | None]:
+        """What a read made with nothing else to do covers: ``(input streams, BLOCK ms)``.
+
+        Every owned market's stream, waiting until the next lease action is
+        due (at most the block time); no wait while stopping or while another
+        market than ``committing`` (whose batch is being committed) has work.
+        """
+        owned = [m for m in self._markets if m.epoch is not None]
+        streams = [m.keys.input for m in owned]
+        if self._stopping or any((m.ready is not None and m is not committing) or m.in_hand
+                                 for m in owned):
+            return streams, None
+        due = min(m.next_lease for m in self._markets) - time.monotonic()
+        return streams, max(1, int(max(0.001, min(self._block_s, due)) * 1000))
+
+    def _take(self, reply: StreamEntries, streams: Sequence[str]) -> None:
+        """Hand the entries of a read to their markets; note when each stream was read."""
+        now = time.monotonic()
+        by_key = self._by_input_key
+        for stream in streams:
+            by_key[stream.encode()].read_at = now
+        for key, entries in reply:
+            by_key[key].in_hand += entries
+
     def _wait(self) -> None:
         """Block until an owned input stream has new entries (or a lease action is due)."""
+        assert self._channel is not None
         owned = [m for m in self._markets if m.epoch is not None]
-        due = min(m.next_lease for m in self._markets) - time.monotonic()
-        timeout_s = max(0.001, min(self._block_s, due))
         if not owned or self._stopping:
-            self._sleep(timeout_s)
+            due = min(m.next_lease for m in self._markets) - time.monotonic()
+            self._sleep(max(0.001, min(self._block_s, due)))
             return
-        reply = call(self.client, "XREADGROUP", "GROUP", GROUP, self.consumer,
-                     "COUNT", self.settings.batch_size, "BLOCK", max(1, int(timeout_s * 1000)),
-                     "STREAMS", *(m.keys.input for m in owned), *(">" for _ in owned))
-        for key, entries in reply or ():
-            self._by_input_key[key].in_hand += entries
+        streams, block_ms = self._idle_read()
+        self._take(self._channel.read(self.consumer, self.settings.batch_size, streams,
+                                      block_ms), streams)
 
     def _poll_idle(self) -> None:
-        """While some markets are busy, read the idle ones too (no BLOCK), every 2 ms."""
-        self._next_idle_poll = time.monotonic() + _IDLE_POLL_S
-        idle = [m for m in self._markets
-                if m.epoch is not None and m.ready is None and not m.in_hand]
+        """While some markets are busy, read the idle ones too (no BLOCK), every 2 ms.
+
+        A market read within the last 2 ms (its commit reads) is not idle.
+        """
+        now = time.monotonic()
+        self._next_idle_poll = now + _IDLE_POLL_S
+        idle = [m.keys.input for m in self._markets
+                if m.epoch is not None and m.ready is None and not m.in_hand
+                and now - m.read_at >= _IDLE_POLL_S]
         if not idle or self._stopping:
             return
-        reply = call(self.client, "XREADGROUP", "GROUP", GROUP, self.consumer,
-                     "COUNT", self.settings.batch_size,
-                     "STREAMS", *(m.keys.input for m in idle), *(">" for _ in idle))
-        for key, entries in reply or ():
-            self._by_input_key[key].in_hand += entries
+        assert self._channel is not None
+        self._take(self._channel.read(self.consumer, self.settings.batch_size, idle, None), idle)
 
     def _tend_leases(self, now: float) -> None:
         """Renew owned leases and try to take the others, each when due."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -322,3 +323,34 @@ def test_in_process_runner_and_replay_agree(redis_url: str, client: redis.Redis)
     apply_entries(replayed, raw, [])
     snap = stored_snapshot(client, BTC.symbol)
     assert snap is not None and same_book(snap, replayed) and same_book(snap, book)
+
+
+def test_a_lone_command_costs_one_read_and_one_commit(
+        client: redis.Redis, redis_url: str, tmp_path: Path,
+        engines: list[EngineProcess]) -> None:
+    """At low rates the engine waits for the next command in the read pipelined with the
+    last commit: one XREADGROUP and one EVALSHA per command, plus the periodic ones
+    (BLOCK time-outs, lease renewals), never a separate read or poll per command."""
+    block_ms, lease_ms = 200, 3000
+    config = write_config(tmp_path, block_ms=block_ms, lease_ms=lease_ms)
+    start_engine(engines, redis_url, config, "e1", tmp_path, [BTC.symbol])
+    wait_until(lambda: client.get(keys.lease_key(BTC.symbol)) == b"e1", what="lease")
+    first = client.xadd(IN, {IN_FIELD: encode_command(Place("alice", "buy", "limit", 1, 90))})
+    wait_until(lambda: applied_id(client, BTC.symbol) == first, what="warm-up")
+
+    def calls() -> dict[str, int]:
+        stats = client.info("commandstats")
+        return {name: int(stats.get(f"cmdstat_{name}", {}).get("calls", 0))
+                for name in ("xreadgroup", "evalsha")}
+
+    before, started = calls(), time.monotonic()
+    n = 40
+    for i in range(n):
+        added = client.xadd(IN, {IN_FIELD: encode_command(
+            Place("bob", "sell", "limit", 1, 100 + i))})
+        wait_until(lambda added=added: applied_id(client, BTC.symbol) == added,
+                   what=f"command {i} applied", poll_s=0.002)
+    after, elapsed = calls(), time.monotonic() - started
+    periodic = int(elapsed / (block_ms / 1000)) + int(elapsed / (lease_ms / 3000)) + 2
+    assert after["xreadgroup"] - before["xreadgroup"] <= n + periodic, (before, after, elapsed)
+    assert after["evalsha"] - before["evalsha"] <= n + periodic, (before, after, elapsed)
