@@ -190,6 +190,7 @@ class EngineRunner:
         self._block_s = min(settings.block_ms / 1000, self._renew_every_s)
         self._next_stats = 0.0
         self._next_idle_poll = 0.0
+        self._targets: dict[str, tuple[int, int]] | None = None  # until_applied of run()
 
     # -- control ---------------------------------------------------------------
 
@@ -286,6 +287,7 @@ class EngineRunner:
         targets = None
         if until_applied is not None:
             targets = {sym: parse_id(i) for sym, i in until_applied.items()}
+        self._targets = targets
         while True:
             now = time.monotonic()
             self._tend_leases(now)
@@ -310,6 +312,11 @@ class EngineRunner:
             if now >= self._next_stats:
                 self._log_stats(now)
         self._shutdown()
+
+    def _reaches_target(self, m: _MarketState, applied: bytes) -> bool:
+        """True when committing up to ``applied`` completes ``m``'s ``until_applied`` target."""
+        target = None if self._targets is None else self._targets.get(m.symbol)
+        return target is not None and parse_id(applied) >= target
 
     def _reached(self, targets: Mapping[str, tuple[int, int]]) -> bool:
         return all(parse_id(m.applied) >= targets[m.symbol]
@@ -339,7 +346,8 @@ class EngineRunner:
         read = 0 if self._stopping else max(0, 2 * n - len(m.in_hand) - len(overlap))
         streams: Sequence[str] = ()
         block_ms = None
-        if read and not overlap and not m.in_hand and not snapshot_due:
+        if read and not overlap and not m.in_hand and not snapshot_due \
+                and not self._reaches_target(m, ready.ids[-1]):
             # Nothing left to do after this commit: the read waits for the next
             # entries of every owned market (as _wait would), saving a round trip.
             streams, block_ms = self._idle_read(committing=m)
