@@ -18,10 +18,13 @@ before timing; its synthetic order ids are mapped to the real ones from the
 order by ``client_order_id``).
 
 The floor is measured in the same run, on the idle exchange just before the
-load: a websocket echo round trip (echo server in this process, same library,
-same event loop) and a Redis ``PING`` round trip with redis-py's asyncio client
+load: a websocket echo round trip (the load's own client, see
+:mod:`streamex.bench_ws`, against an echo server of the gateway's library in
+this process) and a Redis ``PING`` round trip with redis-py's asyncio client
 (the exchange's own client library, without a socket timeout, its fastest
-configuration; a raw-socket ``PING`` is reported too).
+configuration; a raw-socket ``PING`` is reported too), over the URL the
+exchange's services use (the embedded server's unix socket under ``streamex
+up``).
 ``floor = ws + 2 x redis`` at each percentile.
 
 Latencies go into :class:`streamex.hdr.Histogram` (log-linear, 3 significant
@@ -61,12 +64,13 @@ from typing import Any
 import msgspec
 import redis.asyncio as aioredis
 import uvloop
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import connect
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
 from engine.market import DEFAULT_MARKETS, Market
 from engine.messages import Amend, Cancel, Place
+from streamex.bench_ws import BenchConnection, open_connection
 from streamex.hdr import Histogram
 from streamex.redis_server import free_port
 
@@ -192,7 +196,7 @@ class LocalExchange:
             self.stop()
             raise RuntimeError("the exchange did not start:\n" + "\n".join(banner)
                                + self.log_tail())
-        match = next((m for m in (re.match(r"\s*redis\s+(redis://\S+)", line)
+        match = next((m for m in (re.match(r"\s*redis\s+((?:redis|unix)://\S+)", line)
                                   for line in banner) if m), None)
         return Endpoints(f"ws://127.0.0.1:{gw_port}/", f"ws://127.0.0.1:{md_port}/",
                          tuple((a.api_key, a.secret) for a in accounts),
@@ -516,11 +520,23 @@ class LoadRun:
         self.control: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self.control_seq = 0
         self.decode_errors = 0
-        self.closed: list[str] = []
+        self._md_decode = msgspec.json.Decoder(_MarketDataFrame).decode
+        self.conns: list[tuple[str, BenchConnection]] = []  # (what, connection)
 
     # -- connections
 
-    async def _control(self, ws: ClientConnection, method: str,
+    @property
+    def closed(self) -> str | None:
+        """Why a connection of the run ended, if one did."""
+        return next((f"{what} connection: {conn.closed}" for what, conn in self.conns
+                     if conn.closed is not None), None)
+
+    async def _connect(self, what: str, url: str, on_frame: Any) -> BenchConnection:
+        conn = await open_connection(url, on_frame)
+        self.conns.append((what, conn))
+        return conn
+
+    async def _control(self, ws: BenchConnection, method: str,
                        params: dict[str, Any] | None = None,
                        wait_s: float = 10.0) -> dict[str, Any]:
         self.control_seq += 1
@@ -530,7 +546,7 @@ class LoadRun:
         request: dict[str, Any] = {"id": rid, "method": method}
         if params is not None:
             request["params"] = params
-        await ws.send(_encode(request), text=True)
+        ws.send(_encode(request))
         try:
             return await asyncio.wait_for(future, wait_s)
         finally:
@@ -546,7 +562,7 @@ class LoadRun:
         else:
             future.set_result(result or {})
 
-    async def _logon(self, ws: ClientConnection, api_key: str, secret: str) -> None:
+    async def _logon(self, ws: BenchConnection, api_key: str, secret: str) -> None:
         ts = int(time.time() * 1000)
         signature = hmac.new(secret.encode(), f"{ts}{api_key}".encode(),
                              hashlib.sha256).hexdigest()
@@ -555,32 +571,31 @@ class LoadRun:
 
     # -- reading
 
-    async def _read_gateway(self, ws: ClientConnection, count_outcomes: bool) -> None:
-        """Handle replies and execution reports; ``count_outcomes`` on one connection per
-        account (reports go to every connection of the account)."""
+    def _gateway_reader(self, count_outcomes: bool) -> Any:
+        """The frame handler of a gateway connection: replies and execution reports;
+        ``count_outcomes`` on one connection per account (reports go to every
+        connection of the account)."""
         decode = msgspec.json.Decoder(_GatewayFrame).decode
-        clock = time.monotonic_ns
         on_reply, on_exec = self._on_reply, self._on_exec
-        try:
-            async for raw in ws:
-                now = clock()
-                try:
-                    msg = decode(raw)
-                except msgspec.DecodeError:
-                    self.decode_errors += 1
-                    continue
-                rid = msg.id
-                if type(rid) is int:
-                    on_reply(rid, msg, now)
-                elif msg.data is not None:
-                    on_exec(msg.data, now, count_outcomes)
-                elif isinstance(rid, str):
-                    self._control_reply(rid, msg.result, msg.error)
-                elif msg.error is not None:
-                    self.result.errors[msg.error.code] += 1
-                    self.result.unexpected_errors += 1
-        except ConnectionClosed as exc:
-            self.closed.append(f"gateway connection closed: {exc}")
+
+        def on_frame(raw: bytes, now: int) -> None:
+            try:
+                msg = decode(raw)
+            except msgspec.DecodeError:
+                self.decode_errors += 1
+                return
+            rid = msg.id
+            if type(rid) is int:
+                on_reply(rid, msg, now)
+            elif msg.data is not None:
+                on_exec(msg.data, now, count_outcomes)
+            elif isinstance(rid, str):
+                self._control_reply(rid, msg.result, msg.error)
+            elif msg.error is not None:
+                self.result.errors[msg.error.code] += 1
+                self.result.unexpected_errors += 1
+
+        return on_frame
 
     def _on_reply(self, i: int, msg: _GatewayFrame, now: int) -> None:
         if not 0 <= i < self.n or self.replied[i]:
@@ -633,24 +648,16 @@ class LoadRun:
                 self.result.hists["trade"].record(now - self.t0 - int(i * self.period))
                 self.first_trade[(d.symbol, d.trade_id)] = i
 
-    async def _read_marketdata(self, ws: ClientConnection) -> None:
-        decode = msgspec.json.Decoder(_MarketDataFrame).decode
-        clock = time.monotonic_ns
-        public = self.public
+    def _marketdata_frame(self, raw: bytes, now: int) -> None:
         try:
-            async for raw in ws:
-                now = clock()
-                try:
-                    msg = decode(raw)
-                except msgspec.DecodeError:
-                    continue  # heartbeats and other channels have other shapes
-                if msg.channel == "trades" and msg.data and msg.symbol:
-                    for t in msg.data:
-                        public.setdefault((msg.symbol, t.trade_id), now)
-                elif isinstance(msg.id, str):
-                    self._control_reply(msg.id, msg.result, msg.error)
-        except ConnectionClosed as exc:
-            self.closed.append(f"market-data connection closed: {exc}")
+            msg = self._md_decode(raw)
+        except msgspec.DecodeError:
+            return  # heartbeats and other channels have other shapes
+        if msg.channel == "trades" and msg.data and msg.symbol:
+            for t in msg.data:
+                self.public.setdefault((msg.symbol, t.trade_id), now)
+        elif isinstance(msg.id, str):
+            self._control_reply(msg.id, msg.result, msg.error)
 
     # -- floor
 
@@ -663,15 +670,28 @@ class LoadRun:
             async for message in conn:
                 await conn.send(message)
 
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[int] = loop.create_future()
+
+        def echoed(_: bytes, now: int) -> None:
+            if not waiter.done():
+                waiter.set_result(now)
+
+        # The load's own client against a server of the gateway's library; both
+        # timestamps are taken like the load's (arrival of the frame).
         async with serve(echo, "127.0.0.1", 0, compression=None) as server:
             port = next(iter(server.sockets)).getsockname()[1]
-            async with connect(f"ws://127.0.0.1:{port}/", compression=None) as ws:
+            conn = await open_connection(f"ws://127.0.0.1:{port}/", echoed)
+            try:
                 for k in range(samples + samples // 10):
+                    waiter = loop.create_future()
                     t = time.monotonic_ns()
-                    await ws.send(frame, text=True)
-                    await ws.recv()
+                    conn.send(frame)
+                    arrived = await asyncio.wait_for(waiter, 10)
                     if k >= samples // 10:
-                        ws_hist.record(time.monotonic_ns() - t)
+                        ws_hist.record(arrived - t)
+            finally:
+                await conn.close()
         self.result.floor["ws"] = ws_hist
         if self.ep.redis_url is None:
             return
@@ -696,23 +716,17 @@ class LoadRun:
     async def run(self) -> RunResult:
         r = self.result
         creds = self.ep.credentials
-        conns: list[ClientConnection] = []
-        tasks: list[asyncio.Task[None]] = []
-        md: ClientConnection | None = None
+        conns: list[BenchConnection] = []
         waker = Waker(asyncio.get_running_loop())
         r.precise_timer = waker.precise
         try:
             for c in range(self.connections):
-                ws = await connect(self.ep.url, compression=None, max_size=2**22,
-                                   max_queue=None, open_timeout=10)
+                ws = await self._connect("gateway", self.ep.url,
+                                         self._gateway_reader(c < len(creds)))
                 conns.append(ws)
-                tasks.append(asyncio.create_task(
-                    self._read_gateway(ws, c < len(creds))))
                 api_key, secret = creds[c % len(creds)]
                 await self._logon(ws, api_key, secret)
-            md = await connect(self.ep.md_url, compression=None, max_size=2**24,
-                               max_queue=None, open_timeout=10)
-            tasks.append(asyncio.create_task(self._read_marketdata(md)))
+            md = await self._connect("market-data", self.ep.md_url, self._marketdata_frame)
             for symbol in self.plan.symbols:
                 await self._control(md, "subscribe", {"channel": "trades", "symbol": symbol})
             with contextlib.suppress(OSError):
@@ -735,19 +749,18 @@ class LoadRun:
                         await progress
                     print(file=sys.stderr)
             await self._cleanup(conns)
-        except (OSError, ConnectionClosed, RequestFailed, TimeoutError) as exc:
+        except (OSError, RequestFailed, TimeoutError) as exc:
             r.aborted = f"{type(exc).__name__}: {exc}"
         finally:
             waker.close()
-            for ws in [*conns, *([md] if md else [])]:
-                await ws.close()
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-        self._collect()
+            lost = self.closed  # before the client closes them
+            for _, conn in self.conns:
+                with contextlib.suppress(OSError, TimeoutError):
+                    await asyncio.wait_for(conn.close(), 5)
+        self._collect(lost)
         return r
 
-    async def _send(self, conns: list[ClientConnection], waker: Waker) -> None:
+    async def _send(self, conns: list[BenchConnection], waker: Waker) -> None:
         plan = self.plan
         frames, conn_of, kind, target, by_id = (plan.frames, plan.conn, plan.kind, plan.target,
                                                 plan.by_id)
@@ -759,12 +772,18 @@ class LoadRun:
         sends = [ws.send for ws in conns]
         self.t0 = t0 = clock() + 5_000_000
         i = 0
+        burst = 0
         while i < n:
             due = t0 + int(i * period)
             now = clock()
             if now < due:
                 await waker.wait_until(due)
+                burst = 0
                 continue
+            if burst >= 32:  # behind schedule: let the replies in between sends
+                await asyncio.sleep(0)
+                burst = 0
+            burst += 1
             frame = frames[i]
             if kind[i] >= CANCEL:
                 real = real_ids[target[i]]
@@ -773,11 +792,11 @@ class LoadRun:
                     frame = parts[0] + real.encode() + parts[1]
             if i >= warm:
                 lag.record(now - due)
-            await sends[conn_of[i]](frame, text=True)
+            sends[conn_of[i]](frame)
             i += 1
             self.sent = i
             if self.closed:
-                raise ConnectionClosed(None, None)
+                raise ConnectionError(self.closed)
 
     async def _drain(self) -> None:
         """Wait for every reply and every place's first report, then for public trades."""
@@ -793,7 +812,7 @@ class LoadRun:
                 break
             await asyncio.sleep(0.01)
 
-    async def _cleanup(self, conns: list[ClientConnection]) -> None:
+    async def _cleanup(self, conns: list[BenchConnection]) -> None:
         """Cancel what the run left open, one ``order.cancel_all`` per account and market."""
         per_account = {c % len(self.ep.credentials): ws for c, ws in enumerate(conns)}
         for ws in per_account.values():
@@ -811,7 +830,7 @@ class LoadRun:
                   f"sent {self.sent:,}/{self.n:,} replies {self.result.replies:,}",
                   end="", file=sys.stderr, flush=True)
 
-    def _collect(self) -> None:
+    def _collect(self, lost: str | None) -> None:
         r = self.result
         r.sent = self.sent
         r.measured = max(0, self.n - self.warm)
@@ -828,16 +847,20 @@ class LoadRun:
             span = self.last_reply - (self.t0 + int(self.warm * self.period)) + self.period
             measured_replies = r.replies - (self.warm - self.replied[: self.warm].count(0))
             r.achieved_rate = measured_replies / (span / 1e9)
-        if self.closed and r.aborted is None:
-            r.aborted = self.closed[0]
+        if lost is not None and r.aborted is None:
+            r.aborted = lost
 
 
 async def _raw_ping(url: str, samples: int) -> Histogram | None:
     """PING round trips over a plain socket (RESP by hand): the network + server floor."""
-    match = re.match(r"redis://(?:[^@/]*@)?([^:/]+)(?::(\d+))?", url)
-    if match is None:
-        return None
-    reader, writer = await asyncio.open_connection(match.group(1), int(match.group(2) or 6379))
+    if url.startswith("unix://"):
+        reader, writer = await asyncio.open_unix_connection(url[len("unix://"):].split("?")[0])
+    else:
+        match = re.match(r"redis://(?:[^@/]*@)?([^:/]+)(?::(\d+))?", url)
+        if match is None:
+            return None
+        reader, writer = await asyncio.open_connection(match.group(1),
+                                                       int(match.group(2) or 6379))
     hist = Histogram()
     try:
         for k in range(samples + samples // 10):
