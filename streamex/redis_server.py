@@ -31,6 +31,8 @@ _START_TIMEOUT_S = 10.0
 _STOP_TIMEOUT_S = 10.0
 _PORT_TRIES = 5
 _LOG_NAME = "server.log"
+_SOCKET_NAME = "redis.sock"
+_SOCKET_PATH_MAX = 100  # sun_path holds 108 bytes on Linux, 104 on macOS, with its NUL
 
 
 class RedisServerError(RuntimeError):
@@ -138,6 +140,17 @@ class RedisServer:
     def url(self) -> str:
         """``redis://host:port/0`` for redis-py's ``from_url``."""
         return f"redis://{self.host}:{self.port}/0"
+
+    @property
+    def unix_url(self) -> str | None:
+        """``unix://<data_dir>/redis.sock?db=0``, or None when that path is too long.
+
+        The server listens on this socket too (owner-only permissions). On the
+        same machine it is the cheaper way in: a loopback TCP round trip costs
+        the kernel about twice as much.
+        """
+        path = self.data_dir / _SOCKET_NAME
+        return f"unix://{path}?db=0" if len(str(path).encode()) <= _SOCKET_PATH_MAX else None
 
     @property
     def data_dir(self) -> Path:
@@ -267,6 +280,8 @@ class RedisServer:
             "--daemonize", "no",
             "--protected-mode", "no",
             "--logfile", str(self._dir / _LOG_NAME),
+            *(("--unixsocket", str(self._dir / _SOCKET_NAME), "--unixsocketperm", "700")
+              if self.unix_url is not None else ()),
         ]
 
     def _launch(self, binary: str, port: int) -> None:

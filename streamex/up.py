@@ -140,7 +140,9 @@ def run(args: argparse.Namespace) -> int:
         if keep_dir:
             (data_dir / "redis").mkdir(exist_ok=True)
         server.start()
-        redis_url = server.url
+        # The services reach the embedded server by its unix socket (cheaper than
+        # loopback TCP); the banner shows both.
+        redis_url = server.unix_url or server.url
 
     base = [sys.executable, "-m", "streamex"]
     common = ["--config", str(config_path), "--redis-url", redis_url]
@@ -171,7 +173,7 @@ def run(args: argparse.Namespace) -> int:
         ready = all(_wait_listening(cfg.host, cfg.port, deadline)
                     for cfg in (config.gateway, config.marketdata))
         ready = ready and all(c.exited() is None for c in children)
-        _print_banner(config, redis_url, server is not None, data_dir if keep_dir else None,
+        _print_banner(config, redis_url, server, data_dir if keep_dir else None,
                       generated, ready)
         _supervise(children, stopping)
     finally:
@@ -181,8 +183,8 @@ def run(args: argparse.Namespace) -> int:
     return code
 
 
-def _print_banner(config: Config, redis_url: str, embedded: bool, data_dir: Path | None,
-                  generated: bool, ready: bool) -> None:
+def _print_banner(config: Config, redis_url: str, embedded: RedisServer | None,
+                  data_dir: Path | None, generated: bool, ready: bool) -> None:
     g, md = config.gateway, config.marketdata
     lines = [
         "streamex is up" if ready else "streamex: services did not start listening in time",
@@ -190,8 +192,9 @@ def _print_banner(config: Config, redis_url: str, embedded: bool, data_dir: Path
         f"  market data   ws://{md.host}:{md.port}/",
         f"  web page      http://{md.host}:{md.port}/",
         f"  redis         {redis_url}"
-        + (" (embedded" + (f", data in {data_dir})" if data_dir else ", in memory)")
-           if embedded else ""),
+        + (" (embedded" + (f", also {embedded.url}" if embedded.url != redis_url else "")
+           + (f", data in {data_dir})" if data_dir else ", in memory)")
+           if embedded is not None else ""),
         f"  markets       {', '.join(m.symbol for m in config.markets)}",
     ]
     if generated:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import stat
 import tempfile
 from pathlib import Path
 
@@ -167,3 +168,24 @@ def test_streamex_redis_server_env_chooses_the_binary(monkeypatch: pytest.Monkey
     monkeypatch.setenv("STREAMEX_REDIS_SERVER", "/nonexistent/redis-server")
     with pytest.raises(RedisServerError, match="STREAMEX_REDIS_SERVER"):
         find_server_binary()
+
+
+def test_the_server_also_listens_on_an_owner_only_unix_socket(tmp_path: Path) -> None:
+    with RedisServer(data_dir=tmp_path / "r") as server:
+        url = server.unix_url
+        assert url == f"unix://{tmp_path / 'r' / 'redis.sock'}?db=0"
+        assert stat.S_IMODE((tmp_path / "r" / "redis.sock").stat().st_mode) == 0o700
+        with redis.Redis.from_url(url) as client:
+            client.set("k", "v")
+            assert client.info("server")["process_id"] == server.pid
+        with redis.Redis.from_url(server.url) as client:
+            assert client.get("k") == b"v"  # one server behind both
+
+
+def test_a_socket_path_too_long_for_sun_path_means_tcp_only(tmp_path: Path) -> None:
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    with RedisServer(data_dir=deep) as server:
+        assert server.unix_url is None
+        assert not (deep / "redis.sock").exists()
+        with redis.Redis.from_url(server.url) as client:
+            assert client.ping()

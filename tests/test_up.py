@@ -46,10 +46,12 @@ class Up:
             env={**os.environ, "STREAMEX_REDIS_SERVER": server} if server else None,
         )
         self.accounts = self._wait_banner()
-        found = re.search(r"redis +(redis://\S+)", self.log_path.read_text())
+        found = re.search(r"redis +((?:redis|unix)://\S+)", self.log_path.read_text())
         assert found is not None
-        with redis.Redis.from_url(found.group(1)) as client:
+        self.redis_url = found.group(1)
+        with redis.Redis.from_url(self.redis_url) as client:
             self.redis_pid = int(client.info("server")["process_id"])
+            self.redis_clients = client.client_list()
 
     @property
     def gateway_url(self) -> str:
@@ -172,6 +174,10 @@ def test_up_trades_stops_cleanly_and_keeps_the_book(data_dir: Path, tmp_path: Pa
     up = Up(data_dir, tmp_path / "up-1.log", server)
     try:
         assert len(up.accounts) == 2
+        # The services reach the embedded server by its unix socket (flag U).
+        assert up.redis_url == f"unix://{data_dir / 'redis' / 'redis.sock'}?db=0"
+        via_socket = [c for c in up.redis_clients if "U" in c["flags"]]
+        assert len(via_socket) >= 4, up.redis_clients  # engine, gateway, market data, this
         resting = asyncio.run(_trade_and_watch(up))
     finally:
         code = up.stop()
