@@ -83,6 +83,9 @@ SPIN_NS = 75_000
 """The sender stops sleeping this long before each due time ..."""
 SPIN_MAX_RATE = 5_000
 """... at offered rates up to this (above it, sends are too close to sleep between)."""
+SEND_TICK_NS = 100_000
+"""Above SPIN_MAX_RATE the sender wakes on a 100 us grid and sends everything due by then
+(one timer wake-up per tick, not per order; each send waits at most one tick)."""
 KNEE_ACHIEVED = 0.90
 KNEE_P99_NS = 1_000_000_000
 METRICS = (
@@ -786,6 +789,7 @@ class LoadRun:
         clock = time.monotonic_ns
         lag = self.result.send_lag
         spin = SPIN_NS if self.result.rate <= SPIN_MAX_RATE else 0
+        tick = 1 if spin else SEND_TICK_NS
         sends = [ws.send for ws in conns]
         self.t0 = t0 = clock() + 5_000_000
         i = 0
@@ -794,7 +798,7 @@ class LoadRun:
             due = t0 + int(i * period)
             now = clock()
             if now < due:
-                await waker.wait_until(due, spin)
+                await waker.wait_until(-(-due // tick) * tick, spin)
                 burst = 0
                 continue
             if burst >= 32:  # behind schedule: let the replies in between sends
