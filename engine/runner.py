@@ -30,7 +30,6 @@ leases and makes :meth:`EngineRunner.run` return 0.
 
 from __future__ import annotations
 
-import gc
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -76,16 +75,6 @@ _BACKOFF_MAX_S = 2.0
 _IDLE_POLL_S = 0.002  # how often idle markets are read while others are busy
 _HEALTHY_S = 10.0  # served this long since connecting: the next failure starts a new backoff
 _RAW_REPLIES = ("XRANGE", "XREVRANGE", "XREAD", "XREADGROUP", "XAUTOCLAIM")
-
-
-def tune_gc() -> None:
-    """Collect the youngest generation every 50,000 allocations instead of 700.
-
-    The engine allocates many short-lived containers per order and creates
-    almost no reference cycles, so the default threshold spends ~4% of the
-    CPU in the collector. Call once at process start (process-wide).
-    """
-    gc.set_threshold(50_000, 20, 100)
 
 
 def _raw(response: Any, **options: Any) -> Any:
@@ -551,5 +540,4 @@ def _pct(values: Sequence[float], q: float) -> float:
     return values[min(len(values) - 1, int(q * len(values)))]
 
 
-__all__ = ["EXIT_FATAL", "EXIT_FENCED", "EXIT_OK", "EngineRunner", "MarketStats", "connect",
-           "tune_gc"]
+__all__ = ["EXIT_FATAL", "EXIT_FENCED", "EXIT_OK", "EngineRunner", "MarketStats", "connect"]

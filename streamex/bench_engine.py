@@ -30,10 +30,11 @@ from engine.commit import MarketKeys, call, parse_id
 from engine.market import DEFAULT_MARKETS, Market
 from engine.messages import Command, encode_command
 from engine.recovery import ZERO_ID, replay
-from engine.runner import EXIT_OK, EngineRunner, connect, tune_gc
+from engine.runner import EXIT_OK, EngineRunner, connect
 from engine.snapshot import encode_snapshot, take_snapshot
 from engine.streams import IN_FIELD
 from streamex.config import EngineConfig
+from streamex.gc_tuning import tune_gc
 from streamex.redis_server import RedisServer
 
 _FLOOR_GROUP = "floor"

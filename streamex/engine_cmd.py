@@ -19,8 +19,9 @@ import socket
 import sys
 import types
 
-from engine.runner import EngineRunner, tune_gc
+from engine.runner import EngineRunner
 from streamex.config import ConfigError, service_config
+from streamex.gc_tuning import tune_gc
 
 EXIT_USAGE = 2
 

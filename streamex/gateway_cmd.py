@@ -18,6 +18,7 @@ import redis
 import uvloop
 
 from streamex.config import Config, ConfigError, service_config
+from streamex.gc_tuning import tune_gc
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -38,6 +39,7 @@ async def _serve(args: argparse.Namespace, config: Config, redis_url: str) -> in
         loop.add_signal_handler(signum, stop.set)
     async with Gateway(config, redis_url) as gateway:
         host, port = await gateway.start(args.host, args.port)
+        tune_gc()
         print(f"gateway listening on ws://{host}:{port}/", flush=True)
         serving = asyncio.create_task(gateway.serve_forever())
         stopping = asyncio.create_task(stop.wait())

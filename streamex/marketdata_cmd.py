@@ -18,6 +18,7 @@ import sys
 from engine.market import Market
 from marketdata.outbox import DEFAULT_LIMIT
 from streamex.config import ConfigError, service_config
+from streamex.gc_tuning import tune_gc
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -71,6 +72,7 @@ async def _serve(markets: tuple[Market, ...], redis_url: str, host: str, port: i
         print(f"streamex marketdata: cannot start: {exc}", file=sys.stderr)
         await service.close()
         return 1
+    tune_gc()
     print(f"marketdata listening on ws://{host}:{service.port}/", flush=True)
     waiter = asyncio.create_task(service.wait())
     stopper = asyncio.create_task(stop.wait())
