@@ -3,11 +3,12 @@
 A follower makes one ``XREAD`` per engine commit at low rates, and that read
 is on the path of every execution report and every market-data message.
 redis-py's ``xread`` spends ~30 us of Python per call on its retry wrapper,
-pool checkout, fork check and reply callbacks; :class:`StreamTail` keeps one
-connection of the client's pool for itself, writes the command packed by
-hiredis (C) and returns the raw RESP2 reply: entries are ``(id, [name,
-value, ...])`` with flat field lists (read them with
-``engine.streams.field_of``/``events_of``).
+pool checkout, fork check and reply callbacks, and its reply reaches the
+caller a task wake-up after it arrives; :class:`StreamTail` keeps its own
+:class:`~engine.resp.RespConnection` (same server and settings as the
+client), writes the command packed by hiredis (C) and returns the raw RESP2
+reply: entries are ``(id, [name, value, ...])`` with flat field lists (read
+them with ``engine.streams.field_of``/``events_of``).
 
 A read that gets no reply within ``BLOCK`` + ``timeout_margin_s`` seconds
 (Redis hung, or the network dropped without a reset) raises
@@ -18,7 +19,6 @@ the next read opens another. Callers retry from their last position.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -26,7 +26,7 @@ import redis.asyncio as aioredis
 from hiredis import pack_command
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-log = logging.getLogger(__name__)
+from engine.resp import RespConnection
 
 Entry = tuple[bytes, list[bytes]]
 """A stream entry: its id and its flat field list ``[name, value, ...]``."""
@@ -44,8 +44,8 @@ class StreamTail:
 
     def __init__(self, client: aioredis.Redis, count: int,
                  timeout_margin_s: float = TIMEOUT_MARGIN_S) -> None:
-        self._pool: Any = client.connection_pool  # redis-py's asyncio pool is untyped
-        self._conn: Any = None
+        self._client = client
+        self._conn: RespConnection | None = None
         self._count = count
         self._margin_s = timeout_margin_s
 
@@ -68,10 +68,9 @@ class StreamTail:
         try:
             async with asyncio.timeout(timeout_s):
                 conn = self._conn
-                if conn is None:
-                    conn = self._conn = await self._pool.get_connection()
-                await conn.send_packed_command([packed], check_health=False)
-                reply: Any = await conn.read_response()
+                if conn is None or conn.closed:
+                    conn = self._conn = await RespConnection.open(self._client)
+                reply: Any = await conn.send([packed])[0]
         except TimeoutError:
             await self.close()
             raise RedisTimeoutError(f"no XREAD reply within {timeout_s:.1f} s") from None
@@ -89,10 +88,5 @@ class StreamTail:
     async def close(self) -> None:
         """Drop the connection (the next read opens another)."""
         conn, self._conn = self._conn, None
-        if conn is None:
-            return
-        try:
-            await conn.disconnect(nowait=True)
-            await self._pool.release(conn)
-        except Exception as exc:  # closing a broken connection: nothing more to do
-            log.debug("closing the XREAD connection failed: %r", exc)
+        if conn is not None:
+            conn.close()
