@@ -81,7 +81,7 @@ SWEEP_RATES = (1_000, 2_000, 5_000, 10_000, 15_000, 20_000, 30_000, 40_000, 50_0
                75_000, 100_000)
 SPIN_NS = 75_000
 """The sender stops sleeping this long before each due time ..."""
-SPIN_MAX_RATE = 5_000
+SPIN_MAX_RATE = 2_000
 """... at offered rates up to this (above it, sends are too close to sleep between)."""
 SEND_TICK_NS = 100_000
 """Above SPIN_MAX_RATE the sender wakes on a 100 us grid and sends everything due by then
