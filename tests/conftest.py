@@ -13,7 +13,8 @@ from streamex.redis_server import RedisServer
 @pytest.fixture
 def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     """A fresh, empty Redis server on a free loopback port, data in ``tmp_path``."""
-    server = RedisServer(data_dir=tmp_path / "redis")
+    # die_with_parent: a test run killed mid-way (timeout, Ctrl-C twice) leaves no server.
+    server = RedisServer(data_dir=tmp_path / "redis", die_with_parent=True)
     server.start()
     try:
         yield server
