@@ -81,8 +81,7 @@ class StreamTail:
             raise
         if not reply:
             return []
-        if isinstance(reply, dict):  # a RESP3 connection answers with a map
-            return list(reply.items())
+        # RespConnection speaks RESP2 whatever the client was configured with: a list.
         return [(key, entries) for key, entries in reply]
 
     async def close(self) -> None:

@@ -25,7 +25,7 @@ def plain(reply: list[tuple[bytes, list[Entry]]]) -> dict[bytes, list[tuple[byte
             for key, entries in reply}
 
 
-@pytest.fixture(params=[2, 3], ids=["resp2", "resp3"])
+@pytest.fixture(params=[2, 3], ids=["resp2-client", "resp3-client"])
 async def client(request: pytest.FixtureRequest, redis_url: str
                  ) -> AsyncIterator[aioredis.Redis]:
     c = aioredis.Redis.from_url(redis_url, protocol=request.param)
