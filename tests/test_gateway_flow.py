@@ -29,6 +29,7 @@ from engine.errors import DUPLICATE_CLIENT_ORDER_ID, UNKNOWN_ORDER, StreamexErro
 from gateway.server import Gateway
 from streamex.client import OrderClient
 from streamex.config import Config
+from streamex.redis_server import RedisServer
 
 
 @pytest.fixture
@@ -250,4 +251,28 @@ async def test_unconfirmed_requests_after_redis_dies_are_internal_errors(
     assert "may not have been received" in caught.value.message
     assert "Error" not in caught.value.message and "redis" not in caught.value.message.lower()
     assert await alice.ping() > 0  # the connection survives
+    await alice.close()
+
+
+async def test_orders_and_reports_flow_again_after_redis_restarts(
+        gateway: tuple[Gateway, str], redis_server: RedisServer) -> None:
+    """The XADD and :out connections are re-opened: once Redis is back (empty, no AOF
+    here) and the engine has taken its market again, orders are received and reported."""
+    _, url = gateway
+    alice = await logged_on(url, ALICE)
+    before = await alice.place("BTC-USD", "buy", "limit", "1", "10.00")
+    assert (await next_report(alice)).order_id == before.order_id
+    redis_server.kill()
+    redis_server.restart()
+    placed = None
+    async with asyncio.timeout(20):
+        while placed is None:
+            try:
+                placed = await alice.place("BTC-USD", "buy", "limit", "1", "11.00")
+            except StreamexError as exc:  # sent on the dead connection: not confirmed
+                assert exc.code == "INTERNAL", exc
+                await asyncio.sleep(0.1)
+    assert placed.status == "received"
+    report = await next_report(alice, timeout_s=20)
+    assert (report.exec_type, report.order_id, report.price) == ("new", placed.order_id, "11.00")
     await alice.close()
