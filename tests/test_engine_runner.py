@@ -26,9 +26,12 @@ from engine_helpers import (
     write_config,
     xadd_commands,
 )
+from hiredis import pack_command
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from engine import keys
-from engine.commit import apply_entries, parse_id
+from engine.commit import apply_entries, parse_id, resp_command
 from engine.market import DEFAULT_MARKETS
 from engine.messages import InputRejected, Place, encode_command
 from engine.runner import EXIT_OK, EngineRunner
@@ -354,3 +357,13 @@ def test_a_lone_command_costs_one_read_and_one_commit(
     periodic = int(elapsed / (block_ms / 1000)) + int(elapsed / (lease_ms / 3000)) + 2
     assert after["xreadgroup"] - before["xreadgroup"] <= n + periodic, (before, after, elapsed)
     assert after["evalsha"] - before["evalsha"] <= n + periodic, (before, after, elapsed)
+
+
+@settings(max_examples=300, deadline=None)
+@given(head=st.lists(st.one_of(st.binary(max_size=300), st.integers(-10**12, 10**12),
+                               st.text(max_size=40)), min_size=1, max_size=12),
+       tail=st.lists(st.binary(max_size=20), max_size=60))
+def test_commits_are_packed_exactly_as_hiredis_packs_them(
+        head: list[bytes | int | str], tail: list[bytes]) -> None:
+    """The commit's RESP is written by hand for speed; Redis must get the same bytes."""
+    assert resp_command(head, tail) == pack_command(tuple(head) + tuple(tail))
