@@ -9,13 +9,16 @@ service.
 
 Open loop: request ``i`` is due at ``t0 + i / rate`` and every latency is
 measured from that scheduled time, so a stall anywhere (exchange or load
-generator) is counted, not hidden (no coordinated omission). The sender wakes
-at each due time through a Linux ``timerfd`` (microsecond precision; the event
-loop's own timers have 1 ms resolution) and sends frames encoded before the
-run. The flow is :func:`streamex.flow.realistic_flow` per market, generated
-before timing; its synthetic order ids are mapped to the real ones from the
-``received`` replies (a cancel or amend sent before that reply names the
-order by ``client_order_id``).
+generator) is counted, not hidden (no coordinated omission). The sender
+sleeps on a Linux ``timerfd`` (microsecond precision; the event loop's own
+timers have 1 ms resolution) and sends frames encoded before the run over
+picows connections (:mod:`streamex.bench_ws`): up to ``SPIN_MAX_RATE`` it
+wakes ``SPIN_NS`` early and spins the event loop to the due time, above it
+it wakes on a ``SEND_TICK_NS`` grid and sends everything due. The flow is
+:func:`streamex.flow.realistic_flow` per market, generated before timing;
+its synthetic order ids are mapped to the real ones from the ``received``
+replies (a cancel or amend sent before that reply names the order by
+``client_order_id``).
 
 The floor is measured in the same run, on the idle exchange just before the
 load: a websocket echo round trip (the load's own client, see
