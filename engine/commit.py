@@ -336,18 +336,17 @@ class CommitChannel:
 
     def send(self, keys: MarketKeys, epoch: int, consumer: str, prev_applied: bytes,
              ids: list[bytes], events: bytes, read_count: int,
-             read_streams: Sequence[str] = (), block_ms: int | None = None) -> None:
+             read_streams: Sequence[str], block_ms: int | None = None) -> None:
         """Publish ``events`` (encoded, b"" for none), record ``ids[-1]``, XACK ``ids``.
 
-        Then read up to ``read_count`` new entries of ``read_streams`` (default:
-        this market's input), waiting up to ``block_ms`` for the first if given.
+        Then read up to ``read_count`` new entries of ``read_streams`` (none
+        when 0), waiting up to ``block_ms`` for the first if given.
         """
         packed = resp_command((
             "EVALSHA", _COMMIT.sha, 4, keys.input, keys.epoch, keys.output, keys.applied,
             epoch, GROUP, consumer, prev_applied, ids[-1], events), ids)
         if read_count:  # one write (redis-py sends each list item with its own sendall)
-            packed += _read_command(consumer, read_count, read_streams or (keys.input,),
-                                    block_ms)
+            packed += _read_command(consumer, read_count, read_streams, block_ms)
         self._reading = bool(read_count)
         self._conn.send_packed_command([packed])
 

@@ -273,10 +273,8 @@ class EngineRunner:
         return self._client
 
     def _serve(self, until_applied: Mapping[str, bytes] | None) -> None:
-        targets = None
-        if until_applied is not None:
-            targets = {sym: parse_id(i) for sym, i in until_applied.items()}
-        self._targets = targets
+        self._targets = None if until_applied is None else {
+            sym: parse_id(i) for sym, i in until_applied.items()}
         while True:
             now = time.monotonic()
             self._tend_leases(now)
@@ -290,7 +288,7 @@ class EngineRunner:
                 elif m.since_snapshot and now - m.snapshot_at >= \
                         self.settings.snapshot_interval_s:
                     self._snapshot(m)
-            if targets is not None and self._reached(targets):
+            if self._reached():
                 self._stopping = True
             if self._stopping and all(m.ready is None for m in self._markets):
                 break
@@ -307,9 +305,11 @@ class EngineRunner:
         target = None if self._targets is None else self._targets.get(m.symbol)
         return target is not None and parse_id(applied) >= target
 
-    def _reached(self, targets: Mapping[str, tuple[int, int]]) -> bool:
-        return all(parse_id(m.applied) >= targets[m.symbol]
-                   for m in self._markets if m.symbol in targets)
+    def _reached(self) -> bool:
+        """True once every ``until_applied`` target is committed (never without targets)."""
+        targets = self._targets
+        return targets is not None and all(parse_id(m.applied) >= targets[m.symbol]
+                                           for m in self._markets if m.symbol in targets)
 
     def _apply(self, m: _MarketState, entries: list[RawEntry]) -> _Applied:
         events: list[Event] = []
@@ -333,7 +333,7 @@ class EngineRunner:
             del m.in_hand[:n]
         # Keep about two batches delivered ahead: one to apply during each round trip.
         read = 0 if self._stopping else max(0, 2 * n - len(m.in_hand) - len(overlap))
-        streams: Sequence[str] = ()
+        streams: Sequence[str] = (m.keys.input,)
         block_ms = None
         if read and not overlap and not m.in_hand and not snapshot_due \
                 and not self._reaches_target(m, ready.ids[-1]):
@@ -347,7 +347,7 @@ class EngineRunner:
         out_id, committed_at, reply = self._channel.receive()
         latency = committed_at - started
         if read:
-            self._take(reply, streams or (m.keys.input,))
+            self._take(reply, streams)
         m.applied = ready.ids[-1]
         m.ready = following
         if out_id is not None:
@@ -378,8 +378,12 @@ class EngineRunner:
         if self._stopping or any((m.ready is not None and m is not committing) or m.in_hand
                                  for m in owned):
             return streams, None
+        return streams, max(1, int(self._wait_s() * 1000))
+
+    def _wait_s(self) -> float:
+        """How long the loop may wait: until the next lease action, at most the block time."""
         due = min(m.next_lease for m in self._markets) - time.monotonic()
-        return streams, max(1, int(max(0.001, min(self._block_s, due)) * 1000))
+        return max(0.001, min(self._block_s, due))
 
     def _take(self, reply: StreamEntries, streams: Sequence[str]) -> None:
         """Hand the entries of a read to their markets; note when each stream was read."""
@@ -395,8 +399,7 @@ class EngineRunner:
         assert self._channel is not None
         owned = [m for m in self._markets if m.epoch is not None]
         if not owned or self._stopping:
-            due = min(m.next_lease for m in self._markets) - time.monotonic()
-            self._sleep(max(0.001, min(self._block_s, due)))
+            self._sleep(self._wait_s())
             return
         streams, block_ms = self._idle_read()
         self._take(self._channel.read(self.consumer, self.settings.batch_size, streams,

@@ -75,8 +75,8 @@ class StreamTail:
             await self.close()
             raise RedisTimeoutError(f"no XREAD reply within {timeout_s:.1f} s") from None
         except BaseException:
-            # Cancelled or failed mid-command: a reply may still be on its way, so the
-            # connection can no longer be matched to its replies.
+            # Cancelled or failed mid-command: a BLOCK may still be pending on the
+            # server and would hold up the next read; a fresh connection does not.
             await self.close()
             raise
         if not reply:

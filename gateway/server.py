@@ -67,13 +67,10 @@ class Gateway:
         self.markets_result = {"markets": [m.to_wire() for m in config.markets]}
         self.now_ms = clock_ms
         self.redis = redis_client(redis_url)
-        # A separate client: its connection sits in a blocking XREAD (which has its own
-        # time-out, see engine.tail).
-        self._reader_redis = redis_client(redis_url)
         self.view = OpenOrdersView(self.markets)
         self.backlog = BacklogMonitor(self.redis, self.markets, backlog_refresh_s)
         self.batcher = XaddBatcher(self.redis, on_added=self.backlog.added)
-        self.router = ExecutionRouter(self._reader_redis, config.markets, self.view,
+        self.router = ExecutionRouter(self.redis, config.markets, self.view,
                                       self._deliver, self._wanted)
         self.sessions: dict[str, set[Session]] = {}
         self._account_buckets: dict[str, TokenBucket] = {}
@@ -111,7 +108,6 @@ class Gateway:
         self._tasks = []
         await self.router.close()
         await self.redis.aclose()
-        await self._reader_redis.aclose()
 
     async def serve_forever(self) -> None:
         """Wait until the listener or one of the Redis tasks stops (it re-raises its error)."""

@@ -67,6 +67,7 @@ from typing import Any
 import msgspec
 import redis.asyncio as aioredis
 import uvloop
+from redis.connection import parse_url
 from websockets.asyncio.client import connect
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
@@ -801,6 +802,9 @@ class LoadRun:
             due = t0 + int(i * period)
             now = clock()
             if now < due:
+                # A send on a closed connection raises; this catches the market-data one.
+                if self.closed:
+                    raise ConnectionError(self.closed)
                 await waker.wait_until(-(-due // tick) * tick, spin)
                 burst = 0
                 continue
@@ -819,8 +823,6 @@ class LoadRun:
             sends[conn_of[i]](frame)
             i += 1
             self.sent = i
-            if self.closed:
-                raise ConnectionError(self.closed)
 
     async def _drain(self) -> None:
         """Wait for every reply and every place's first report, then for public trades."""
@@ -877,14 +879,17 @@ class LoadRun:
 
 async def _raw_ping(url: str, samples: int) -> Histogram | None:
     """PING round trips over a plain socket (RESP by hand): the network + server floor."""
-    if url.startswith("unix://"):
-        reader, writer = await asyncio.open_unix_connection(url[len("unix://"):].split("?")[0])
+    try:
+        where = parse_url(url)  # type: ignore[no-untyped-call]
+    except ValueError:
+        return None
+    if "connection_class" in where and "path" not in where:
+        return None  # TLS: a plain socket cannot speak to it
+    if "path" in where:
+        reader, writer = await asyncio.open_unix_connection(where["path"])
     else:
-        match = re.match(r"redis://(?:[^@/]*@)?([^:/]+)(?::(\d+))?", url)
-        if match is None:
-            return None
-        reader, writer = await asyncio.open_connection(match.group(1),
-                                                       int(match.group(2) or 6379))
+        reader, writer = await asyncio.open_connection(where.get("host", "localhost"),
+                                                       where.get("port", 6379))
     hist = Histogram()
     try:
         for k in range(samples + samples // 10):

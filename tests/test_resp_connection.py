@@ -15,7 +15,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
 from engine.resp import RespConnection
-from streamex.redis_server import RedisServer
+from streamex.redis_server import RedisServer, free_port
 
 LOOPS: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {
     "asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
@@ -142,8 +142,6 @@ def test_a_lost_connection_fails_every_waiting_future(
 
 def test_nothing_listening_is_a_connection_error(
         run: Callable[[Coroutine[Any, Any, Any]], Any]) -> None:
-    from streamex.redis_server import free_port
-
     async def scenario() -> None:
         client = aioredis.Redis.from_url(f"redis://127.0.0.1:{free_port()}/0")
         try:
