@@ -9,10 +9,15 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /build
 COPY pyproject.toml README.md ./
+COPY contract/ contract/
+COPY matching/ matching/
 COPY engine/ engine/
+COPY redisio/ redisio/
 COPY gateway/ gateway/
 COPY marketdata/ marketdata/
 COPY streamex/ streamex/
+# The benchmarks ship in the package; their dependencies (the bench extra) do not.
+COPY benchmarks/ benchmarks/
 RUN pip install . \
     && rm -rf /build \
     && useradd --system --uid 10001 --user-group --create-home \

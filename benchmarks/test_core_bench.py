@@ -9,17 +9,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine.book import OrderBook
-from engine.market import DEFAULT_MARKETS
-from engine.messages import Amend, Cancel, Place, Report, Trade
-from streamex.flow import entry_ids, realistic_flow
+from benchmarks.flow import entry_ids, realistic_flow
+from contract.commands import Amend, Cancel, Place, Side
+from contract.events import Report, Trade
+from contract.market import DEFAULT_MARKETS
+from matching.book import OrderBook
 
 MARKET = DEFAULT_MARKETS[0]
 MID = 5_000_000
 N = 1_000
 
 
-def _resting_book(n_levels: int, per_level: int, side: str = "sell") -> tuple[OrderBook, int]:
+def _resting_book(n_levels: int, per_level: int, side: Side = "sell") -> tuple[OrderBook, int]:
     book = OrderBook(MARKET)
     ids = entry_ids(n_levels * per_level, start_ms=1_000)
     k = 0

@@ -1,1 +1,8 @@
-"""The matching engine: markets, commands and events, the order book, snapshots, the runner."""
+"""The market engine process: drives one ``matching`` book per market from Redis Streams.
+
+Synchronous redis-py I/O, one module per job: ``connection`` (the client),
+``scripts`` (the Lua scripts), ``lease`` (lease and epoch), ``channel`` (the
+pipelined commit + read), ``snapshots`` (snapshot write and trim),
+``recovery`` (snapshot + replay + claim), ``runner`` (the loop) and
+``exceptions``.
+"""

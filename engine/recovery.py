@@ -27,24 +27,24 @@ from typing import Any
 import msgspec
 import redis
 
-from engine.book import OrderBook
-from engine.commit import GROUP, MarketKeys, RawEntry, apply_entries, call, parse_id
-from engine.market import Market
-from engine.messages import Event, decode_events
-from engine.snapshot import decode_snapshot, restore_book
-from engine.streams import OUT_EVENTS_FIELD, OUT_INPUT_FIELD
+from contract.events import Event, decode_events
+from contract.ids import ZERO_ID, parse_id
+from contract.keys import ENGINE_GROUP, MarketKeys
+from contract.market import Market
+from contract.snapshot import decode_snapshot
+from contract.streams import OUT_EVENTS_FIELD, OUT_INPUT_FIELD, RawEntry
+from engine.exceptions import RecoveryError
+from engine.scripts import call
+from matching.apply import apply_entries
+from matching.book import OrderBook
+from matching.snapshot import restore_book
 
 log = logging.getLogger("streamex.engine")
 
-ZERO_ID = b"0-0"
 REPLAY_CHUNK = 10_000
 CLAIM_CHUNK = 1_000
 _REPLAY_SLICE = 500
 _ACK_CHUNK = 10_000
-
-
-class RecoveryError(Exception):
-    """Snapshot and streams disagree (e.g. the replayed seq differs from ``:out``): stop."""
 
 
 @dataclass
@@ -63,7 +63,7 @@ class Recovered:
 def ensure_group(client: redis.Redis, keys: MarketKeys) -> None:
     """Create the ``engine`` group on ``:in`` at id 0 (and the stream); fine if it exists."""
     try:
-        call(client, "XGROUP", "CREATE", keys.input, GROUP, "0", "MKSTREAM")
+        call(client, "XGROUP", "CREATE", keys.input, ENGINE_GROUP, "0", "MKSTREAM")
     except redis.ResponseError as exc:
         if "BUSYGROUP" not in str(exc):
             raise
@@ -154,7 +154,7 @@ def claim_pending(client: redis.Redis, keys: MarketKeys, consumer: str,
     claimed: list[RawEntry] = []
     done: list[bytes] = []
     while True:
-        reply: list[Any] = call(client, "XAUTOCLAIM", keys.input, GROUP, consumer, 0, cursor,
+        reply: list[Any] = call(client, "XAUTOCLAIM", keys.input, ENGINE_GROUP, consumer, 0, cursor,
                                 "COUNT", CLAIM_CHUNK)
         cursor = reply[0]
         for entry in reply[1]:
@@ -172,18 +172,18 @@ def claim_pending(client: redis.Redis, keys: MarketKeys, consumer: str,
     keep = [e for e in claimed if parse_id(e[0]) > floor]
     done.extend(e[0] for e in claimed if parse_id(e[0]) <= floor)
     for i in range(0, len(done), _ACK_CHUNK):
-        call(client, "XACK", keys.input, GROUP, *done[i:i + _ACK_CHUNK])
+        call(client, "XACK", keys.input, ENGINE_GROUP, *done[i:i + _ACK_CHUNK])
     return keep, len(done)
 
 
 def forget_idle_consumers(client: redis.Redis, keys: MarketKeys, consumer: str) -> int:
     """Delete the group's other consumers that hold no pending entry; returns how many."""
     removed = 0
-    for info in client.xinfo_consumers(keys.input, GROUP):
+    for info in client.xinfo_consumers(keys.input, ENGINE_GROUP):
         name = info["name"]
         name_b = name if isinstance(name, bytes) else str(name).encode()
         if info["pending"] == 0 and name_b != consumer.encode():
-            call(client, "XGROUP", "DELCONSUMER", keys.input, GROUP, name_b)
+            call(client, "XGROUP", "DELCONSUMER", keys.input, ENGINE_GROUP, name_b)
             removed += 1
     return removed
 

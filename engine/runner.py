@@ -34,35 +34,26 @@ import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
-from engine.book import OrderBook
-from engine.commit import (
-    GROUP,
-    CommitChannel,
-    CommitConflict,
-    Fenced,
-    MarketKeys,
-    RawEntry,
-    StateLost,
-    StreamEntries,
-    acquire,
-    apply_entries,
-    load_scripts,
-    parse_id,
-    release,
-    renew,
-    write_snapshot,
-)
-from engine.market import Market
-from engine.messages import Event, encode_events
-from engine.recovery import ZERO_ID, RecoveryError, recover
-from engine.settings import EngineConfig
-from engine.snapshot import encode_snapshot, take_snapshot
+from contract.events import Event, encode_events
+from contract.ids import ZERO_ID, parse_id
+from contract.keys import ENGINE_GROUP, MarketKeys
+from contract.market import Market
+from contract.settings import EngineConfig
+from contract.snapshot import encode_snapshot
+from contract.streams import RawEntry
+from engine.channel import CommitChannel, StreamEntries
+from engine.connection import connect
+from engine.exceptions import CommitConflict, Fenced, RecoveryError, StateLost
+from engine.lease import acquire, release, renew
+from engine.recovery import recover
+from engine.scripts import load_scripts
+from engine.snapshots import write_snapshot
+from matching.apply import apply_entries
+from matching.book import OrderBook
+from matching.snapshot import take_snapshot
 
 log = logging.getLogger("streamex.engine")
 
@@ -74,26 +65,6 @@ _BACKOFF_FIRST_S = 0.05
 _BACKOFF_MAX_S = 2.0
 _IDLE_POLL_S = 0.002  # how often idle markets are read while others are busy
 _HEALTHY_S = 10.0  # served this long since connecting: the next failure starts a new backoff
-_RAW_REPLIES = ("XRANGE", "XREVRANGE", "XREAD", "XREADGROUP", "XAUTOCLAIM")
-
-
-def _raw(response: Any, **options: Any) -> Any:
-    return response
-
-
-def connect(url: str, socket_timeout_s: float = 10.0) -> redis.Redis:
-    """A RESP2 client for the engine: no automatic retries (the runner decides), raw replies.
-
-    Stream commands return hiredis's nested lists (``[id, [field, value, ...]]``)
-    instead of redis-py's dicts, which saves ~1 us per entry.
-    """
-    client = redis.Redis.from_url(url, protocol=2, retry=Retry(NoBackoff(), 0),
-                                  socket_timeout=socket_timeout_s, socket_connect_timeout=2.0)
-    for command in _RAW_REPLIES:
-        client.set_response_callback(command, _raw)
-    return client
-
-
 @dataclass
 class MarketStats:
     """Counters of one market since the process started (latencies only if recorded).
@@ -519,7 +490,7 @@ class EngineRunner:
         """Entries in ``:in`` not yet delivered to the group (Redis 7's XINFO lag)."""
         try:
             for group in self.client.xinfo_groups(m.keys.input):
-                if group["name"] in (GROUP, GROUP.encode()):
+                if group["name"] in (ENGINE_GROUP, ENGINE_GROUP.encode()):
                     lag = group.get("lag")
                     return int(lag) if lag is not None else None
         except redis.ResponseError:
@@ -543,4 +514,4 @@ def _pct(values: Sequence[float], q: float) -> float:
     return values[min(len(values) - 1, int(q * len(values)))]
 
 
-__all__ = ["EXIT_FATAL", "EXIT_FENCED", "EXIT_OK", "EngineRunner", "MarketStats", "connect"]
+__all__ = ["EXIT_FATAL", "EXIT_FENCED", "EXIT_OK", "EngineRunner", "MarketStats"]

@@ -1,4 +1,4 @@
-"""Logon: HMAC-SHA256 signatures over ``f"{timestamp}{api_key}"``, checked without I/O.
+"""Logon: HMAC-SHA256 signatures (``contract.signing``) checked without I/O.
 
 The client signs the current time (ms) and its key with the account's secret;
 the gateway recomputes the signature and accepts it within ``WINDOW_MS`` of its
@@ -8,21 +8,14 @@ signed requests), so keep logons on TLS in production. Cost: one HMAC.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from collections.abc import Mapping
 
-from engine.errors import UNAUTHENTICATED, StreamexError
-from streamex.config import Account
+from contract.errors import UNAUTHENTICATED, StreamexError
+from contract.settings import Account
+from contract.signing import same_signature, sign
 
 WINDOW_MS = 30_000
 """How far (either way) a logon timestamp may be from the server's clock."""
-
-
-def sign(secret: str, timestamp: int, api_key: str) -> str:
-    """Lowercase hex HMAC-SHA256 of ``f"{timestamp}{api_key}"`` keyed by ``secret``."""
-    message = f"{timestamp}{api_key}".encode()
-    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
 
 
 def verify_logon(accounts_by_api_key: Mapping[str, Account], api_key: str, timestamp: int,
@@ -36,9 +29,7 @@ def verify_logon(accounts_by_api_key: Mapping[str, Account], api_key: str, times
     account = accounts_by_api_key.get(api_key)
     ok = account is not None and abs(now_ms - timestamp) <= window_ms
     if account is not None:
-        expected = sign(account.secret, timestamp, api_key)
-        given = signature.lower() if signature.isascii() else ""
-        ok = hmac.compare_digest(expected, given) and ok
+        ok = same_signature(sign(account.secret, timestamp, api_key), signature) and ok
     if not ok or account is None:
         raise StreamexError(
             UNAUTHENTICATED,

@@ -19,7 +19,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from engine.keys import ENGINE_GROUP, in_stream
+from contract.keys import ENGINE_GROUP, in_stream
 
 log = logging.getLogger(__name__)
 

@@ -27,7 +27,7 @@ import redis.asyncio as aioredis
 from hiredis import pack_command
 from redis.exceptions import ResponseError
 
-from engine.resp import RespConnection
+from redisio.resp import RespConnection
 
 log = logging.getLogger(__name__)
 

@@ -13,18 +13,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 
-from engine.messages import Event, Report, ts_of
-from engine.snapshot import Snapshot
+from contract.events import Event, Report
+from contract.ids import parse_id, ts_of
+from contract.snapshot import Snapshot
 
 log = logging.getLogger(__name__)
 
 _OPEN = frozenset({"new", "partially_filled"})
-
-
-def entry_id_key(entry_id: str) -> tuple[int, int]:
-    """Order key of a stream entry id ``"<ms>-<n>"`` (string order is wrong). O(len)."""
-    ms, _, n = entry_id.partition("-")
-    return int(ms), int(n or 0)
 
 
 class OpenOrdersView:
@@ -53,7 +48,7 @@ class OpenOrdersView:
                 "status", "partially_filled" if o.cum_qty else "new", 0, 0, o.cum_qty, leaves,
                 o.cum_notional, None, None, None,
             ))
-        self._applied[symbol] = entry_id_key(snap.last_input_id)
+        self._applied[symbol] = parse_id(snap.last_input_id)
         self._seq[symbol] = snap.seq
 
     def apply(self, symbol: str, events: Iterable[Event], last_input_id: str | None) -> None:
@@ -78,7 +73,7 @@ class OpenOrdersView:
 
     def set_applied(self, symbol: str, last_input_id: str) -> None:
         """Record that the engine has applied every input entry up to ``last_input_id``."""
-        key = entry_id_key(last_input_id)
+        key = parse_id(last_input_id)
         if key > self._applied[symbol]:
             self._applied[symbol] = key
 
@@ -95,7 +90,7 @@ class OpenOrdersView:
             orders = markets.get(s)
             if orders:
                 found += [(s, r) for r in sorted(orders.values(),
-                                                 key=lambda r: entry_id_key(r.order_id))]
+                                                 key=lambda r: parse_id(r.order_id))]
         return found
 
     def get(self, symbol: str, order_id: str) -> Report | None:
@@ -104,7 +99,7 @@ class OpenOrdersView:
 
     def may_be_open(self, symbol: str, order_id: str) -> bool:
         """False only when the engine has applied ``order_id``'s place and the order is closed."""
-        return order_id in self._open[symbol] or entry_id_key(order_id) > self._applied[symbol]
+        return order_id in self._open[symbol] or parse_id(order_id) > self._applied[symbol]
 
     def last_seq(self, symbol: str) -> int | None:
         """Seq of the last event applied for the market (None before any data)."""

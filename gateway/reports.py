@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import msgspec
 
-from engine.market import Market
-from engine.messages import CancelRejected, Report
-from gateway.wire import ExecutionPush, ExecutionReport, encoder
+from contract.events import CancelRejected, Report
+from contract.market import Market
+from contract.order_entry import ExecutionPush, ExecutionReport
+from contract.wire import encoder
 
 
 def exec_id_of(symbol: str, seq: int) -> str:

@@ -19,14 +19,14 @@ from collections.abc import Callable, Iterable
 
 import redis.asyncio as aioredis
 
-from engine.keys import out_stream, snap_key
-from engine.market import Market
-from engine.messages import CancelRejected, Report
-from engine.snapshot import decode_snapshot
-from engine.streams import OUT_INPUT_FIELD, events_of, field_of
-from engine.tail import StreamTail
+from contract.events import CancelRejected, Report
+from contract.keys import out_stream, snap_key
+from contract.market import Market
+from contract.snapshot import decode_snapshot
+from contract.streams import OUT_INPUT_FIELD, events_of, field_of
 from gateway.orders_view import OpenOrdersView
 from gateway.reports import cancel_rejected_of, push_frame, report_of
+from redisio.tail import StreamTail
 
 log = logging.getLogger(__name__)
 

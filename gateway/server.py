@@ -18,38 +18,24 @@ from collections.abc import Callable, Coroutine
 from types import TracebackType
 from typing import Any
 
-import redis.asyncio as aioredis
 from websockets.asyncio.server import Server, ServerConnection, serve
 
+from contract.commands import Command
+from contract.keys import in_stream
+from contract.settings import Config
+from contract.streams import in_entry
 from gateway.backlog import BacklogMonitor
 from gateway.batcher import XaddBatcher
 from gateway.orders_view import OpenOrdersView
 from gateway.ratelimit import TokenBucket
 from gateway.router import ExecutionRouter
 from gateway.session import Session
-from streamex.config import Config
+from redisio.client import redis_client
 
 log = logging.getLogger(__name__)
 
 MAX_FRAME = 65_536
 """Largest accepted frame; a bigger one closes the connection with 1009."""
-REDIS_CONNECT_TIMEOUT_S = 2.0
-
-
-def redis_client(url: str, socket_timeout: float | None = None) -> aioredis.Redis:
-    """A RESP2 client, by default without a per-call socket timeout.
-
-    redis-py's ``socket_timeout`` wraps every write in ``wait_for`` (a task)
-    and every read in an ``asyncio.timeout``: ~10% of the gateway's CPU under
-    load when paid per request. A dead peer is still noticed: connecting times
-    out, TCP keepalive is on (for a ``redis://`` URL; a ``unix://`` socket
-    reports a dead server at once), an idle connection is PINGed before
-    reuse, and the XADD batcher and the :out reader time their own round trips.
-    """
-    tcp: dict[str, Any] = {} if url.startswith("unix:") else {"socket_keepalive": True}
-    return aioredis.Redis.from_url(url, protocol=2, socket_timeout=socket_timeout,
-                                   socket_connect_timeout=REDIS_CONNECT_TIMEOUT_S,
-                                   health_check_interval=30, **tcp)
 
 
 def wall_ms() -> int:
@@ -63,6 +49,8 @@ class Gateway:
     def __init__(self, config: Config, redis_url: str, *, backlog_refresh_s: float = 0.1,
                  clock_ms: Callable[[], int] = wall_ms) -> None:
         self.config = config
+        self.limits = config.limits
+        self.accounts_by_api_key = config.accounts_by_api_key
         self.markets = config.markets_by_symbol
         self.markets_result = {"markets": [m.to_wire() for m in config.markets]}
         self.now_ms = clock_ms
@@ -127,6 +115,12 @@ class Gateway:
 
     async def _handle(self, ws: ServerConnection) -> None:
         await Session(self, ws).run()
+
+    def backlog_of(self, symbol: str) -> int:
+        return self.backlog.backlog(symbol)
+
+    def submit(self, symbol: str, cmd: Command) -> asyncio.Future[str]:
+        return self.batcher.submit(in_stream(symbol), in_entry(cmd))
 
     def register(self, session: Session) -> None:
         """Route the account's execution reports to ``session`` from now on."""

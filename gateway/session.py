@@ -40,13 +40,14 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Coroutine, Mapping
+from typing import Any, Protocol
 
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
-from engine.errors import (
+from contract.commands import CancelAll, Command
+from contract.errors import (
     BAD_REQUEST,
     CANCEL_ON_DISCONNECT,
     INTERNAL,
@@ -55,29 +56,16 @@ from engine.errors import (
     UNAUTHENTICATED,
     StreamexError,
 )
-from engine.keys import in_stream
-from engine.messages import CancelAll, Command
-from engine.streams import in_entry
+from contract.market import Market
+from contract.order_entry import LogonParams, PlaceParams, SymbolParams
+from contract.settings import Account, LimitsConfig
+from contract.wire import RequestError, decode_envelope, error_frame, result_frame
 from gateway.auth import verify_logon
+from gateway.orders_view import OpenOrdersView
 from gateway.ratelimit import TokenBucket
 from gateway.reports import status_of
-from gateway.validation import (
-    ORDER_METHODS,
-    LogonParams,
-    PlaceParams,
-    Request,
-    RequestError,
-    SymbolParams,
-    commands_for,
-    decode_envelope,
-    decode_params,
-    market_of,
-)
-from gateway.wire import error_frame, result_frame
+from gateway.validation import ORDER_METHODS, Request, commands_for, decode_method, market_of
 from gateway.ws_send import send_texts
-
-if TYPE_CHECKING:
-    from gateway.server import Gateway
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +84,35 @@ _UNCONFIRMED = ("order entry is unavailable: the request may not have been recei
                 "check orders.open before retrying")
 
 
+class SessionHost(Protocol):
+    """What a session needs from its process (``gateway.server.Gateway`` provides it)."""
+
+    limits: LimitsConfig
+    markets: Mapping[str, Market]
+    markets_result: dict[str, Any]
+    """The ``markets`` reply, built once."""
+    accounts_by_api_key: Mapping[str, Account]
+    view: OpenOrdersView
+
+    def now_ms(self) -> int: ...
+
+    def backlog_of(self, symbol: str) -> int:
+        """Commands waiting unapplied in the market (estimate, no I/O)."""
+        ...
+
+    def submit(self, symbol: str, cmd: Command) -> asyncio.Future[str]:
+        """XADD ``cmd`` to the market's input stream; the future gets its entry id."""
+        ...
+
+    def register(self, session: Session) -> None: ...
+
+    def unregister(self, session: Session) -> None: ...
+
+    def account_bucket(self, account: str) -> TokenBucket: ...
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None: ...
+
+
 class _Slot:
     """A place in the outbox; ``frame`` is None until the reply is known."""
 
@@ -112,12 +129,12 @@ class Session:
     outbox_low = OUTBOX_LOW
     stall_s = STALL_S
 
-    def __init__(self, gateway: Gateway, ws: ServerConnection) -> None:
-        self.gateway = gateway
+    def __init__(self, host: SessionHost, ws: ServerConnection) -> None:
+        self.host = host
         self.ws = ws
         self.account: str | None = None
         self.cancel_on_disconnect = False
-        limits = gateway.config.limits
+        limits = host.limits
         self._bucket = TokenBucket(limits.connection_rate, limits.connection_burst,
                                    time.monotonic())
         self._account_bucket: TokenBucket | None = None
@@ -148,7 +165,7 @@ class Session:
             pass
         finally:
             self._closed = True
-            self.gateway.unregister(self)
+            self.host.unregister(self)
             writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await writer
@@ -223,7 +240,7 @@ class Session:
             self._resume.set()
             log.warning("closing connection of %s: slow consumer (%d frames waiting)",
                         self.account, len(self._outbox))
-            self.gateway.spawn(self.ws.close(1008, "slow consumer"))
+            self.host.spawn(self.ws.close(1008, "slow consumer"))
 
     # -- replies --------------------------------------------------------------------
 
@@ -265,7 +282,7 @@ class Session:
         try:
             envelope = decode_envelope(frame)
             request_id = envelope.id
-            request = decode_params(envelope)
+            request = decode_method(envelope)
             self._dispatch(request)
         except RequestError as exc:
             self._reply(error_frame(exc.request_id, exc.code, exc.message))
@@ -277,14 +294,14 @@ class Session:
 
     def _dispatch(self, request: Request) -> None:
         method, params, rid = request.method, request.params, request.id
-        g = self.gateway
+        host = self.host
         if request.needs_logon and self.account is None:
             raise StreamexError(UNAUTHENTICATED, f"{method}: log on first")
         if method in ORDER_METHODS:
             assert self._account_bucket is not None
             if not self._account_bucket.take(time.monotonic()):
                 raise StreamexError(RATE_LIMITED, "too many requests for this account; slow down")
-            commands = commands_for(params, g.markets, self._account())
+            commands = commands_for(params, host.markets, self._account())
             if method == "order.place":
                 assert isinstance(params, PlaceParams)
                 symbol, cmd = commands[0]
@@ -300,13 +317,13 @@ class Session:
             assert isinstance(params, SymbolParams)
             self._open_orders(rid, params)
         elif method == "ping":
-            self._reply(result_frame(rid, {"pong": g.now_ms()}))
+            self._reply(result_frame(rid, {"pong": host.now_ms()}))
         elif method == "markets":
-            self._reply(result_frame(rid, g.markets_result))
+            self._reply(result_frame(rid, host.markets_result))
         elif method == "logon":
             assert isinstance(params, LogonParams)
             self._logon(rid, params)
-        else:  # pragma: no cover - decode_params only accepts the methods above
+        else:  # pragma: no cover - decode_method only accepts the methods above
             raise StreamexError(INTERNAL, "internal error")
 
     def _account(self) -> str:
@@ -314,27 +331,27 @@ class Session:
         return self.account
 
     def _admit(self, symbol: str) -> None:
-        backlog = self.gateway.backlog.backlog(symbol)
-        if backlog >= self.gateway.config.limits.max_backlog:
+        backlog = self.host.backlog_of(symbol)
+        if backlog >= self.host.limits.max_backlog:
             raise StreamexError(OVERLOADED,
                                 f"{symbol}: the engine is behind ({backlog} commands queued); "
                                 "retry later")
 
     def _submit(self, symbol: str, cmd: Command) -> asyncio.Future[str]:
-        return self.gateway.batcher.submit(in_stream(symbol), in_entry(cmd))
+        return self.host.submit(symbol, cmd)
 
     def _logon(self, rid: int | str, params: LogonParams) -> None:
-        g = self.gateway
+        host = self.host
         if self.account is not None:
             raise StreamexError(BAD_REQUEST, f"logon: already logged on as {self.account}")
-        account = verify_logon(g.config.accounts_by_api_key, params.api_key, params.timestamp,
-                               params.signature, g.now_ms())
+        account = verify_logon(host.accounts_by_api_key, params.api_key, params.timestamp,
+                               params.signature, host.now_ms())
         self.account = account.id
         self.cancel_on_disconnect = params.cancel_on_disconnect
-        self._account_bucket = g.account_bucket(account.id)
+        self._account_bucket = host.account_bucket(account.id)
         # Registered before the reply is queued: every later push follows the reply.
-        g.register(self)
-        self._reply(result_frame(rid, {"account": account.id, "server_time": g.now_ms()}))
+        host.register(self)
+        self._reply(result_frame(rid, {"account": account.id, "server_time": host.now_ms()}))
 
     def _place(self, rid: int | str, symbol: str, cmd: Command, coid: str | None) -> None:
         future = self._submit(symbol, cmd)
@@ -352,18 +369,18 @@ class Session:
         ids = self._placed.setdefault(symbol, set())
         ids.add(done.result())
         if len(ids) >= self._prune_at:
-            view = self.gateway.view
+            view = self.host.view
             live = {i for i in ids if view.may_be_open(symbol, i)}
             self._placed[symbol] = live
             self._prune_at = max(1024, 2 * len(live))
 
     def _open_orders(self, rid: int | str, params: SymbolParams) -> None:
-        g = self.gateway
+        host = self.host
         if params.symbol is not None:
-            market_of(g.markets, params.symbol)
-        orders = g.view.open_orders(self._account(), params.symbol)
+            market_of(host.markets, params.symbol)
+        orders = host.view.open_orders(self._account(), params.symbol)
         self._reply(result_frame(rid, {
-            "orders": [status_of(g.markets[s], r) for s, r in orders]}))
+            "orders": [status_of(host.markets[s], r) for s, r in orders]}))
 
     # -- disconnect -----------------------------------------------------------------
 
@@ -373,7 +390,7 @@ class Session:
             return
         if self._in_flight:
             await asyncio.wait(self._in_flight, timeout=_DISCONNECT_WAIT_S)
-        view = self.gateway.view
+        view = self.host.view
         futures = []
         for symbol, ids in self._placed.items():
             live = sorted(i for i in ids if view.may_be_open(symbol, i))

@@ -15,11 +15,14 @@ names and a fresh snapshot carries, so the two chain).
 
 from __future__ import annotations
 
-from engine.market import Market
-from engine.messages import BookUpdate, Event, Trade
-from engine.snapshot import Snapshot
-from marketdata import messages as wire
-from marketdata.l2book import DEPTHS, L2Book, Level, WindowChange, window_diff
+from contract import market_data as wire
+from contract.events import BookUpdate, Event, Trade
+from contract.market import Market
+from contract.market_data import DEPTHS
+from contract.snapshot import Snapshot
+from contract.wire import encode
+from marketdata.formatter import PriceFormatter
+from marketdata.l2book import L2Book, Level, WindowChange, window_diff
 
 CHECKSUM_LEVELS = 10
 
@@ -64,7 +67,7 @@ class Batch:
                 return None
             prev_seq, seq, window = change
             fmt = self._feed.fmt
-            data = self._book_bytes[depth] = wire.encode(wire.BookUpdate(
+            data = self._book_bytes[depth] = encode(wire.BookUpdate(
                 "book", "update", self._feed.symbol, seq, prev_seq,
                 fmt.levels(window.bids), fmt.levels(window.asks), self.checksum))
         return data
@@ -77,7 +80,7 @@ class Batch:
             fmt = self._feed.fmt
             data = [wire.TradeData(t.trade_id, fmt.price(t.price), fmt.qty(t.qty), t.taker_side,
                                    t.ts) for t in self.trade_events]
-            self._trades_bytes = wire.encode(wire.Trades(
+            self._trades_bytes = encode(wire.Trades(
                 "trades", "update", self._feed.symbol, self.trade_seq, data))
         return self._trades_bytes
 
@@ -101,7 +104,7 @@ class MarketFeed:
     def __init__(self, market: Market, depths: tuple[int, ...] = DEPTHS) -> None:
         self.market = market
         self.symbol = market.symbol
-        self.fmt = wire.PriceFormatter(market)
+        self.fmt = PriceFormatter(market)
         self.depths = depths
         self.book = L2Book()
         self.seq = 0
@@ -229,7 +232,7 @@ class MarketFeed:
             fmt = self.fmt
             bids = fmt.levels(self.book.top("buy", depth))
             asks = fmt.levels(self.book.top("sell", depth))
-            data = self._snapshots[depth] = wire.encode(wire.BookSnapshot(
+            data = self._snapshots[depth] = encode(wire.BookSnapshot(
                 "book", "snapshot", self.symbol, self.book_seq[depth], bids, asks,
                 wire.checksum(asks, bids)))
         return data
@@ -240,7 +243,7 @@ class MarketFeed:
         if data is None:
             best_bid, best_ask, last = self._ticker_key
             fmt = self.fmt
-            data = self._ticker_bytes[kind] = wire.encode(wire.Ticker(
+            data = self._ticker_bytes[kind] = encode(wire.Ticker(
                 "ticker", kind, self.symbol, self.ticker_seq,
                 None if best_bid is None else fmt.price(best_bid[0]),
                 None if best_bid is None else fmt.qty(best_bid[1]),

@@ -25,8 +25,7 @@ from dataclasses import dataclass
 
 from sortedcontainers import SortedList
 
-#: The depths a subscriber may ask for (PROTOCOL.md).
-DEPTHS: tuple[int, ...] = (10, 25, 100, 500)
+from contract.market_data import DEPTHS
 
 Level = tuple[int, int]
 """``(price in ticks, total in lots)``; a total of 0 deletes the level."""

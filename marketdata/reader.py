@@ -23,12 +23,12 @@ import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from engine.keys import out_stream, snap_key
-from engine.messages import Trade
-from engine.snapshot import Snapshot, decode_snapshot
-from engine.streams import events_of
-from engine.tail import StreamTail
+from contract.events import Trade
+from contract.keys import out_stream, snap_key
+from contract.snapshot import Snapshot, decode_snapshot
+from contract.streams import events_of
 from marketdata.feed import Batch, MarketFeed, SeqGap
+from redisio.tail import StreamTail
 
 log = logging.getLogger("streamex.marketdata")
 

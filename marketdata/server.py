@@ -33,15 +33,15 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 from websockets.protocol import State
 
-from engine import errors
-from engine.market import Market
+from contract import errors
+from contract.market import Market
+from contract.market_data import DEPTHS, SubscriptionParams, heartbeat
+from contract.wire import RequestError, error_frame, result_frame
 from marketdata import http_static
-from marketdata import messages as wire
 from marketdata.feed import Batch, MarketFeed
-from marketdata.l2book import DEPTHS
 from marketdata.outbox import DEFAULT_LIMIT, DEFAULT_RESYNC_WINDOW_S, Outbox, Overflow
 from marketdata.requests import Request as MdRequest
-from marketdata.requests import RequestError, SubscriptionParams, params_to_wire, parse_request
+from marketdata.requests import parse_request
 
 log = logging.getLogger("streamex.marketdata")
 
@@ -370,13 +370,13 @@ class FeedServer:
         try:
             req = parse_request(frame, self.symbols)
         except RequestError as exc:
-            self._reply(c, wire.error_reply(exc.request_id, exc.code, exc.message))
+            self._reply(c, error_frame(exc.request_id, exc.code, exc.message))
             return
         try:
             self._dispatch(c, req)
         except Exception:  # never leak internals to the peer
             log.exception("request %s failed", req.method)
-            self._reply(c, wire.error_reply(req.id, errors.INTERNAL, "internal error"))
+            self._reply(c, error_frame(req.id, errors.INTERNAL, "internal error"))
 
     def _reply(self, c: Connection, payload: bytes) -> None:
         if not c.reply(payload):
@@ -385,9 +385,9 @@ class FeedServer:
     def _dispatch(self, c: Connection, req: MdRequest) -> None:
         method = req.method
         if method == "ping":
-            self._reply(c, wire.result_reply(req.id, {"pong": now_ms()}))
+            self._reply(c, result_frame(req.id, {"pong": now_ms()}))
         elif method == "markets":
-            self._reply(c, wire.result_reply(req.id, self._markets_result))
+            self._reply(c, result_frame(req.id, self._markets_result))
         else:
             assert req.params is not None
             if method == "subscribe":
@@ -399,7 +399,7 @@ class FeedServer:
         symbol = p.symbol
         subs = self.subs[symbol]
         feed = self.feeds[symbol]
-        self._reply(c, wire.result_reply(rid, {"subscribed": params_to_wire(p)}))
+        self._reply(c, result_frame(rid, {"subscribed": p.to_wire()}))
         if c.closing:  # the reply overflowed a peer that does not read
             return
         now = self._now()
@@ -436,7 +436,7 @@ class FeedServer:
         else:
             c.tickers.discard(symbol)
             subs.tickers.discard(c)
-        self._reply(c, wire.result_reply(rid, {"unsubscribed": params_to_wire(p)}))
+        self._reply(c, result_frame(rid, {"unsubscribed": p.to_wire()}))
 
     # -- heartbeats -------------------------------------------------------------
 
@@ -452,7 +452,7 @@ class FeedServer:
                 if ts is None:
                     ts = now_ms()
                 seqs = {s: self.feeds[s].seq for s in sorted(c.symbols())}
-                if not _push_one(c, wire.heartbeat(ts, seqs), now):
+                if not _push_one(c, heartbeat(ts, seqs), now):
                     self._on_overflow(c, now)
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from engine.market import Market
+from contract.market import Market
 from marketdata.feed import MarketFeed
 from marketdata.outbox import DEFAULT_LIMIT
 from marketdata.reader import MarketReader

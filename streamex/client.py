@@ -39,9 +39,11 @@ import msgspec
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from engine.errors import StreamexError
-from gateway.auth import sign
-from gateway.wire import ErrorBody, ExecutionReport
+from contract.errors import StreamexError
+from contract.market import Market
+from contract.order_entry import ExecutionReport
+from contract.signing import sign
+from contract.wire import ErrorBody
 
 __all__ = [
     "ExecutionReport",
@@ -72,16 +74,8 @@ class LogonResult(msgspec.Struct, frozen=True):
     server_time: int
 
 
-class MarketInfo(msgspec.Struct, frozen=True):
-    symbol: str
-    base: str
-    quote: str
-    tick_size: str
-    lot_size: str
-    min_qty: str
-    max_qty: str
-    min_price: str
-    max_price: str
+MarketInfo = Market
+"""A listed market (the ``markets`` entry): its decimal fields and its arithmetic."""
 
 
 class _Pong(msgspec.Struct):

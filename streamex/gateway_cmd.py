@@ -17,7 +17,8 @@ import sys
 import redis
 import uvloop
 
-from streamex.config import Config, ConfigError, service_config
+from contract.settings import Config
+from streamex.config import ConfigError, service_config
 from streamex.gc_tuning import tune_gc
 
 

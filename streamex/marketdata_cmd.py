@@ -15,7 +15,7 @@ import logging
 import signal
 import sys
 
-from engine.market import Market
+from contract.market import Market
 from marketdata.outbox import DEFAULT_LIMIT
 from streamex.config import ConfigError, service_config
 from streamex.gc_tuning import tune_gc

@@ -23,7 +23,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import FrameType
 
-from streamex.config import Account, Config, ConfigError, dump_config, load_config, parse_config
+from contract.settings import Account, Config
+from streamex.config import ConfigError, dump_config, load_config, parse_config
 from streamex.redis_server import RedisServer, die_with_parent
 
 GRACE_S = 15.0

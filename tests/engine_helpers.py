@@ -11,13 +11,15 @@ import msgspec
 import redis
 from streamex_process import StreamexProcess
 
-from engine import keys
-from engine.book import OrderBook
-from engine.commit import apply_entries
-from engine.market import Market
-from engine.messages import Command, Event, Report, encode_command, encode_events
-from engine.snapshot import Snapshot, decode_snapshot, encode_snapshot, take_snapshot
-from engine.streams import IN_FIELD, events_of
+from contract import keys
+from contract.commands import Command, encode_command
+from contract.events import Event, Report, encode_events
+from contract.market import Market
+from contract.snapshot import Snapshot, decode_snapshot, encode_snapshot
+from contract.streams import IN_FIELD, events_of
+from matching.apply import apply_entries
+from matching.book import OrderBook
+from matching.snapshot import take_snapshot
 
 REPO = Path(__file__).resolve().parent.parent
 TIMEOUT_S = 15.0

@@ -16,10 +16,11 @@ import redis.asyncio as aioredis
 from streamex_process import StreamexProcess
 from websockets.asyncio.client import ClientConnection, connect
 
-from engine.keys import lease_key
+from contract.keys import lease_key
+from contract.settings import Account, Config, EngineConfig, LimitsConfig
 from gateway.server import Gateway
 from streamex.client import ExecutionReport, OrderClient
-from streamex.config import Account, Config, EngineConfig, LimitsConfig, dump_config
+from streamex.config import dump_config
 
 REPO = Path(__file__).resolve().parent.parent
 TIMEOUT_S = 10.0
@@ -159,7 +160,7 @@ class RawClient:
 
     async def logon(self, account: Account, request_id: int | str = "logon",
                     cancel_on_disconnect: bool = False) -> Any:
-        from gateway.auth import sign
+        from contract.signing import sign
 
         ts = time.time_ns() // 1_000_000
         return await self.call({"id": request_id, "method": "logon", "params": {

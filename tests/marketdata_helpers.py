@@ -19,11 +19,12 @@ import redis
 from streamex_process import StreamexProcess
 from websockets.asyncio.client import ClientConnection
 
-from engine import keys
-from engine.book import OrderBook
-from engine.market import Market
-from engine.messages import Amend, Cancel, Command, Event, Place, Trade, encode_command
-from engine.streams import IN_FIELD, events_of
+from contract import keys
+from contract.commands import Amend, Cancel, Command, Place, encode_command
+from contract.events import Event, Trade
+from contract.market import Market
+from contract.streams import IN_FIELD, events_of
+from matching.book import OrderBook
 
 REPO = Path(__file__).resolve().parent.parent
 TIMEOUT_S = 15.0

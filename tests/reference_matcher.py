@@ -16,26 +16,28 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-from engine.market import Market
-from engine.messages import (
+from contract.commands import (
     Amend,
-    BookUpdate,
     Cancel,
     CancelAll,
-    CancelRejected,
     Command,
+    OrderType,
+    Place,
+    Side,
+    StpMode,
+    Tif,
+)
+from contract.events import (
+    BookUpdate,
+    CancelRejected,
     Event,
     ExecType,
     Liquidity,
-    OrderType,
-    Place,
     Report,
-    Side,
     Status,
-    StpMode,
-    Tif,
     Trade,
 )
+from contract.market import Market
 
 Book = tuple[list[tuple[int, int]], list[tuple[int, int]]]
 OpenOrder = tuple[str, str | None, str, int, int, int, int]

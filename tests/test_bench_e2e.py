@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from streamex.bench_e2e import (
+from benchmarks.e2e import (
     AMEND,
     CANCEL,
     EXPECTED_ERRORS,
@@ -20,7 +20,7 @@ from streamex.bench_e2e import (
     bench_markets,
     build_plan,
 )
-from streamex.hdr import Histogram, bucket_bounds, bucket_index
+from benchmarks.histogram import Histogram, bucket_bounds, bucket_index
 
 
 def test_histogram_percentiles_within_resolution() -> None:

@@ -14,29 +14,31 @@ import random
 import msgspec
 from reference_matcher import WORKLOAD_MARKET, Workload
 
-from engine.book import OrderBook
-from engine.market import Market
-from engine.messages import (
+from contract.commands import (
     Amend,
-    BookUpdate,
     Cancel,
     CancelAll,
-    CancelRejected,
     Command,
+    OrderType,
+    Place,
+    Side,
+    StpMode,
+    Tif,
+)
+from contract.events import (
+    BookUpdate,
+    CancelRejected,
     Event,
     ExecType,
     InputRejected,
     Liquidity,
-    OrderType,
-    Place,
     Report,
-    Side,
     Status,
-    StpMode,
-    Tif,
     Trade,
     encode_events,
 )
+from contract.market import Market
+from matching.book import OrderBook
 
 # One tick = 1, one lot = 1: prices and quantities read as they are.
 MARKET = Market("TST-USD", "TST", "USD", "1", "1", "1", "1000", "1", "10000")

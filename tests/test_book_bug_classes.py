@@ -14,10 +14,11 @@ import time
 import pytest
 from test_book import Harness, OrderSpec, fill, levels
 
-from engine.book import OrderBook
-from engine.market import Market
-from engine.messages import Amend, BookUpdate, Cancel, Event, Place, Report, Side, Trade
-from engine.snapshot import take_snapshot
+from contract.commands import Amend, Cancel, Place, Side
+from contract.events import BookUpdate, Event, Report, Trade
+from contract.market import Market
+from matching.book import OrderBook
+from matching.snapshot import take_snapshot
 
 OPPOSITE: dict[Side, Side] = {"buy": "sell", "sell": "buy"}
 

@@ -9,22 +9,18 @@ from typing import Any
 
 import pytest
 
-from engine.market import DEFAULT_MARKETS
-from streamex.cli import main
-from streamex.config import (
+from contract.market import DEFAULT_MARKETS
+from contract.settings import (
     Account,
     Config,
-    ConfigError,
     EngineConfig,
     GatewayConfig,
     LimitsConfig,
     MarketDataConfig,
     RedisConfig,
-    dump_config,
-    load_config,
-    parse_config,
-    service_config,
 )
+from streamex.cli import main
+from streamex.config import ConfigError, dump_config, load_config, parse_config, service_config
 
 FULL = """
 [redis]

@@ -31,12 +31,12 @@ from engine_helpers import (
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from engine import keys
-from engine.commit import parse_id
-from engine.market import DEFAULT_MARKETS
-from engine.messages import Command, Place
+from benchmarks.flow import realistic_flow
+from contract import keys
+from contract.commands import Command, Place
+from contract.ids import parse_id
+from contract.market import DEFAULT_MARKETS
 from engine.runner import EXIT_FENCED, EXIT_OK
-from streamex.flow import realistic_flow
 from streamex.redis_server import RedisServer
 
 BTC = DEFAULT_MARKETS[0]

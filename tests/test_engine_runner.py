@@ -30,14 +30,17 @@ from hiredis import pack_command
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine import keys
-from engine.commit import apply_entries, parse_id, resp_command
-from engine.market import DEFAULT_MARKETS
-from engine.messages import InputRejected, Place, encode_command
+from benchmarks.flow import realistic_flow
+from contract import keys
+from contract.commands import Place, encode_command
+from contract.events import InputRejected
+from contract.ids import parse_id
+from contract.market import DEFAULT_MARKETS
+from contract.settings import EngineConfig
+from contract.streams import IN_FIELD
+from engine.channel import resp_command
 from engine.runner import EXIT_OK, EngineRunner
-from engine.streams import IN_FIELD
-from streamex.config import EngineConfig
-from streamex.flow import realistic_flow
+from matching.apply import apply_entries
 from streamex.redis_server import RedisServer
 
 BTC, ETH = DEFAULT_MARKETS

@@ -13,9 +13,9 @@ from gateway_helpers import TIMEOUT_S, make_config, running_gateway
 from websockets.asyncio.client import connect
 from websockets.asyncio.server import ServerConnection, serve
 
+from contract.settings import Config
 from gateway.session import Session
 from gateway.ws_send import send_texts
-from streamex.config import Config
 
 
 def fast_config() -> Config:

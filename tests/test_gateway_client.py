@@ -22,8 +22,8 @@ from gateway_helpers import (
 )
 from websockets.exceptions import ConnectionClosed
 
-from engine.errors import StreamexError
-from engine.market import DEFAULT_MARKETS
+from contract.errors import StreamexError
+from contract.market import DEFAULT_MARKETS
 from streamex.client import ExecutionReport, MarketDataClient, MarketInfo, OrderClient
 
 

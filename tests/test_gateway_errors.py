@@ -13,9 +13,9 @@ import redis.asyncio as aioredis
 from gateway_helpers import ALICE, RawClient, error_code, make_config, running_gateway
 from websockets.exceptions import ConnectionClosed
 
-from engine.keys import in_stream
-from engine.market import DEFAULT_MARKETS
-from gateway.auth import sign
+from contract.keys import in_stream
+from contract.market import DEFAULT_MARKETS
+from contract.signing import sign
 from gateway.server import Gateway
 
 

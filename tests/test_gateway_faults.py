@@ -29,13 +29,13 @@ from gateway_helpers import (
 )
 from websockets.exceptions import ConnectionClosed
 
-from engine.errors import StreamexError
-from engine.keys import out_stream, snap_key
-from engine.messages import Report
-from engine.snapshot import decode_snapshot
-from engine.streams import events_of
+from contract.errors import StreamexError
+from contract.events import Report
+from contract.keys import out_stream, snap_key
+from contract.settings import Account, EngineConfig
+from contract.snapshot import decode_snapshot
+from contract.streams import events_of
 from streamex.client import OrderClient
-from streamex.config import Account, EngineConfig
 
 
 async def test_cancel_on_disconnect_cancels_only_that_connections_orders(

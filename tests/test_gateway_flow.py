@@ -25,10 +25,10 @@ from gateway_helpers import (
     write_config,
 )
 
-from engine.errors import DUPLICATE_CLIENT_ORDER_ID, UNKNOWN_ORDER, StreamexError
+from contract.errors import DUPLICATE_CLIENT_ORDER_ID, UNKNOWN_ORDER, StreamexError
+from contract.settings import Config
 from gateway.server import Gateway
 from streamex.client import OrderClient
-from streamex.config import Config
 from streamex.redis_server import RedisServer
 
 

@@ -6,25 +6,20 @@ import random
 
 import pytest
 
-from engine.book import OrderBook
-from engine.errors import UNAUTHENTICATED, StreamexError
-from engine.market import DEFAULT_MARKETS
-from engine.messages import (
-    Amend,
-    Cancel,
-    CancelAll,
-    CancelRejected,
-    Command,
-    Event,
-    Place,
-    Report,
-)
-from engine.snapshot import decode_snapshot, encode_snapshot, take_snapshot
-from gateway.auth import sign, verify_logon
-from gateway.orders_view import OpenOrdersView, entry_id_key
+from contract.commands import Amend, Cancel, CancelAll, Command, Place
+from contract.errors import UNAUTHENTICATED, StreamexError
+from contract.events import CancelRejected, Event, Report
+from contract.ids import parse_id
+from contract.market import DEFAULT_MARKETS
+from contract.settings import Account
+from contract.signing import sign
+from contract.snapshot import decode_snapshot, encode_snapshot
+from gateway.auth import verify_logon
+from gateway.orders_view import OpenOrdersView
 from gateway.ratelimit import TokenBucket
 from gateway.reports import cancel_rejected_of, push_frame, report_of, status_of
-from streamex.config import Account
+from matching.book import OrderBook
+from matching.snapshot import take_snapshot
 
 BTC = DEFAULT_MARKETS[0]
 ALICE = Account("alice", "alice-key", "s3cret")
@@ -214,5 +209,5 @@ def test_may_be_open_knows_what_the_engine_applied() -> None:
 
 
 def test_entry_ids_compare_numerically() -> None:
-    assert entry_id_key("9-0") < entry_id_key("10-0") < entry_id_key("10-1")
-    assert entry_id_key("10-2") < entry_id_key("10-10")
+    assert parse_id("9-0") < parse_id("10-0") < parse_id("10-1")
+    assert parse_id("10-2") < parse_id("10-10")

@@ -9,7 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.errors import (
+from contract.commands import Amend, Cancel, CancelAll, Place
+from contract.errors import (
     BAD_REQUEST,
     ERROR_CODES,
     INVALID_LOT,
@@ -21,15 +22,9 @@ from engine.errors import (
     UNKNOWN_SYMBOL,
     StreamexError,
 )
-from engine.market import DEFAULT_MARKETS
-from engine.messages import Amend, Cancel, CancelAll, Place
-from gateway.validation import (
-    METHODS,
-    ORDER_METHODS,
-    RequestError,
-    commands_for,
-    decode_request,
-)
+from contract.market import DEFAULT_MARKETS
+from contract.wire import RequestError
+from gateway.validation import METHODS, ORDER_METHODS, commands_for, decode_request
 
 MARKETS = {m.symbol: m for m in DEFAULT_MARKETS}
 BTC = MARKETS["BTC-USD"]

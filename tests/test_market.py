@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine.errors import INVALID_LOT, INVALID_PRICE, INVALID_QTY, INVALID_TICK, StreamexError
-from engine.market import DEFAULT_MARKETS, Market, parse_decimal
+from contract.errors import INVALID_LOT, INVALID_PRICE, INVALID_QTY, INVALID_TICK, StreamexError
+from contract.market import DEFAULT_MARKETS, Market, parse_decimal
 
 BTC = DEFAULT_MARKETS[0]  # tick 0.01, lot 0.0001, qty [0.0001, 1000], price [0.01, 1000000]
 NICKEL = Market("ABC-USD", "ABC", "USD", "0.05", "1", "1", "100", "0.05", "50")

@@ -10,14 +10,14 @@ from typing import Any
 import pytest
 from marketdata_helpers import BookMirror, Flow, Replay
 
-from engine import errors
-from engine.market import DEFAULT_MARKETS
-from engine.messages import BookUpdate, Event, Report, Trade
-from engine.snapshot import take_snapshot
+from contract import errors
+from contract.events import BookUpdate, Event, Report, Trade
+from contract.market import DEFAULT_MARKETS
+from contract.market_data import checksum
 from marketdata.feed import MarketFeed, SeqGap
-from marketdata.messages import checksum
 from marketdata.outbox import Outbox, Overflow
 from marketdata.requests import RequestError, parse_request
+from matching.snapshot import take_snapshot
 
 BTC = DEFAULT_MARKETS[0]
 DEPTHS = (10, 25, 100, 500)

@@ -39,10 +39,10 @@ from marketdata_helpers import (
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from engine import keys
-from engine.market import DEFAULT_MARKETS
-from engine.messages import Trade
-from engine.streams import events_of
+from contract import keys
+from contract.events import Trade
+from contract.market import DEFAULT_MARKETS
+from contract.streams import events_of
 
 BTC = DEFAULT_MARKETS[0]
 SYMBOL = BTC.symbol

@@ -19,8 +19,8 @@ from marketdata_helpers import BookMirror, Flow, recv_json, request
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from engine import errors
-from engine.market import DEFAULT_MARKETS
+from contract import errors
+from contract.market import DEFAULT_MARKETS
 from marketdata.feed import MarketFeed
 from marketdata.server import FeedServer
 
@@ -89,7 +89,7 @@ async def test_ping_markets_and_errors_keep_the_connection(harness: Harness) -> 
         assert reply == {"id": "m", "result": {"markets": [m.to_wire() for m in DEFAULT_MARKETS]}}
         await ws.send("{nope")
         assert await recv_json(ws) == {"id": None, "error": {
-            "code": errors.BAD_REQUEST, "message": "not valid JSON"}}
+            "code": errors.BAD_REQUEST, "message": "request: not valid JSON"}}
         await ws.send(b'{"id": 1, "method": "ping"}')
         assert (await recv_json(ws))["error"]["code"] == errors.BAD_REQUEST
         reply = await request(ws, "order.place", {"symbol": "BTC-USD"}, request_id=9)

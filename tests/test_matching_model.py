@@ -26,23 +26,10 @@ from reference_matcher import (
     Workload,
 )
 
-from engine.book import OrderBook
-from engine.messages import (
-    Amend,
-    Cancel,
-    CancelAll,
-    Command,
-    Event,
-    Place,
-    Report,
-    Side,
-    StpMode,
-    Tif,
-    Trade,
-    decode_events,
-    encode_events,
-)
-from engine.snapshot import take_snapshot
+from contract.commands import Amend, Cancel, CancelAll, Command, Place, Side, StpMode, Tif
+from contract.events import Event, Report, Trade, decode_events, encode_events
+from matching.book import OrderBook
+from matching.snapshot import take_snapshot
 
 MARKET = WORKLOAD_MARKET
 

@@ -5,24 +5,26 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from engine.messages import (
+from contract.commands import (
     Amend,
-    BookUpdate,
     Cancel,
     CancelAll,
-    CancelRejected,
     Command,
+    Place,
+    decode_command,
+    encode_command,
+)
+from contract.events import (
+    BookUpdate,
+    CancelRejected,
     Event,
     InputRejected,
-    Place,
     Report,
     Trade,
-    decode_command,
     decode_events,
-    encode_command,
     encode_events,
-    ts_of,
 )
+from contract.ids import ts_of
 
 COMMANDS: list[Command] = [
     Place("A", "buy", "limit", 5, 100),

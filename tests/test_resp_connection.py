@@ -14,7 +14,7 @@ from hiredis import pack_command
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
-from engine.resp import RespConnection
+from redisio.resp import RespConnection
 from streamex.redis_server import RedisServer, free_port
 
 LOOPS: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {

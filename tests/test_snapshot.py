@@ -17,18 +17,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from reference_matcher import ACCOUNTS, WORKLOAD_MARKET, Workload
 
-from engine.book import OrderBook
-from engine.market import DEFAULT_MARKETS
-from engine.messages import Amend, Cancel, CancelAll, Command, Place, encode_events
-from engine.snapshot import (
+from contract.commands import Amend, Cancel, CancelAll, Command, Place
+from contract.events import encode_events
+from contract.market import DEFAULT_MARKETS
+from contract.snapshot import (
     SNAPSHOT_VERSION,
     RestingOrder,
     Snapshot,
     decode_snapshot,
     encode_snapshot,
-    restore_book,
-    take_snapshot,
 )
+from matching.book import OrderBook
+from matching.snapshot import restore_book, take_snapshot
 
 MARKET = WORKLOAD_MARKET
 

@@ -12,8 +12,8 @@ import pytest
 import redis.asyncio as aioredis
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from engine.streams import events_of, field_of
-from engine.tail import Entry, StreamTail
+from contract.streams import events_of, field_of
+from redisio.tail import Entry, StreamTail
 from streamex.redis_server import RedisServer
 
 A, B = b"sx:{A}:out", b"sx:{B}:out"

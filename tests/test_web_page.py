@@ -50,8 +50,8 @@ from browser_helpers import (
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.sync.client import connect
 
+from contract.market_data import checksum as feed_checksum
 from marketdata.http_static import STATIC_DIR, process_request
-from marketdata.messages import checksum as feed_checksum
 
 # -- http_static over real sockets ----------------------------------------------------------
 

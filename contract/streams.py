@@ -1,25 +1,31 @@
 """The shape of the Redis stream entries, shared by every process.
 
 - ``sx:{SYM}:in``: one entry per command, field ``c`` = msgpack ``Command``
-  (``engine.messages.encode_command``). The entry id is the order id of a
+  (``contract.commands.encode_command``). The entry id is the order id of a
   place and the time (ms) of every event it causes.
 - ``sx:{SYM}:out``: one entry per engine commit (a batch of commands), field
   ``e`` = msgpack ``list[Event]`` in ``seq`` order, and field ``in`` = the
   last input entry id the batch applied.
-- ``sx:{SYM}:snap``: ``engine.snapshot.encode_snapshot`` bytes.
+- ``sx:{SYM}:snap``: ``contract.snapshot.encode_snapshot`` bytes.
 
-Key names live in ``engine.keys``; this module has no I/O.
+Key names live in ``contract.keys``; this module has no I/O.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
-from engine.messages import Command, Event, decode_events, encode_command
+from contract.commands import Command, encode_command
+from contract.events import Event, decode_events
 
 IN_FIELD = b"c"
 OUT_EVENTS_FIELD = b"e"
 OUT_INPUT_FIELD = b"in"
+
+RawEntry = list[Any]
+"""A stream entry as Redis returns it raw: ``[id, [field, value, ...]]``; the field list is
+None for an entry deleted while pending (XAUTOCLAIM, Redis 6.2)."""
 
 
 def in_entry(cmd: Command) -> dict[bytes, bytes]:
@@ -29,7 +35,7 @@ def in_entry(cmd: Command) -> dict[bytes, bytes]:
 
 Fields = Mapping[bytes, bytes] | Sequence[bytes]
 """An entry's fields: a mapping (redis-py's replies) or a flat ``[name, value, ...]`` list
-(raw replies, see ``engine.tail``)."""
+(raw replies, see ``redisio.tail``)."""
 
 
 def field_of(fields: Fields, name: bytes) -> bytes | None:

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import random
 
-from engine.book import OrderBook
-from engine.market import Market
-from engine.messages import Amend, Cancel, Command, Place, Side
+from contract.commands import Amend, Cancel, Command, Place, Side
+from contract.market import Market
+from matching.book import OrderBook
 
 ACCOUNTS = tuple(f"acct{i}" for i in range(8))
 SIDES: tuple[Side, Side] = ("buy", "sell")

@@ -34,11 +34,12 @@ from typing import Any, cast
 
 import redis.asyncio as aioredis
 
-from engine.book import OrderBook
-from engine.keys import out_stream
-from engine.market import DEFAULT_MARKETS
-from engine.messages import Event, Place, Trade, encode_events
-from engine.streams import OUT_EVENTS_FIELD, OUT_INPUT_FIELD
+from contract.commands import Place
+from contract.events import Event, Trade, encode_events
+from contract.keys import out_stream
+from contract.market import DEFAULT_MARKETS
+from contract.streams import OUT_EVENTS_FIELD, OUT_INPUT_FIELD
+from matching.book import OrderBook
 from streamex.redis_server import RedisServer
 
 MARKET = DEFAULT_MARKETS[0]

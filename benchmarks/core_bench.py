@@ -15,11 +15,13 @@ import statistics
 import sys
 import time
 
-from engine.book import OrderBook
-from engine.market import DEFAULT_MARKETS
-from engine.messages import Command, Trade
-from engine.snapshot import encode_snapshot, take_snapshot
-from streamex.flow import realistic_flow
+from benchmarks.flow import realistic_flow
+from contract.commands import Command
+from contract.events import Trade
+from contract.market import DEFAULT_MARKETS
+from contract.snapshot import encode_snapshot
+from matching.book import OrderBook
+from matching.snapshot import take_snapshot
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

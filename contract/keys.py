@@ -7,6 +7,8 @@ slot and a script may touch any of them together.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 KEY_PREFIX = "sx"
 
 #: Consumer group of the engines on each market's input stream.
@@ -45,3 +47,21 @@ def lease_key(symbol: str) -> str:
 def applied_key(symbol: str) -> str:
     """Last input entry id the engine committed for ``symbol``: ``sx:{SYM}:applied``."""
     return _key(symbol, "applied")
+
+
+@dataclass(frozen=True, slots=True)
+class MarketKeys:
+    """Every Redis key of one market, all with the same hash tag."""
+
+    symbol: str
+    input: str
+    output: str
+    snap: str
+    epoch: str
+    lease: str
+    applied: str
+
+    @classmethod
+    def of(cls, symbol: str) -> MarketKeys:
+        return cls(symbol, in_stream(symbol), out_stream(symbol), snap_key(symbol),
+                   epoch_key(symbol), lease_key(symbol), applied_key(symbol))

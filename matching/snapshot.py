@@ -1,4 +1,4 @@
-"""Snapshot and restore of a book's complete state as msgpack.
+"""Take and restore a book's complete state (schema: ``contract.snapshot``).
 
 A snapshot holds every resting order in priority order, the counters
 (``seq``, ``trade_id``, priority) and where the stream stood: the last input
@@ -9,49 +9,9 @@ stopped. Cost: O(number of resting orders) both ways.
 
 from __future__ import annotations
 
-import msgspec
-
-from engine.book import Level, Order, OrderBook
-from engine.market import Market
-
-SNAPSHOT_VERSION = 1
-
-
-class RestingOrder(msgspec.Struct, array_like=True, frozen=True, gc=False):
-    """One resting order (always a GTC limit order)."""
-
-    order_id: str
-    account: str
-    client_order_id: str | None
-    side: str
-    price: int
-    qty: int
-    cum_qty: int
-    cum_notional: int
-    post_only: bool
-    stp: str
-    prio: int
-
-
-class Snapshot(msgspec.Struct, array_like=True, frozen=True):
-    """The whole state of one market's engine at ``last_input_id``.
-
-    ``orders`` are bids best-first then asks best-first, each level in time
-    priority. ``last_out_id`` is the ``:out`` entry holding event ``seq``.
-    """
-
-    version: int
-    symbol: str
-    last_input_id: str
-    last_out_id: str
-    seq: int
-    trade_id: int
-    prio: int
-    orders: list[RestingOrder]
-
-
-_encoder = msgspec.msgpack.Encoder()
-_decoder = msgspec.msgpack.Decoder(Snapshot)
+from contract.market import Market
+from contract.snapshot import SNAPSHOT_VERSION, RestingOrder, Snapshot
+from matching.book import Level, Order, OrderBook
 
 
 def take_snapshot(book: OrderBook, last_input_id: str = "0-0",
@@ -67,18 +27,6 @@ def take_snapshot(book: OrderBook, last_input_id: str = "0-0",
                                            o.post_only, o.stp, o.prio))
     return Snapshot(SNAPSHOT_VERSION, book.symbol, last_input_id, last_out_id, book.seq,
                     book.trade_id, book.prio, orders)
-
-
-def encode_snapshot(snap: Snapshot) -> bytes:
-    return _encoder.encode(snap)
-
-
-def decode_snapshot(data: bytes) -> Snapshot:
-    """Decode a snapshot; raises ``msgspec.DecodeError`` or ``ValueError`` if foreign."""
-    snap = _decoder.decode(data)
-    if snap.version != SNAPSHOT_VERSION:
-        raise ValueError(f"snapshot version {snap.version} is not {SNAPSHOT_VERSION}")
-    return snap
 
 
 def restore_book(market: Market, snap: Snapshot) -> OrderBook:

@@ -26,7 +26,7 @@ import redis.asyncio as aioredis
 from hiredis import pack_command
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from engine.resp import RespConnection
+from redisio.resp import RespConnection
 
 Entry = tuple[bytes, list[bytes]]
 """A stream entry: its id and its flat field list ``[name, value, ...]``."""

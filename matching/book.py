@@ -20,22 +20,11 @@ from collections import OrderedDict
 import msgspec
 from sortedcontainers import SortedList
 
-from engine import errors
-from engine.market import Market
-from engine.messages import (
-    Amend,
-    BookUpdate,
-    Cancel,
-    CancelAll,
-    CancelRejected,
-    Command,
-    Event,
-    InputRejected,
-    Place,
-    Report,
-    Trade,
-    ts_of,
-)
+from contract import errors
+from contract.commands import Amend, Cancel, CancelAll, Command, Place
+from contract.events import BookUpdate, CancelRejected, Event, InputRejected, Report, Trade
+from contract.ids import ts_of
+from contract.market import Market
 
 
 class Order(msgspec.Struct, gc=False):

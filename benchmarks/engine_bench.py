@@ -25,15 +25,19 @@ import sys
 import time
 from typing import Any
 
-from engine.book import OrderBook
-from engine.commit import MarketKeys, call, parse_id
-from engine.market import DEFAULT_MARKETS, Market
-from engine.messages import Command, encode_command
-from engine.recovery import ZERO_ID, replay
-from engine.runner import EXIT_OK, EngineRunner, connect
-from engine.snapshot import encode_snapshot, take_snapshot
-from engine.streams import IN_FIELD
-from streamex.config import EngineConfig
+from contract.commands import Command, encode_command
+from contract.ids import ZERO_ID, parse_id
+from contract.keys import MarketKeys
+from contract.market import DEFAULT_MARKETS, Market
+from contract.settings import EngineConfig
+from contract.snapshot import encode_snapshot
+from contract.streams import IN_FIELD
+from engine.connection import connect
+from engine.recovery import replay
+from engine.runner import EXIT_OK, EngineRunner
+from engine.scripts import call
+from matching.book import OrderBook
+from matching.snapshot import take_snapshot
 from streamex.gc_tuning import tune_gc
 from streamex.redis_server import RedisServer
 
@@ -49,7 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _flow(market: Market, n: int, seed: int) -> list[tuple[str, Command]]:
-    from streamex.flow import realistic_flow
+    from benchmarks.flow import realistic_flow
 
     return realistic_flow(market, n, seed)
 

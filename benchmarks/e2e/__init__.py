@@ -72,10 +72,10 @@ from websockets.asyncio.client import connect
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-from engine.market import DEFAULT_MARKETS, Market
-from engine.messages import Amend, Cancel, Place
-from streamex.bench_ws import BenchConnection, open_connection
-from streamex.hdr import Histogram
+from benchmarks.histogram import Histogram
+from benchmarks.ws_client import BenchConnection, open_connection
+from contract.commands import Amend, Cancel, Place
+from contract.market import DEFAULT_MARKETS, Market
 from streamex.redis_server import free_port
 
 PERCENTILES = (50.0, 90.0, 99.0, 99.9, 99.99, 100.0)
@@ -171,14 +171,8 @@ class LocalExchange:
         self._lines: queue.Queue[str | None] = queue.Queue()
 
     def start(self) -> Endpoints:
-        from streamex.config import (
-            Account,
-            Config,
-            GatewayConfig,
-            LimitsConfig,
-            MarketDataConfig,
-            dump_config,
-        )
+        from contract.settings import Account, Config, GatewayConfig, LimitsConfig, MarketDataConfig
+        from streamex.config import dump_config
 
         accounts = tuple(Account(f"bench{i}", f"bench{i}-{secrets.token_hex(8)}",
                                  secrets.token_hex(24)) for i in (1, 2))
@@ -290,7 +284,7 @@ def _encode(obj: object) -> bytes:
 def build_plan(markets: Sequence[Market], n: int, connections: int, accounts: int,
                seed: int) -> Plan:
     """``n`` requests interleaving ``realistic_flow`` of each market. O(n) (+ flow generation)."""
-    from streamex.flow import realistic_flow
+    from benchmarks.flow import realistic_flow
 
     tag = "e" + secrets.token_hex(3) + "-"
     per_market = [realistic_flow(m, n // len(markets) + 1, seed + k,

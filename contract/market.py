@@ -9,9 +9,12 @@ parsed digit by digit into integers and compared by exact integer arithmetic.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import ClassVar
 
-from engine.errors import (
+import msgspec
+
+from contract.errors import (
     INVALID_LOT,
     INVALID_PRICE,
     INVALID_QTY,
@@ -23,6 +26,7 @@ from engine.errors import (
 # No sign, no exponent, no spaces, no "NaN"/"inf", no leading or trailing dot.
 _PLAIN_DECIMAL = re.compile(r"[0-9]{1,30}(?:\.[0-9]{1,30})?")
 _MAX_DECIMAL_LEN = 61
+_SYMBOL = re.compile(r"[A-Z0-9]{1,12}-[A-Z0-9]{1,12}")
 
 
 def parse_decimal(text: object) -> tuple[int, int]:
@@ -74,14 +78,17 @@ class Scale:
         return _format_units(steps * self.step_units, self.decimals)
 
 
-@dataclass(frozen=True, slots=True)
-class Market:
-    """One listed market; all limits given as decimal strings, as in the config.
+class Market(msgspec.Struct, frozen=True, dict=True, forbid_unknown_fields=True):
+    """One listed market: the ``markets`` entry of the protocol and its arithmetic.
 
-    Use :meth:`parse_price` / :meth:`parse_qty` at the edges to turn wire
-    strings into ticks and lots, and :meth:`format_price` / :meth:`format_qty`
-    to turn them back. Construction validates every field and raises
-    ``ValueError`` naming the field.
+    The declared fields are decimal strings, exactly as in the configuration
+    and on the wire (encoding a Market gives the ``markets`` entry); the
+    integer bounds (``min_lots``, ``max_ticks``, ...) and step scales are
+    derived once at construction, which raises ``ValueError`` naming the
+    field for any bad value (and so does decoding one). Use
+    :meth:`parse_price` / :meth:`parse_qty` at the edges to turn wire strings
+    into ticks and lots, and :meth:`format_price` / :meth:`format_qty` to turn
+    them back.
     """
 
     symbol: str
@@ -93,19 +100,22 @@ class Market:
     max_qty: str
     min_price: str
     max_price: str
-    tick: Scale = field(init=False, repr=False, compare=False)
-    lot: Scale = field(init=False, repr=False, compare=False)
-    min_lots: int = field(init=False, repr=False, compare=False)
-    max_lots: int = field(init=False, repr=False, compare=False)
-    min_ticks: int = field(init=False, repr=False, compare=False)
-    max_ticks: int = field(init=False, repr=False, compare=False)
+
+    # Derived at construction (kept in the instance __dict__, never encoded).
+    tick: ClassVar[Scale]
+    lot: ClassVar[Scale]
+    min_lots: ClassVar[int]
+    max_lots: ClassVar[int]
+    min_ticks: ClassVar[int]
+    max_ticks: ClassVar[int]
 
     def __post_init__(self) -> None:
-        if not re.fullmatch(r"[A-Z0-9]{1,12}-[A-Z0-9]{1,12}", self.symbol):
+        if not _SYMBOL.fullmatch(self.symbol):
             raise ValueError(f"symbol: {self.symbol!r} is not like 'BTC-USD'")
+        derived = self.__dict__
         for name, attr in (("tick_size", "tick"), ("lot_size", "lot")):
             try:
-                object.__setattr__(self, attr, Scale.of(getattr(self, name)))
+                derived[attr] = Scale.of(getattr(self, name))
             except ValueError as exc:
                 raise ValueError(f"{name}: {exc}") from None
         bounds: dict[str, int] = {}
@@ -128,10 +138,10 @@ class Market:
             raise ValueError("min_qty: greater than max_qty")
         if bounds["min_price"] > bounds["max_price"]:
             raise ValueError("min_price: greater than max_price")
-        object.__setattr__(self, "min_lots", bounds["min_qty"])
-        object.__setattr__(self, "max_lots", bounds["max_qty"])
-        object.__setattr__(self, "min_ticks", bounds["min_price"])
-        object.__setattr__(self, "max_ticks", bounds["max_price"])
+        derived["min_lots"] = bounds["min_qty"]
+        derived["max_lots"] = bounds["max_qty"]
+        derived["min_ticks"] = bounds["min_price"]
+        derived["max_ticks"] = bounds["max_price"]
 
     # -- edges: wire strings -> integers -------------------------------------
 
@@ -203,18 +213,8 @@ class Market:
         return text
 
     def to_wire(self) -> dict[str, str]:
-        """The ``markets`` entry of PROTOCOL.md."""
-        return {
-            "symbol": self.symbol,
-            "base": self.base,
-            "quote": self.quote,
-            "tick_size": self.tick_size,
-            "lot_size": self.lot_size,
-            "min_qty": self.min_qty,
-            "max_qty": self.max_qty,
-            "min_price": self.min_price,
-            "max_price": self.max_price,
-        }
+        """The ``markets`` entry of PROTOCOL.md as a dict (the declared fields)."""
+        return msgspec.structs.asdict(self)
 
 
 DEFAULT_MARKETS = (

@@ -1,0 +1,125 @@
+"""The order-entry protocol (PROTOCOL.md, "Order entry"): request params and reports.
+
+Each method's params are a Struct decoded strictly (unknown fields, wrong
+JSON types and unknown enum values are refused with the field's path); the
+gateway turns them into engine commands (``gateway.validation``). Execution
+reports are what the gateway pushes and the SDK decodes. Decimal strings
+only: these are the public edge types; the engine's integer types live in
+``contract.commands`` and ``contract.events``. No I/O.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+
+from contract.commands import OrderType, Side, StpMode, Tif
+from contract.wire import INT64
+
+WireExecType = Literal[
+    "new", "trade", "canceled", "expired", "rejected", "replaced", "cancel_rejected", "status"
+]
+WireStatus = Literal["new", "partially_filled", "filled", "canceled", "expired", "rejected"]
+
+
+class ExecutionReport(msgspec.Struct, frozen=True, gc=False):
+    """One execution report: the ``data`` of an ``executions`` push or an ``orders.open`` item.
+
+    ``exec_id`` is ``"<symbol>:<engine seq>"`` (None for ``status`` reports,
+    which restate an order rather than report a change). ``price`` is None for
+    market orders; ``last_qty``/``last_price``/``liquidity``/``trade_id`` are
+    None unless ``exec_type`` is ``trade``; ``avg_price`` is None until a
+    fill. A ``cancel_rejected`` report echoes the request's order ids and has
+    None wherever the gateway does not know the order.
+    """
+
+    exec_id: str | None
+    order_id: str | None
+    client_order_id: str | None
+    symbol: str
+    side: Side | None
+    type: OrderType | None
+    tif: Tif | None
+    price: str | None
+    qty: str | None
+    exec_type: WireExecType
+    status: WireStatus
+    last_qty: str | None
+    last_price: str | None
+    cum_qty: str | None
+    leaves_qty: str | None
+    avg_price: str | None
+    liquidity: Literal["maker", "taker"] | None
+    trade_id: int | None
+    reason: str | None
+    ts: int
+
+
+class ExecutionPush(msgspec.Struct, frozen=True, gc=False, kw_only=True):
+    """``{"channel": "executions", "type": "update", "data": <report>}``."""
+
+    channel: str = "executions"
+    type: str = "update"
+    data: ExecutionReport
+
+
+# -- request params -----------------------------------------------------------------
+
+ClientOrderId = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{1,36}$")]
+# Symbols, order ids and decimals have no length cap here: an overlong one is not
+# listed / not an order / not a plain decimal and gets that specific code (the
+# 64 KiB frame limit bounds them).
+Symbol = str
+OrderId = str
+DecimalString = str
+
+
+class _Params(msgspec.Struct, forbid_unknown_fields=True, frozen=True, gc=False):
+    pass
+
+
+class NoParams(_Params, frozen=True):
+    """``ping`` and ``markets`` take no parameters."""
+
+
+class LogonParams(_Params, frozen=True):
+    api_key: Annotated[str, msgspec.Meta(max_length=256)]
+    timestamp: Annotated[int, INT64]
+    signature: Annotated[str, msgspec.Meta(max_length=256)]
+    cancel_on_disconnect: bool = False
+
+
+class PlaceParams(_Params, frozen=True):
+    symbol: Symbol
+    side: Side
+    type: OrderType
+    qty: DecimalString
+    price: DecimalString | None = None
+    tif: Tif | None = None
+    post_only: bool = False
+    client_order_id: ClientOrderId | None = None
+    stp: StpMode = "cancel_taker"
+
+
+class CancelParams(_Params, frozen=True):
+    symbol: Symbol
+    order_id: OrderId | None = None
+    client_order_id: ClientOrderId | None = None
+
+
+class AmendParams(_Params, frozen=True):
+    symbol: Symbol
+    order_id: OrderId | None = None
+    client_order_id: ClientOrderId | None = None
+    qty: DecimalString | None = None
+    price: DecimalString | None = None
+
+
+class SymbolParams(_Params, frozen=True):
+    """``order.cancel_all`` and ``orders.open``: an optional symbol (None = every market)."""
+
+    symbol: Symbol | None = None
+
+
+Params = NoParams | LogonParams | PlaceParams | CancelParams | AmendParams | SymbolParams

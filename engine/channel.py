@@ -1,0 +1,131 @@
+"""The engine's hot-path connection: a commit pipelined with the read of new entries.
+
+:class:`CommitChannel` writes ``EVALSHA COMMIT`` (``engine.scripts``) and an
+``XREADGROUP`` of new entries without waiting; the caller applies the next
+batch while Redis works, then takes both replies. One round trip per batch.
+Commands are packed in C (hiredis) or by :func:`resp_command`, and replies
+read raw. Errors of the commit come back as the exceptions of
+``engine.exceptions``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from itertools import groupby
+from typing import Any
+
+import redis
+from hiredis import pack_command
+
+from contract.keys import ENGINE_GROUP, MarketKeys
+from contract.streams import RawEntry
+from engine.scripts import COMMIT_SCRIPT, script_error
+
+StreamEntries = list[tuple[bytes, list[RawEntry]]]
+"""A raw XREADGROUP reply: ``[(input stream key, entries), ...]``."""
+
+
+def _pack(*args: str | int | bytes) -> bytes:
+    """One command in RESP, packed by hiredis (C)."""
+    packed: bytes = pack_command(args)  # type: ignore[arg-type]  # the stub wants a 1-tuple
+    return packed
+
+
+def resp_command(head: Sequence[str | int | bytes], tail: Sequence[bytes]) -> bytes:
+    """``head + tail`` as one RESP command, the same bytes as ``hiredis.pack_command``.
+
+    For the commit's long argument lists: hiredis spends ~55 us copying a
+    60 KB events argument and ~70 ns per short one; here the big argument is
+    copied once and a batch's entry ids (``tail``) are joined in C, one join
+    per run of ids of the same length (``<ms>-<n>`` ids change length a few
+    times per millisecond). ~12-16 us for a commit of 512 ids, against ~110.
+    """
+    parts = [b"*%d\r\n" % (len(head) + len(tail))]
+    for arg in head:
+        data = arg if isinstance(arg, bytes) else str(arg).encode()
+        parts.append(b"$%d\r\n" % len(data))
+        parts.append(data)
+        parts.append(b"\r\n")
+    for length, run in groupby(tail, len):
+        prefix = b"$%d\r\n" % length
+        parts.append(prefix)
+        parts.append((b"\r\n" + prefix).join(run))
+        parts.append(b"\r\n")
+    return b"".join(parts)
+
+
+def _read_command(consumer: str, count: int, streams: Sequence[str], block_ms: int | None
+                  ) -> bytes:
+    block: tuple[str | int, ...] = () if block_ms is None else ("BLOCK", block_ms)
+    return _pack("XREADGROUP", "GROUP", ENGINE_GROUP, consumer, "COUNT", count, *block,
+                 "STREAMS", *streams, *(">" for _ in streams))
+
+
+class CommitChannel:
+    """A dedicated connection for the engine's hot path: commits and reads of new entries.
+
+    :meth:`send` writes ``EVALSHA COMMIT`` followed by an ``XREADGROUP`` of
+    new entries (when ``read_count`` > 0) without waiting; the caller may
+    apply the next batch while Redis works, then calls :meth:`receive`. One
+    round trip per batch; when the engine would otherwise go idle, the read
+    can BLOCK, so an idle market costs one round trip per command, not two.
+    :meth:`read` is a read alone. Commands are packed in C (hiredis) or by
+    :func:`resp_command`, and replies read raw: ~20 us less Python per call
+    than redis-py's ``execute_command``.
+    """
+
+    def __init__(self, client: redis.Redis) -> None:
+        self._pool = client.connection_pool
+        self._conn: Any = self._pool.get_connection()  # redis-py's Connection is untyped
+        self._reading = False
+
+    def send(self, keys: MarketKeys, epoch: int, consumer: str, prev_applied: bytes,
+             ids: list[bytes], events: bytes, read_count: int,
+             read_streams: Sequence[str], block_ms: int | None = None) -> None:
+        """Publish ``events`` (encoded, b"" for none), record ``ids[-1]``, XACK ``ids``.
+
+        Then read up to ``read_count`` new entries of ``read_streams`` (none
+        when 0), waiting up to ``block_ms`` for the first if given.
+        """
+        packed = resp_command((
+            "EVALSHA", COMMIT_SCRIPT.sha, 4, keys.input, keys.epoch, keys.output, keys.applied,
+            epoch, ENGINE_GROUP, consumer, prev_applied, ids[-1], events), ids)
+        if read_count:  # one write (redis-py sends each list item with its own sendall)
+            packed += _read_command(consumer, read_count, read_streams, block_ms)
+        self._reading = bool(read_count)
+        self._conn.send_packed_command([packed])
+
+    def receive(self) -> tuple[bytes | None, float, StreamEntries]:
+        """``(out entry id or None, perf_counter() at the commit's reply, entries read)``.
+
+        Raises :class:`Fenced`, :class:`StateLost` or :class:`CommitConflict`
+        (nothing committed; entries read meanwhile stay pending, for recovery).
+        """
+        error: redis.ResponseError | None = None
+        out_id: bytes | None = None
+        entries: StreamEntries = []
+        try:
+            out_id = self._conn.read_response()
+        except redis.ResponseError as exc:
+            error = exc
+        committed_at = time.perf_counter()
+        if self._reading:
+            try:
+                entries = self._conn.read_response() or []
+            except redis.ResponseError as exc:
+                error = error or exc
+        if error is not None:
+            raise script_error(error) from None
+        return out_id, committed_at, entries
+
+    def read(self, consumer: str, count: int, streams: Sequence[str], block_ms: int | None
+             ) -> StreamEntries:
+        """New entries of ``streams`` (up to ``count`` each), waiting up to ``block_ms``."""
+        self._conn.send_packed_command([_read_command(consumer, count, streams, block_ms)])
+        reply: StreamEntries = self._conn.read_response() or []
+        return reply
+
+    def close(self) -> None:
+        self._conn.disconnect()
+        self._pool.release(self._conn)
