@@ -1,104 +1,140 @@
 """The settings of every process: one typed tree, the configuration file's schema.
 
-``streamex.config`` reads the TOML file into it (and writes it back); each
+``streamex.config`` decodes the TOML file into it (and writes it back); each
 process takes the parts it needs (the engine ``EngineConfig``, the gateway
 ``Config``). No I/O.
+
+Each setting is one annotated line: its type, constraints (``msgspec.Meta``)
+and default. Decoding checks the constraints and names the field of any
+mistake; building a struct directly does not (tests may use port 0), but the
+cross-field rules in ``__post_init__`` hold either way, raising ``ValueError``
+whose message starts with the field's name.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import Annotated, ClassVar
+
+import msgspec
 
 from contract.market import DEFAULT_MARKETS, Market
 
+Port = Annotated[int, msgspec.Meta(ge=1, le=65535)]
+Count = Annotated[int, msgspec.Meta(ge=1, le=2**31 - 1)]
+"""A positive count that fits in a signed 32-bit integer."""
+PositiveFloat = Annotated[float, msgspec.Meta(gt=0, le=sys.float_info.max)]
+"""A positive finite number (the upper bound rejects infinity); an int is accepted."""
+NonEmptyStr = Annotated[str, msgspec.Meta(min_length=1)]
 
-@dataclass(frozen=True, slots=True)
-class EngineConfig:
+
+class EngineConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Engine runner tuning (see ARCHITECTURE.md, "Commit and recovery")."""
 
-    snapshot_every: int = 10_000
+    snapshot_every: Count = 10_000
     """Write a snapshot after this many applied commands."""
-    snapshot_interval_s: float = 30.0
+    snapshot_interval_s: PositiveFloat = 30.0
     """... or after this many seconds with at least one new command."""
-    batch_size: int = 512
+    batch_size: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 512
     """XREADGROUP COUNT: most commands applied and committed together."""
-    block_ms: int = 100
+    block_ms: Annotated[int, msgspec.Meta(ge=1, le=60_000)] = 100
     """XREADGROUP BLOCK: longest wait for new commands."""
-    lease_ms: int = 3000
+    lease_ms: Annotated[int, msgspec.Meta(ge=1, le=3_600_000)] = 3000
     """Leader lease time; a standby takes over this long after a silent leader."""
-    out_retention: int = 1_000_000
+    out_retention: Count = 1_000_000
     """Approximate number of entries kept in each market's event stream."""
 
+    def __post_init__(self) -> None:
+        if self.lease_ms <= self.block_ms:
+            raise ValueError("lease_ms: must be greater than engine.block_ms")
 
-@dataclass(frozen=True, slots=True)
-class Account:
+
+class Account(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """A trading account: logon is an HMAC-SHA256 of the timestamp and key by ``secret``."""
 
-    id: str
-    api_key: str
-    secret: str = field(repr=False)
+    id: NonEmptyStr
+    api_key: NonEmptyStr
+    secret: NonEmptyStr
+
+    def __repr__(self) -> str:  # the secret stays out of logs and tracebacks
+        return f"Account(id={self.id!r}, api_key={self.api_key!r})"
 
 
-@dataclass(frozen=True, slots=True)
-class RedisConfig:
+class RedisConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Where Redis is; ``url`` None means: start an embedded server."""
 
-    url: str | None = None
+    url: NonEmptyStr | None = None
+
+    def __post_init__(self) -> None:
+        if self.url is not None and not self.url.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("url: must start with redis://, rediss:// or unix://")
 
 
-@dataclass(frozen=True, slots=True)
-class GatewayConfig:
+class GatewayConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Order-entry websocket listener."""
 
-    host: str = "127.0.0.1"
-    port: int = 8001
+    host: NonEmptyStr = "127.0.0.1"
+    port: Port = 8001
 
 
-@dataclass(frozen=True, slots=True)
-class MarketDataConfig:
+class MarketDataConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Market-data websocket listener."""
 
-    host: str = "127.0.0.1"
-    port: int = 8002
+    host: NonEmptyStr = "127.0.0.1"
+    port: Port = 8002
 
 
-@dataclass(frozen=True, slots=True)
-class LimitsConfig:
+class LimitsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Gateway admission limits: token buckets (rate per second, burst) and backlog."""
 
-    connection_rate: float = 1000.0
-    connection_burst: int = 2000
-    account_rate: float = 5000.0
-    account_burst: int = 10_000
-    max_backlog: int = 100_000
+    connection_rate: PositiveFloat = 1000.0
+    connection_burst: Count = 2000
+    account_rate: PositiveFloat = 5000.0
+    account_burst: Count = 10_000
+    max_backlog: Count = 100_000
     """Most commands waiting unapplied in a market's stream before OVERLOADED."""
 
 
-@dataclass(frozen=True)
-class Config:
-    """The whole configuration. Look markets up with :meth:`market`."""
+class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True, dict=True):
+    """The whole configuration. Look markets up with :meth:`market`.
+
+    Markets need at least one entry and unique symbols; accounts unique ids
+    and api_keys.
+    """
 
     markets: tuple[Market, ...] = DEFAULT_MARKETS
     accounts: tuple[Account, ...] = ()
-    redis: RedisConfig = field(default_factory=RedisConfig)
-    gateway: GatewayConfig = field(default_factory=GatewayConfig)
-    marketdata: MarketDataConfig = field(default_factory=MarketDataConfig)
-    engine: EngineConfig = field(default_factory=EngineConfig)
-    limits: LimitsConfig = field(default_factory=LimitsConfig)
-    markets_by_symbol: Mapping[str, Market] = field(
-        init=False, repr=False, compare=False, hash=False
-    )
-    accounts_by_api_key: Mapping[str, Account] = field(
-        init=False, repr=False, compare=False, hash=False
-    )
+    redis: RedisConfig = RedisConfig()
+    gateway: GatewayConfig = GatewayConfig()
+    marketdata: MarketDataConfig = MarketDataConfig()
+    engine: EngineConfig = EngineConfig()
+    limits: LimitsConfig = LimitsConfig()
+
+    # Derived at construction (kept in the instance __dict__: never encoded, not compared).
+    markets_by_symbol: ClassVar[Mapping[str, Market]]
+    accounts_by_api_key: ClassVar[Mapping[str, Account]]
 
     def __post_init__(self) -> None:
-        by_symbol = MappingProxyType({m.symbol: m for m in self.markets})
-        by_key = MappingProxyType({a.api_key: a for a in self.accounts})
-        object.__setattr__(self, "markets_by_symbol", by_symbol)
-        object.__setattr__(self, "accounts_by_api_key", by_key)
+        if not self.markets:
+            raise ValueError("markets: must list at least one market")
+        by_symbol: dict[str, Market] = {}
+        for i, market in enumerate(self.markets):
+            if market.symbol in by_symbol:
+                raise ValueError(f"markets[{i}].symbol: duplicate market {market.symbol!r}")
+            by_symbol[market.symbol] = market
+        ids: set[str] = set()
+        by_key: dict[str, Account] = {}
+        for i, account in enumerate(self.accounts):
+            if account.id in ids:
+                raise ValueError(f"accounts[{i}].id: duplicate account id {account.id!r}")
+            if account.api_key in by_key:
+                raise ValueError(f"accounts[{i}].api_key: duplicate api_key")
+            ids.add(account.id)
+            by_key[account.api_key] = account
+        self.__dict__["markets_by_symbol"] = MappingProxyType(by_symbol)
+        self.__dict__["accounts_by_api_key"] = MappingProxyType(by_key)
 
     def market(self, symbol: str) -> Market:
         """The market listed as ``symbol``; raises ``KeyError`` if it is not listed. O(1)."""

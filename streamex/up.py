@@ -19,9 +19,11 @@ import sys
 import tempfile
 import time
 import tomllib
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
+
+from msgspec.structs import replace
 
 from contract.settings import Account, Config
 from streamex.config import ConfigError, dump_config, load_config, parse_config

@@ -8,11 +8,11 @@ import json
 import re
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import redis.asyncio as aioredis
+from msgspec.structs import replace
 from streamex_process import StreamexProcess
 from websockets.asyncio.client import ClientConnection, connect
 

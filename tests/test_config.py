@@ -5,22 +5,36 @@ from __future__ import annotations
 import copy
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
+import msgspec
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from msgspec import inspect as mi
 
-from contract.market import DEFAULT_MARKETS
+from contract.market import DEFAULT_MARKETS, Market
 from contract.settings import (
     Account,
     Config,
+    Count,
     EngineConfig,
     GatewayConfig,
     LimitsConfig,
     MarketDataConfig,
+    NonEmptyStr,
+    PositiveFloat,
     RedisConfig,
 )
 from streamex.cli import main
-from streamex.config import ConfigError, dump_config, load_config, parse_config, service_config
+from streamex.config import (
+    ConfigError,
+    decode_table,
+    dump_config,
+    load_config,
+    parse_config,
+    service_config,
+)
 
 FULL = """
 [redis]
@@ -299,3 +313,186 @@ def test_service_config_takes_the_redis_url_from_the_flag_then_the_file(tmp_path
     assert service_config(path, "redis://127.0.0.1:7001/0")[1] == "redis://127.0.0.1:7001/0"
     with pytest.raises(ConfigError, match="--redis-url"):
         service_config(None, None)
+
+
+# -- the schema gives every setting its error message -------------------------
+
+
+class _Extra(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A section as a new feature would add it: one annotated line a setting."""
+
+    workers: Annotated[int, msgspec.Meta(ge=2, le=64)] = 4
+    depth: Count = 10
+    ratio: PositiveFloat = 0.5
+    share: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.5
+    label: NonEmptyStr = "x"
+    code: Annotated[str, msgspec.Meta(max_length=3)] = "abc"
+    verbose: bool = False
+
+
+class _Schema(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    extra: _Extra = _Extra()
+    items: tuple[_Extra, ...] = ()
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"extra": {"workers": 1}}, "extra.workers: must be an integer in 2..64"),
+        ({"extra": {"workers": 4.0}}, "extra.workers: must be an integer in 2..64"),
+        ({"extra": {"depth": 0}}, "extra.depth: must be an integer in 1..2147483647"),
+        ({"extra": {"ratio": -1}}, "extra.ratio: must be a positive number"),
+        ({"extra": {"ratio": float("nan")}}, "extra.ratio: must be a positive number"),
+        ({"extra": {"share": 2}}, "extra.share: must be a number in 0..1"),
+        ({"extra": {"label": ""}}, "extra.label: must be a non-empty string"),
+        ({"extra": {"code": "abcd"}}, "extra.code: must be a string of length <= 3"),
+        ({"extra": {"label": 1.5}},
+         'extra.label: must be a non-empty string (write decimals as "0.01")'),
+        ({"extra": {"code": 1}}, "extra.code: must be a string of length <= 3"),
+        ({"extra": {"verbose": 1}}, "extra.verbose: must be true or false"),
+        ({"extra": {"nope": 1}},
+         "extra.nope: unknown key (expected one of workers, depth, ratio, share, label, code, "
+         "verbose)"),
+        ({"extra": []}, "extra: must be a table ([extra])"),
+        ({"items": {}}, "items: must be an array of tables ([[items]])"),
+        ({"items": [{}, 3]}, "items[1]: must be a table"),
+        ({"items": [{"workers": 99}]}, "items[0].workers: must be an integer in 2..64"),
+    ],
+)
+def test_a_new_setting_gets_its_error_message_from_its_annotation(
+    data: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        decode_table(data, _Schema)
+    assert info.value.message == message
+    assert decode_table({"extra": {"ratio": 2}}, _Schema).extra.ratio == 2.0
+
+
+def _sections() -> list[tuple[str, mi.Field]]:
+    config = mi.type_info(Config)
+    assert isinstance(config, mi.StructType)
+    return [
+        (section.name, field)
+        for section in config.fields
+        if isinstance(section.type, mi.StructType)
+        for field in section.type.fields
+    ]
+
+
+@pytest.mark.parametrize(("section", "field"), _sections(), ids=lambda x: getattr(x, "name", x))
+def test_every_section_setting_has_a_worded_message(section: str, field: mi.Field) -> None:
+    # A wrong type anywhere gives "must be ...", never msgspec's own wording.
+    message = _error({section: {field.name: [1]}})
+    assert message.startswith(f"{section}.{field.name}: must be "), message
+    assert "Expected" not in message
+
+
+def test_readme_error_examples_are_what_the_code_prints() -> None:
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    section = readme.split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    examples = section.split("```text\n", 1)[1].split("```", 1)[0].splitlines()
+    inputs: dict[str, dict[str, Any]] = {
+        "gateway.port: must be an integer in 1..65535": {"gateway": {"port": "8001"}},
+        "markets[1].tick_size: must be positive":
+            {"markets": [MARKET | {"symbol": "ABC-USD"}, MARKET | {"tick_size": "0"}]},
+        'markets[0].tick_size: must be a string (write decimals as "0.01")':
+            {"markets": [MARKET | {"tick_size": 0.01}]},
+        "markets[0].max_qty: required":
+            {"markets": [{k: v for k, v in MARKET.items() if k != "max_qty"}]},
+        "gateway.hots: unknown key (expected one of host, port)": {"gateway": {"hots": "x"}},
+        "engine.lease_ms: must be greater than engine.block_ms":
+            {"engine": {"block_ms": 500, "lease_ms": 400}},
+    }
+    assert examples == list(inputs)
+    for message, data in inputs.items():
+        assert _error(data) == message
+
+
+def test_structs_built_directly_skip_the_constraints_but_keep_the_cross_field_rules() -> None:
+    assert GatewayConfig(port=0).port == 0  # tests listen on port 0
+    with pytest.raises(ValueError, match="^markets: must list at least one market"):
+        Config(markets=())
+    with pytest.raises(ValueError, match="^accounts\\[1\\].api_key: duplicate api_key"):
+        Config(accounts=(Account("a", "k", "s"), Account("b", "k", "s")))
+    with pytest.raises(ValueError, match="^lease_ms: must be greater than engine.block_ms"):
+        EngineConfig(block_ms=100, lease_ms=100)
+    with pytest.raises(ValueError, match="^url: must start with redis://"):
+        RedisConfig(url="localhost:6379")
+
+
+def test_lookups_are_derived_not_encoded_and_follow_replace() -> None:
+    alice = Account("alice", "ak-alice", "s3cret-a")
+    config = Config(accounts=(alice,))
+    assert config.accounts_by_api_key == {"ak-alice": alice}
+    assert "by_symbol" not in dump_config(config) and "by_api_key" not in dump_config(config)
+    assert "markets_by_symbol" not in msgspec.to_builtins(config)
+    replaced = msgspec.structs.replace(config, accounts=(), markets=DEFAULT_MARKETS[1:])
+    assert replaced.accounts_by_api_key == {}
+    assert list(replaced.markets_by_symbol) == ["ETH-USD"]
+    assert replaced == Config(markets=DEFAULT_MARKETS[1:])
+    with pytest.raises(TypeError):
+        replaced.markets_by_symbol["X"] = DEFAULT_MARKETS[0]  # type: ignore[index]
+
+
+_MARKET_POOL = (
+    *DEFAULT_MARKETS,
+    Market(**MARKET),
+    Market("X1-Y2", "X1", "Y2", "0.5", "1", "1", "9", "0.5", "100.5"),
+)
+
+
+def _values(node: mi.Type) -> st.SearchStrategy[Any]:
+    """Every value the declared type accepts, bounds included (for the settings' types)."""
+    if isinstance(node, mi.UnionType):
+        return st.one_of([_values(t) for t in node.types])
+    if isinstance(node, mi.NoneType):
+        return st.none()
+    if isinstance(node, mi.IntType):
+        return st.integers(node.ge, node.le)
+    if isinstance(node, mi.FloatType):
+        return st.floats(min_value=node.gt, max_value=node.le, exclude_min=True,
+                         allow_nan=False, allow_infinity=False)
+    if isinstance(node, mi.StrType):
+        return st.text(min_size=node.min_length or 0)
+    raise AssertionError(f"no strategy for {node}: extend _values")
+
+
+def _section(cls: type[Any]) -> st.SearchStrategy[Any]:
+    info = mi.type_info(cls)
+    assert isinstance(info, mi.StructType)
+
+    def build(values: dict[str, Any]) -> Any:
+        try:
+            return cls(**values)
+        except ValueError:  # a cross-field rule (lease_ms > block_ms, the url's scheme)
+            return None
+
+    fields = {f.name: _values(f.type) for f in info.fields}
+    return st.fixed_dictionaries(fields).map(build).filter(lambda s: s is not None)
+
+
+_configs = st.builds(
+    Config,
+    markets=st.lists(st.sampled_from(_MARKET_POOL), min_size=1, unique_by=lambda m: m.symbol)
+    .map(tuple),
+    accounts=st.lists(
+        st.builds(Account, st.text(min_size=1), st.text(min_size=1), st.text(min_size=1)),
+        unique_by=(lambda a: a.id, lambda a: a.api_key),
+    ).map(tuple),
+    redis=st.builds(RedisConfig, st.none() | st.text().map(lambda s: "redis://" + s)),
+    gateway=_section(GatewayConfig),
+    marketdata=_section(MarketDataConfig),
+    engine=_section(EngineConfig),
+    limits=_section(LimitsConfig),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(_configs)
+def test_dump_config_round_trips_any_config(config: Config) -> None:
+    loaded = parse_config(tomllib.loads(dump_config(config)))
+    assert loaded == config
+    assert msgspec.to_builtins(loaded) == msgspec.to_builtins(config)
+    assert [type(v) for v in msgspec.structs.astuple(loaded.limits)] == [
+        type(v) for v in msgspec.structs.astuple(config.limits)
+    ]
