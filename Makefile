@@ -1,19 +1,30 @@
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed.stamp
+# One stamp per set of dependencies: `make up` installs only what the exchange
+# needs; `make test` adds the dev extra (tests, linters, benchmarks' dependencies).
+RUN_STAMP := $(VENV)/.run.stamp
+DEV_STAMP := $(VENV)/.dev.stamp
 
-.PHONY: venv test lint system-deps up bench clean
+.PHONY: venv dev test lint system-deps up bench clean
 
-venv: $(STAMP)
+venv: $(RUN_STAMP)
 
-$(STAMP): pyproject.toml
+dev: $(DEV_STAMP)
+
+$(BIN)/python:
 	@$(PY) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "error: streamex needs Python 3.11+, but $(PY) is Python " + sys.version.split()[0] + "; run: make PY=python3.11 ...")'
-	[ -x $(BIN)/python ] || $(PY) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	touch $(STAMP)
+	$(PY) -m venv $(VENV)
 
-lint: venv
+$(RUN_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	touch $(RUN_STAMP)
+
+$(DEV_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(DEV_STAMP) $(RUN_STAMP)
+
+lint: dev
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
@@ -26,7 +37,7 @@ test: lint system-deps
 up: venv
 	$(BIN)/streamex up
 
-bench: venv
+bench: dev
 	$(BIN)/pytest benchmarks/ --benchmark-only
 
 clean:

@@ -7,7 +7,7 @@ resolves each future in submission order; whatever arrives meanwhile waits
 for the next round trip. So a lone order costs one round trip and a thousand
 concurrent ones cost a few, never one each.
 
-The task keeps its own :class:`~engine.resp.RespConnection` (the client's
+The task keeps its own :class:`~redisio.resp.RespConnection` (the client's
 server and settings) and writes the XADDs packed by hiredis (C), bypassing
 redis-py's pipeline object (~40 us of Python per round trip at low rates)
 and its reply path (a task wake-up and ~12 us more per round trip). A round

@@ -3,7 +3,7 @@
 :meth:`ExecutionRouter.load` rebuilds the view from each market's snapshot and
 the ``:out`` entries after it (call it before serving); :meth:`ExecutionRouter.run`
 then follows ``:out`` with one blocking ``XREAD`` over all markets (on its own
-connection, see :class:`~engine.tail.StreamTail`) and, for
+connection, see :class:`~redisio.tail.StreamTail`) and, for
 every ``Report`` and ``CancelRejected``, updates the view and hands the encoded
 ``executions`` push to ``deliver(account, frame)``, which sends it to that
 account's connections only (nothing is encoded when ``wanted(account)`` is

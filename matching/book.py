@@ -5,7 +5,7 @@ caused (execution reports, trades, one book update). Nothing here reads a
 clock or a random source: time is the input entry id's milliseconds, order ids
 are input entry ids, and ``seq``/``trade_id`` are counters kept in the state,
 so the same commands always give byte-identical events. Save and restore the
-whole state with ``engine.snapshot``.
+whole state with ``matching.snapshot``.
 
 Layout: each side is a ``SortedList`` of prices plus a dict price -> Level;
 a Level keeps its orders in an ``OrderedDict`` (FIFO with O(1) removal from

@@ -5,10 +5,10 @@ is on the path of every execution report and every market-data message.
 redis-py's ``xread`` spends ~30 us of Python per call on its retry wrapper,
 pool checkout, fork check and reply callbacks, and its reply reaches the
 caller a task wake-up after it arrives; :class:`StreamTail` keeps its own
-:class:`~engine.resp.RespConnection` (same server and settings as the
+:class:`~redisio.resp.RespConnection` (same server and settings as the
 client), writes the command packed by hiredis (C) and returns the raw RESP2
 reply: entries are ``(id, [name, value, ...])`` with flat field lists (read
-them with ``engine.streams.field_of``/``events_of``).
+them with ``contract.streams.field_of``/``events_of``).
 
 A read that gets no reply within ``BLOCK`` + ``timeout_margin_s`` seconds
 (Redis hung, or the network dropped without a reset) raises

@@ -16,7 +16,7 @@ Market data::
             print(push["channel"], push["type"], push.get("seq"))
 
 Every request method sends one JSON request and waits for its reply: the
-typed result, or :class:`~engine.errors.StreamexError` ``(code, message)``
+typed result, or :class:`~contract.errors.StreamexError` ``(code, message)``
 for an error reply. Requests may be issued concurrently (each has its own id).
 If the connection closes, waiting calls raise
 ``websockets.exceptions.ConnectionClosed`` and the push iterators end.

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import hashlib
-import hmac
 import json
 import os
 import queue
@@ -32,6 +30,7 @@ import pytest
 from websockets.sync.client import ClientConnection, connect
 from websockets.sync.server import Server, ServerConnection, serve
 
+from contract.signing import sign
 from marketdata.http_static import process_request
 
 CHROMIUM_PATH = "/usr/bin/chromium"
@@ -169,10 +168,6 @@ def running_exchange(data_dir: Path) -> Iterator[Exchange]:
 
 
 # -- protocol clients -------------------------------------------------------------------
-
-
-def sign(secret: str, timestamp: int, api_key: str) -> str:
-    return hmac.new(secret.encode(), f"{timestamp}{api_key}".encode(), hashlib.sha256).hexdigest()
 
 
 class JsonSession:

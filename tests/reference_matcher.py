@@ -1,12 +1,12 @@
 """A deliberately simple reference matcher, and the random workload fed to it.
 
-The differential tests run every command through both ``engine.book.OrderBook``
+The differential tests run every command through both ``matching.book.OrderBook``
 and :class:`ReferenceMatcher` and require identical events and books. The
 reference is written straight from the matching rules with plain lists and
 linear scans, so that it is obviously right rather than fast: all resting
 orders live in one list in arrival order, a side's queue is that list filtered
 and stably sorted by price, and the book update is the difference of the level
-totals before and after the command. It must never import ``engine.book``.
+totals before and after the command. It must never import ``matching.book``.
 
 Cost: O(resting orders) per fill, per lookup and per command (tests only).
 """

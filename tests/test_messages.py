@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 import pytest
 
@@ -89,6 +91,28 @@ def test_missing_trailing_fields_take_their_defaults() -> None:
 def test_malformed_commands_are_rejected(raw: object) -> None:
     with pytest.raises(msgspec.ValidationError):
         decode_command(msgspec.msgpack.encode(raw))
+
+
+@pytest.mark.parametrize(("kwargs", "field"), [
+    ({"side": "Buy"}, "side"),  # once rested as a sell: anything but "buy" was a sell
+    ({"type": "stop"}, "type"),
+    ({"tif": "GTD"}, "tif"),
+    ({"stp": "maybe"}, "stp"),
+])
+def test_commands_built_in_python_with_a_wrong_value_are_refused(kwargs: dict[str, str],
+                                                                  field: str) -> None:
+    args: dict[str, Any] = {"account": "A", "side": "buy", "type": "limit", "qty": 5,
+                            "price": 100, **kwargs}
+    with pytest.raises(ValueError, match=f"^{field}: "):
+        Place(**args)
+    with pytest.raises(ValueError, match="^reason: "):
+        CancelAll("A", None, "because")
+
+
+def test_a_wrong_value_is_refused_by_the_decoder_with_its_field() -> None:
+    raw = msgspec.msgpack.encode(["cancel_all", "A", None, "NOT_A_REASON"])
+    with pytest.raises(msgspec.ValidationError, match="reason"):
+        decode_command(raw)
 
 
 def test_undecodable_bytes_and_events_are_not_commands() -> None:

@@ -1,4 +1,4 @@
-"""engine.resp.RespConnection against a real Redis, on asyncio's loop and on uvloop."""
+"""redisio.resp.RespConnection against a real Redis, on asyncio's loop and on uvloop."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""engine.tail.StreamTail against a real Redis server: reads, time-outs, cancellation."""
+"""redisio.tail.StreamTail against a real Redis server: reads, time-outs, cancellation."""
 
 from __future__ import annotations
 
