@@ -1,6 +1,6 @@
 """``streamex bench core``: the matching core alone on a realistic flow.
 
-Replays ``streamex.flow.realistic_flow`` (generated before timing) through a
+Replays ``benchmarks.flow.realistic_flow`` (generated before timing) through a
 fresh ``OrderBook`` with the events built, and reports messages/s (best and
 median of ``--runs``). A second pass times every message with
 ``perf_counter_ns`` for p50/p99/p99.9/max, next to the floor: the same loop

@@ -2,7 +2,7 @@
 
 One run, one embedded Redis server (no AOF), one market:
 
-1. pre-fill ``sx:{SYM}:in`` with N realistic orders (``streamex.flow``), pipelined;
+1. pre-fill ``sx:{SYM}:in`` with N realistic orders (``benchmarks.flow``), pipelined;
 2. floor: ``XREADGROUP COUNT b`` + ``XACK`` of the same N entries with the same
    batch size (ack and next read pipelined, as the engine does in one script),
    no decoding, no matching, no output;

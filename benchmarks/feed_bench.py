@@ -4,24 +4,25 @@ Setup: an embedded Redis, one ``streamex marketdata`` process, and this
 process playing the engine: it builds each ``sx:{BTC-USD}:out`` entry with a
 real ``OrderBook`` (one resting order and one taker that trades with it, so
 every entry makes exactly one ``trades`` message) and XADDs it open-loop at
-``--rate`` entries/s. N subscribers (raw websocket clients on one uvloop, a
-few microseconds per frame, so the harness adds little) subscribe to trades.
+``--rate`` entries/s. N subscribers (the load generators' picows client,
+:mod:`benchmarks.ws_client`, on one uvloop: frames parsed in C, one callback
+per frame, so the harness adds little) subscribe to trades.
 
-Latency = arrival of the trades message at a subscriber (``perf_counter_ns``
-in ``data_received``) minus the time just before the XADD of its entry was
-sent: it covers Redis, the feed's XREAD, decode, encode, fan-out, the socket
-and the subscriber's loop. Reported per subscriber count (default 1, 100,
-1000): p50/p99/p99.9/max over every (entry, subscriber) pair, plus messages
-lost (must be 0). The floor, measured in the same run: the websocket echo
-round trip (same raw client, a minimal websockets echo server in its own
-process) and the Redis PING round trip. ``--json`` prints a JSON object last.
+Latency = arrival of the trades message at a subscriber (``monotonic_ns``
+taken when the frame arrives, in the transport's ``data_received``) minus the
+time just before the XADD of its entry was sent: it covers Redis, the feed's
+XREAD, decode, encode, fan-out, the socket and the subscriber's loop.
+Reported per subscriber count (default 1, 100, 1000): p50/p99/p99.9/max over
+every (entry, subscriber) pair, plus messages lost (must be 0). The floor,
+measured in the same run: the websocket echo round trip (same client,
+against :mod:`benchmarks.echo_server` in its own process) and the Redis PING
+round trip. ``--json`` prints a JSON object last.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import contextlib
 import json
 import os
@@ -30,10 +31,11 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 import redis.asyncio as aioredis
 
+from benchmarks.ws_client import BenchConnection, open_connection
 from contract.commands import Place
 from contract.events import Event, Trade, encode_events
 from contract.keys import out_stream
@@ -48,20 +50,6 @@ MSGS_PER_S_BUDGET = 40_000
 """Default rate: at most this many messages/s in total (rate = budget / subscribers, <= 500)."""
 WARMUP_ENTRIES = 20
 
-_ECHO_SERVER = """
-import asyncio, uvloop
-from websockets.asyncio.server import serve
-async def echo(ws):
-    async for m in ws:
-        await ws.send(m)
-async def main():
-    async with serve(echo, "127.0.0.1", 0, compression=None) as s:
-        print(list(s.sockets)[0].getsockname()[1], flush=True)
-        await asyncio.Future()
-uvloop.run(main())
-"""
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--subscribers", type=int, action="append", metavar="N",
                         help="subscriber count (repeatable; default: 1, 100 and 1000)")
@@ -69,95 +57,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"entries/s (default: {MSGS_PER_S_BUDGET:,} / subscribers, max 500)")
     parser.add_argument("--duration", type=float, default=4.0, help="seconds per run")
     parser.add_argument("--json", action="store_true", help="print a JSON object last")
-
-
-# -- a minimal websocket client ---------------------------------------------------------
-
-
-class RawClient(asyncio.Protocol):
-    """Websocket client protocol doing the least work per frame (timestamps on arrival).
-
-    Calls ``on_text(payload, arrival_ns)`` for every text frame; answers pings.
-    """
-
-    def __init__(self, host: str, port: int, on_text: Any) -> None:
-        self.host = host
-        self.port = port
-        self.on_text = on_text
-        self.transport: asyncio.Transport | None = None
-        self.buf = bytearray()
-        self.open: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.key = base64.b64encode(os.urandom(16)).decode()
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
-        self.transport.write((f"GET / HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
-                         "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-                         f"Sec-WebSocket-Key: {self.key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-                         ).encode())
-
-    def data_received(self, data: bytes) -> None:
-        now = time.perf_counter_ns()
-        buf = self.buf
-        buf += data
-        if not self.open.done():
-            end = buf.find(b"\r\n\r\n")
-            if end < 0:
-                return
-            if not buf.startswith(b"HTTP/1.1 101"):
-                self.open.set_exception(ConnectionError(bytes(buf[:end]).decode()))
-                return
-            del buf[:end + 4]
-            self.open.set_result(None)
-        while len(buf) >= 2:
-            n = buf[1] & 0x7F
-            head = 2
-            if n == 126:
-                if len(buf) < 4:
-                    return
-                n, head = int.from_bytes(buf[2:4], "big"), 4
-            elif n == 127:
-                if len(buf) < 10:
-                    return
-                n, head = int.from_bytes(buf[2:10], "big"), 10
-            if len(buf) < head + n:
-                return
-            opcode = buf[0] & 0x0F
-            payload = bytes(buf[head:head + n])
-            del buf[:head + n]
-            if opcode == 1:
-                self.on_text(payload, now)
-            elif opcode == 9:
-                self._send(0xA, payload)
-
-    def send_text(self, payload: bytes) -> None:
-        self._send(0x1, payload)
-
-    def _send(self, opcode: int, payload: bytes) -> None:
-        assert self.transport is not None
-        mask = os.urandom(4)
-        n = len(payload)
-        if n < 126:
-            head = bytes((0x80 | opcode, 0x80 | n))
-        elif n < 65536:
-            head = bytes((0x80 | opcode, 0x80 | 126)) + n.to_bytes(2, "big")
-        else:
-            head = bytes((0x80 | opcode, 0x80 | 127)) + n.to_bytes(8, "big")
-        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-        self.transport.write(head + mask + masked)
-
-    def close(self) -> None:
-        if self.transport is not None:
-            self.transport.close()
-
-
-async def open_client(url: str, on_text: Any) -> RawClient:
-    host, _, port = url.removeprefix("ws://").rstrip("/").partition(":")
-    loop = asyncio.get_running_loop()
-    _, client = await loop.create_connection(lambda: RawClient(host, int(port), on_text),
-                                             host, int(port))
-    await asyncio.wait_for(client.open, 10)
-    return client
 
 
 # -- measurement ------------------------------------------------------------------------
@@ -207,13 +106,13 @@ async def floor(echo_url: str, client: aioredis.Redis, rounds: int = 2000
                 ) -> dict[str, dict[str, float]]:
     """Websocket echo and Redis PING round trips, sequential."""
     got: asyncio.Queue[int] = asyncio.Queue()
-    ws = await open_client(echo_url, lambda payload, now: got.put_nowait(now))
+    ws = await open_connection(echo_url, lambda payload, now: got.put_nowait(now))
     rtts: list[int] = []
     for _ in range(rounds):
-        t0 = time.perf_counter_ns()
-        ws.send_text(b'{"ping":1}')
+        t0 = time.monotonic_ns()
+        ws.send(b'{"ping":1}')
         rtts.append(await got.get() - t0)
-    ws.close()
+    await ws.close()
     pings: list[int] = []
     for _ in range(rounds):
         t0 = time.perf_counter_ns()
@@ -249,14 +148,14 @@ async def measure(url: str, client: aioredis.Redis, engine: Engine, subscribers:
                 if len(latencies) >= expected[0]:
                     done.set()
 
-    clients: list[RawClient] = []
+    clients: list[BenchConnection] = []
     for i in range(0, subscribers, 50):
-        clients += await asyncio.gather(*(open_client(url, on_text)
+        clients += await asyncio.gather(*(open_connection(url, on_text)
                                           for _ in range(min(50, subscribers - i))))
     sub = json.dumps({"id": 1, "method": "subscribe",
                       "params": {"channel": "trades", "symbol": MARKET.symbol}}).encode()
     for c in clients:
-        c.send_text(sub)
+        c.send(sub)
     await asyncio.sleep(0.5)
     key = out_stream(MARKET.symbol)
     entries = max(WARMUP_ENTRIES + 1, int(rate * duration))
@@ -273,15 +172,14 @@ async def measure(url: str, client: aioredis.Redis, engine: Engine, subscribers:
         delay = start + k * period - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
-        sent_at[seq] = time.perf_counter_ns()
+        sent_at[seq] = time.monotonic_ns()  # the clients' clock
         await client.xadd(key, fields)  # type: ignore[arg-type]
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(done.wait(), 30.0)
     elapsed = time.perf_counter() - start
     feed_cpu = cpu_seconds(feed_pid) - feed_cpu
     own_cpu = time.process_time() - own_cpu
-    for c in clients:
-        c.close()
+    await asyncio.gather(*(c.close() for c in clients))
     return {"subscribers": subscribers, "rate": rate, "entries": entries,
             "measured_from_seq": first_seq, "samples": len(latencies),
             "lost": expected[0] - len(latencies), "seconds": round(elapsed, 2),
@@ -312,7 +210,8 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
                                    "--redis-url", server.url, "--port", "0"], "marketdata")
         procs.append(feed)
         url = line.split()[-1]
-        echo, port = _start_child([sys.executable, "-c", _ECHO_SERVER], "echo server")
+        echo, port = _start_child([sys.executable, "-m", "benchmarks.echo_server"],
+                                  "echo server")
         procs.append(echo)
         floors = await floor(f"ws://127.0.0.1:{port}/", client)
         print(f"floor: ws echo rtt {_fmt(floors['ws_echo_rtt'])}; "

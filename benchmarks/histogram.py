@@ -10,6 +10,17 @@ Cost: :meth:`Histogram.record` is O(1) (a ``bit_length``, a shift and a list
 increment); :meth:`value_at_percentile` is O(buckets), about 1000 per
 power of two of the recorded range. Memory grows with the largest value
 (about 30,000 counters for an hour in nanoseconds).
+
+Why not the ``hdrhistogram`` package (0.10.8, ``hdrh``): measured on the
+same 1,000,000 lognormal latencies (median 200 µs, sigma 0.9, in ns) with
+``HdrHistogram(1, 3600 s, 3)``, both give the same p50, p90, p99, p99.9 and
+p99.99 (199,935 / 633,855 / 1,616,895 / 3,219,455 / 5,689,343 ns; the
+bucket layout is the same), while its max is the top of the max's bucket
+(26,525,695 ns for an exact 26,510,207; this one keeps the exact max). But
+its ``record_value`` is Python too and costs about three times as much in
+the load generator's hot path: 610-640 ns per call against 190-200 ns for
+:meth:`Histogram.record` (timeit, 5-7 repeats, Python 3.11, the 2-core
+development VM; an empty call is 18 ns). So the benchmarks keep this one.
 """
 
 from __future__ import annotations

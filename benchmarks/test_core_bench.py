@@ -7,10 +7,11 @@ the book's final state after timing, so a fast wrong answer cannot pass.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from benchmarks.flow import entry_ids, realistic_flow
-from contract.commands import Amend, Cancel, Place, Side
+from contract.commands import Amend, Cancel, Command, Place, Side
 from contract.events import Report, Trade
 from contract.market import DEFAULT_MARKETS
 from matching.book import OrderBook
@@ -30,6 +31,14 @@ def _resting_book(n_levels: int, per_level: int, side: Side = "sell") -> tuple[O
             book.apply(ids[k], Place("maker", side, "limit", 10, price))
             k += 1
     return book, k
+
+
+def _apply_all(book: OrderBook, cmds: Sequence[tuple[str, Command]]) -> OrderBook:
+    """Apply ``cmds`` in order (the timed loop of the multi-command benchmarks)."""
+    apply = book.apply
+    for input_id, cmd in cmds:
+        apply(input_id, cmd)
+    return book
 
 
 def test_place_resting(benchmark: Any) -> None:
@@ -79,13 +88,7 @@ def test_cancel(benchmark: Any) -> None:
         return (book, [(cancel_ids[i], Cancel("maker", order_id=o))
                        for i, o in enumerate(order)]), {}
 
-    def run(book: OrderBook, cmds: list[tuple[str, Cancel]]) -> OrderBook:
-        apply = book.apply
-        for input_id, cmd in cmds:
-            apply(input_id, cmd)
-        return book
-
-    book = benchmark.pedantic(run, setup=setup, rounds=50)
+    book = benchmark.pedantic(_apply_all, setup=setup, rounds=50)
     book._check()
     assert not book.orders and not book.asks
 
@@ -103,13 +106,7 @@ def test_amend(benchmark: Any) -> None:
             cmds.append((amend_ids[i], cmd))
         return (book, cmds), {}
 
-    def run(book: OrderBook, cmds: list[tuple[str, Amend]]) -> OrderBook:
-        apply = book.apply
-        for input_id, cmd in cmds:
-            apply(input_id, cmd)
-        return book
-
-    book = benchmark.pedantic(run, setup=setup, rounds=50)
+    book = benchmark.pedantic(_apply_all, setup=setup, rounds=50)
     book._check()
     assert len(book.orders) == N
     assert sum(lvl.total for lvl in book.asks.values()) == N // 2 * 10 + N // 2 * 5
@@ -119,18 +116,10 @@ def test_realistic_flow(benchmark: Any) -> None:
     """The ``streamex bench core`` flow, 20,000 messages per round."""
     flow = realistic_flow(MARKET, 20_000, seed=7)
 
-    def setup() -> tuple[tuple[OrderBook], dict[str, Any]]:
-        return (OrderBook(MARKET),), {}
+    def setup() -> tuple[tuple[OrderBook, list[tuple[str, Command]]], dict[str, Any]]:
+        return (OrderBook(MARKET), flow), {}
 
-    def run(book: OrderBook) -> OrderBook:
-        apply = book.apply
-        for input_id, cmd in flow:
-            apply(input_id, cmd)
-        return book
-
-    book = benchmark.pedantic(run, setup=setup, rounds=20)
+    book = benchmark.pedantic(_apply_all, setup=setup, rounds=20)
     book._check()
-    reference = OrderBook(MARKET)
-    for input_id, cmd in flow:
-        reference.apply(input_id, cmd)
+    reference = _apply_all(OrderBook(MARKET), flow)
     assert book.seq == reference.seq and book.depth("buy") == reference.depth("buy")

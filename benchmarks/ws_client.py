@@ -1,6 +1,8 @@
-"""The load generator's websocket client: picows (C), one callback per received frame.
+"""The load generators' websocket client: picows (C), one callback per received frame.
 
-The generator shares the machine with the exchange it measures, so every
+The one client of ``streamex bench e2e`` (order entry, market data, the
+echo floor) and ``streamex bench feed`` (its subscribers and echo floor).
+A generator shares the machine with the exchange it measures, so every
 microsecond it spends is taken from the exchange. The ``websockets``
 client costs ~25 us of Python per frame (a task wake-up per message, a
 frame parser and a ``getrandom`` system call per sent mask); picows parses

@@ -35,17 +35,19 @@ def _missing_extra(exc: ModuleNotFoundError) -> bool:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="bench", metavar="KIND", required=True)
     for name, (module, help_text) in BENCHMARKS.items():
-        p = sub.add_parser(name, help=help_text, description=help_text)
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as exc:
             if not _missing_extra(exc):
                 raise
+            # Accept any arguments so that the message below is what the user sees: with no
+            # option prefix, "--rate" is not an (unknown) option but one more word of ``rest``.
+            p = sub.add_parser(name, help=help_text, description=help_text, prefix_chars="+",
+                               add_help=False)
             p.set_defaults(missing=exc.name)
-            # Accept any arguments so that the message below is what the user sees.
             p.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
             continue
-        mod.add_arguments(p)
+        mod.add_arguments(sub.add_parser(name, help=help_text, description=help_text))
 
 
 def run(args: argparse.Namespace) -> int:

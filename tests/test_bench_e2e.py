@@ -11,15 +11,8 @@ import time
 
 import pytest
 
-from benchmarks.e2e import (
-    AMEND,
-    CANCEL,
-    EXPECTED_ERRORS,
-    MARKETABLE,
-    PASSIVE,
-    bench_markets,
-    build_plan,
-)
+from benchmarks.e2e.launch import bench_markets
+from benchmarks.e2e.schedule import AMEND, CANCEL, EXPECTED_ERRORS, MARKETABLE, PASSIVE, build_plan
 from benchmarks.histogram import Histogram, bucket_bounds, bucket_index
 
 

@@ -1,0 +1,151 @@
+"""``streamex bench e2e`` on the command line: its arguments, and the runs it makes.
+
+:func:`run` checks the arguments, gets the exchange (``--url`` or a local
+``streamex up``, :mod:`benchmarks.e2e.launch`), makes one run or a sweep of
+rising rates up to the saturation knee, prints each run's report and, with
+``--json``, a JSON object last. Each run plans its requests first (O(n),
+reported on stderr) and then loads the exchange for ``--warmup + --duration``
+seconds on a uvloop event loop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import json
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+import uvloop
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+from benchmarks.e2e.launch import Endpoints, bench_markets, exchange
+from benchmarks.e2e.load import LoadRun, RequestFailed
+from benchmarks.e2e.plot import write_plot
+from benchmarks.e2e.report import RunResult, render, render_sweep, saturated, summary
+from benchmarks.e2e.schedule import build_plan
+from contract.market import Market
+from streamex.bench_cmd import INSTALL_HINT
+
+SWEEP_RATES = (1_000, 2_000, 5_000, 10_000, 15_000, 20_000, 30_000, 40_000, 50_000,
+               75_000, 100_000)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--rate", type=float, default=1000.0, help="offered orders/s")
+    parser.add_argument("--duration", type=float, default=10.0,
+                        help="seconds of measured load (per step with --sweep)")
+    parser.add_argument("--warmup", type=float, default=1.0,
+                        help="seconds of load before measuring (same rate, not recorded)")
+    parser.add_argument("--connections", type=int, default=2,
+                        help="order-entry connections, alternately logged on to each account")
+    parser.add_argument("--markets", type=int, default=1, help="markets to trade")
+    parser.add_argument("--url", help="gateway websocket URL (default: start an exchange)")
+    parser.add_argument("--md-url", help="market-data websocket URL (with --url)")
+    parser.add_argument("--api-key", action="append", default=[],
+                        help="account API key (with --url; repeat for a second account)")
+    parser.add_argument("--secret", action="append", default=[],
+                        help="account secret, one per --api-key")
+    parser.add_argument("--redis-url", help="the exchange's Redis, for the floor (with --url)")
+    parser.add_argument("--seed", type=int, default=1, help="order-flow seed")
+    parser.add_argument("--floor-samples", type=int, default=2000,
+                        help="round trips timed for each part of the floor")
+    parser.add_argument("--sweep", action="store_true",
+                        help="raise the rate step by step up to the saturation knee")
+    parser.add_argument("--max-rate", type=float, default=float(SWEEP_RATES[-1]),
+                        help="highest rate a sweep tries")
+    parser.add_argument("--plot", metavar="FILE", help="write a PNG of the results (matplotlib)")
+    parser.add_argument("--json", action="store_true", help="print a JSON object last")
+
+
+async def _markets_of(endpoints: Endpoints, count: int) -> tuple[Market, ...]:
+    """The first ``count`` markets the gateway lists (``markets`` method)."""
+    async with connect(endpoints.url, compression=None, open_timeout=10) as ws:
+        await ws.send(msgspec.json.encode({"id": "m", "method": "markets"}), text=True)
+        reply = json.loads(await asyncio.wait_for(ws.recv(), 10))
+    if "result" not in reply:
+        raise RequestFailed(f"markets: {reply.get('error')}")
+    listed = [Market(**m) for m in reply["result"]["markets"]]
+    return tuple(listed[:count])
+
+
+def _one_run(endpoints: Endpoints, markets: Sequence[Market], rate: float,
+             args: argparse.Namespace, progress: bool) -> RunResult:
+    n = int(round(rate * (args.duration + args.warmup)))
+    t = time.monotonic()
+    plan = build_plan(markets, n, args.connections, len(endpoints.credentials), args.seed)
+    print(f"planned {n:,} requests in {time.monotonic() - t:.1f} s", file=sys.stderr)
+    run = LoadRun(endpoints, plan, rate, args.duration, args.warmup, args.connections,
+                  args.floor_samples, progress)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(run.run())
+
+
+def _check_args(args: argparse.Namespace) -> str | None:
+    if args.rate <= 0 or args.duration <= 0 or args.warmup < 0:
+        return "--rate and --duration must be positive, --warmup not negative"
+    if args.connections < 1 or args.markets < 1:
+        return "--connections and --markets must be at least 1"
+    if args.url:
+        if not args.md_url:
+            return "--url needs --md-url"
+        if not args.api_key or len(args.api_key) != len(args.secret):
+            return "--url needs --api-key and --secret (one --secret per --api-key)"
+    if args.plot:
+        try:
+            importlib.import_module("matplotlib")
+        except ImportError:
+            return f"--plot needs matplotlib: {INSTALL_HINT} (or pip install matplotlib)"
+    return None
+
+
+def run(args: argparse.Namespace) -> int:
+    problem = _check_args(args)
+    if problem:
+        print(f"streamex bench e2e: {problem}", file=sys.stderr)
+        return 2
+    progress = sys.stderr.isatty()
+    results: list[RunResult] = []
+    steps: list[dict[str, Any]] = []
+    try:
+        with exchange(args) as endpoints:
+            if args.url:
+                markets = asyncio.run(_markets_of(endpoints, args.markets))
+            else:
+                markets = bench_markets(args.markets)
+            rates = ([r for r in SWEEP_RATES if r <= args.max_rate] if args.sweep
+                     else [args.rate])
+            for rate in rates:
+                result = _one_run(endpoints, markets, rate, args, progress)
+                results.append(result)
+                s = summary(result)
+                steps.append(s)
+                print(render(s), flush=True)
+                if args.sweep and saturated(s):
+                    break
+    except (RuntimeError, OSError, TimeoutError, ConnectionClosed) as exc:
+        print(f"streamex bench e2e: {exc}", file=sys.stderr)
+        return 1
+    if not steps:
+        return 1
+    final = dict(steps[-1])
+    if args.sweep:
+        print(render_sweep(steps), flush=True)
+        sustained = [s for s in steps if not saturated(s)]
+        final["knee_rate"] = steps[-1]["rate"] if saturated(steps[-1]) else None
+        final["max_sustained_rate"] = sustained[-1]["rate"] if sustained else None
+        final["sweep"] = [{k: s[k] for k in ("rate", "achieved_rate", "p50_us", "p90_us",
+                                             "p99_us", "p999_us", "max_us", "floor_us",
+                                             "p50_ratio", "generator_cpu", "aborted")}
+                          for s in steps]
+    if args.plot:
+        write_plot(args.plot, results, steps)
+        print(f"wrote {args.plot}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(final), flush=True)
+    return 0 if all(s["aborted"] is None for s in steps) else 1
