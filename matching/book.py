@@ -21,7 +21,17 @@ import msgspec
 from sortedcontainers import SortedList
 
 from contract import errors
-from contract.commands import Amend, Cancel, CancelAll, Command, Place
+from contract.commands import (
+    ORDER_TYPES,
+    SIDES,
+    STP_MODES,
+    TIFS,
+    Amend,
+    Cancel,
+    CancelAll,
+    Command,
+    Place,
+)
 from contract.events import BookUpdate, CancelRejected, Event, InputRejected, Report, Trade
 from contract.ids import ts_of
 from contract.market import Market
@@ -178,6 +188,13 @@ class OrderBook:
     # -- place ----------------------------------------------------------------
 
     def _place(self, input_id: str, ts: int, cmd: Place, events: list[Event]) -> None:
+        if cmd.side not in SIDES or cmd.type not in ORDER_TYPES or cmd.tif not in TIFS \
+                or cmd.stp not in STP_MODES:
+            # Only a Place built in Python gets here (the decoder refuses these values):
+            # answered like the same command arriving undecodable through the stream.
+            self.seq += 1
+            events.append(InputRejected(self.seq, ts, input_id, errors.BAD_REQUEST))
+            return
         market = self.market
         is_limit = cmd.type == "limit"
         o = Order(input_id, cmd.account, cmd.client_order_id, cmd.side, cmd.type,

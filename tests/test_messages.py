@@ -27,6 +27,8 @@ from contract.events import (
     encode_events,
 )
 from contract.ids import ts_of
+from contract.market import DEFAULT_MARKETS
+from matching.book import OrderBook
 
 COMMANDS: list[Command] = [
     Place("A", "buy", "limit", 5, 100),
@@ -99,12 +101,19 @@ def test_malformed_commands_are_rejected(raw: object) -> None:
     ({"tif": "GTD"}, "tif"),
     ({"stp": "maybe"}, "stp"),
 ])
-def test_commands_built_in_python_with_a_wrong_value_are_refused(kwargs: dict[str, str],
-                                                                  field: str) -> None:
+def test_a_place_built_in_python_with_a_wrong_value_is_an_error(kwargs: dict[str, str],
+                                                                field: str) -> None:
     args: dict[str, Any] = {"account": "A", "side": "buy", "type": "limit", "qty": 5,
                             "price": 100, **kwargs}
+    cmd = Place(**args)
+    assert cmd.invalid_field() is not None and cmd.invalid_field().startswith(f"{field}: ")
     with pytest.raises(ValueError, match=f"^{field}: "):
-        Place(**args)
+        encode_command(cmd)  # never written to a stream
+    book = OrderBook(DEFAULT_MARKETS[0])
+    events = book.apply("5-0", cmd)
+    assert events == [InputRejected(1, 5, "5-0", "BAD_REQUEST")]  # not rested, not matched
+    assert not book.orders
+    book._check()
     with pytest.raises(ValueError, match="^reason: "):
         CancelAll("A", None, "because")
 
