@@ -1,6 +1,6 @@
 # The streamex image: every service (engine, gateway, marketdata) runs from it
 # with a different command; see docker-compose.yml.
-FROM python:3.11-slim
+FROM python:3.11.9-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \

@@ -66,6 +66,8 @@ class RedisConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Where Redis is; ``url`` None means: start an embedded server."""
 
     url: NonEmptyStr | None = None
+    password_file: NonEmptyStr | None = None
+    """Read the password from this file (e.g. a Docker secret) rather than from ``url``."""
 
     def __post_init__(self) -> None:
         if self.url is not None and not self.url.startswith(("redis://", "rediss://", "unix://")):
@@ -104,6 +106,8 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True, dict=True)
     and api_keys.
     """
 
+    accounts_file: NonEmptyStr | None = None
+    """A TOML file of more ``[[accounts]]`` (keeps the secrets out of this file)."""
     markets: tuple[Market, ...] = DEFAULT_MARKETS
     accounts: tuple[Account, ...] = ()
     redis: RedisConfig = RedisConfig()

@@ -131,7 +131,7 @@ class EngineRunner:
     """
 
     def __init__(self, redis_url: str, markets: Sequence[Market], settings: EngineConfig,
-                 consumer: str, stats_interval_s: float = 10.0,
+                 consumer: str, stats_interval_s: float = 60.0,
                  record_latencies: bool = False) -> None:
         if not markets:
             raise ValueError("markets: at least one market is needed")
@@ -473,7 +473,9 @@ class EngineRunner:
                 continue
             lat = sorted(s.interval_latencies_s)
             lag = self._lag(m) if m.epoch is not None else None
-            log.info(
+            # An idle market's line says nothing new: kept for --log-level debug.
+            log.log(
+                logging.INFO if s.interval_batches else logging.DEBUG,
                 "event=stats market=%s owner=%s applied_total=%d batches_total=%d "
                 "applied=%d per_s=%.0f batches=%d avg_batch=%.1f max_batch=%d "
                 "commit_p50_ms=%.3f commit_p99_ms=%.3f commit_max_ms=%.3f lag=%s",

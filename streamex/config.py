@@ -27,11 +27,12 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import quote, urlsplit
 
 import msgspec
 from msgspec import inspect as mi
 
-from contract.settings import Config
+from contract.settings import Account, Config
 
 _S = TypeVar("_S", bound=msgspec.Struct)
 
@@ -48,22 +49,84 @@ class ConfigError(ValueError):
 
 
 def load_config(path: str | Path | None) -> Config:
-    """Read and check a TOML configuration file; ``None`` gives the defaults.
+    """Read and check a TOML configuration file; ``None`` gives the defaults, ``"-"`` stdin.
 
-    Raises :class:`ConfigError` when the file cannot be read, is not valid
-    TOML, or any field is wrong.
+    The files it names are read too: ``accounts_file``'s ``[[accounts]]`` are
+    added to the accounts, and ``[redis] password_file``'s password is put
+    into ``[redis] url``; the Config returned names neither file. Raises
+    :class:`ConfigError` when a file cannot be read, is not valid TOML, or
+    any field is wrong.
     """
     if path is None:
         return Config()
-    path = Path(path)
+    config = parse_config(_read_toml(path))
+    if config.accounts_file is not None:
+        extra = decode_table(_read_toml(config.accounts_file), _AccountsFile)
+        try:
+            config = msgspec.structs.replace(config, accounts_file=None,
+                                             accounts=config.accounts + extra.accounts)
+        except ValueError as exc:  # a duplicate id or api_key across the two files
+            raise ConfigError(f"accounts_file: {exc}") from None
+    redis = config.redis
+    if redis.password_file is not None:
+        password = _read_secret(redis.password_file, "redis.password_file")
+        url = None if redis.url is None else with_password(redis.url, password)
+        config = msgspec.structs.replace(config, redis=msgspec.structs.replace(
+            redis, url=url, password_file=None))
+    return config
+
+
+class _AccountsFile(msgspec.Struct, forbid_unknown_fields=True):
+    """What an ``accounts_file`` holds: ``[[accounts]]`` tables and nothing else."""
+
+    accounts: tuple[Account, ...] = ()
+
+
+def _read_toml(path: str | Path) -> dict[str, Any]:
     try:
-        with path.open("rb") as f:
-            data = tomllib.load(f)
+        if str(path) == "-":
+            return tomllib.loads(sys.stdin.read())
+        with Path(path).open("rb") as f:
+            return tomllib.load(f)
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
-    except tomllib.TOMLDecodeError as exc:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    return parse_config(data)
+
+
+def _read_secret(path: str, field: str) -> str:
+    try:
+        text = Path(path).read_text().strip()
+    except OSError as exc:
+        raise ConfigError(f"{field}: cannot read {path}: {exc.strerror or exc}") from None
+    if not text:
+        raise ConfigError(f"{field}: {path} is empty")
+    return text
+
+
+def with_password(url: str, password: str) -> str:
+    """``url`` with ``password`` in it (``redis://:PASSWORD@host:port/db``; unix URLs too)."""
+    parts = urlsplit(url)
+    user = parts.username or ""
+    host = parts.netloc.rpartition("@")[2]
+    netloc = f"{quote(user, safe='')}:{quote(password, safe='')}@{host}"
+    return _unsplit(parts.scheme, netloc, parts.path, parts.query)
+
+
+def display_url(url: str) -> str:
+    """``url`` without its password, to print or log."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.netloc.rpartition("@")[2]
+    netloc = f"{user}@{host}" if user else host
+    return _unsplit(parts.scheme, netloc, parts.path, parts.query)
+
+
+def _unsplit(scheme: str, netloc: str, path: str, query: str) -> str:
+    # urlunsplit would drop the "//" of "unix:///path" (its netloc is empty).
+    return f"{scheme}://{netloc}{path}" + (f"?{query}" if query else "")
 
 
 def parse_config(data: Mapping[str, Any]) -> Config:
@@ -220,7 +283,15 @@ def dump_config(config: Config) -> str:
     is left out. O(markets + accounts).
     """
     lines: list[str] = []
+    tables: list[tuple[str, Any]] = []
     for name, value in msgspec.to_builtins(config).items():
+        if isinstance(value, dict | list | tuple):
+            tables.append((name, value))
+        elif value is not None:  # top-level keys come before every table
+            lines.append(f"{name} = {_toml_value(value)}")
+    if lines:
+        lines.append("")
+    for name, value in tables:
         one = isinstance(value, dict)  # a [section], else an array of [[tables]]
         header = f"[{name}]" if one else f"[[{name}]]"
         for table in [value] if one else value:

@@ -3,8 +3,9 @@
 Usage: ``streamex engine --config FILE [--markets A,B] [--consumer NAME]
 [--redis-url URL]``. The Redis URL comes from ``--redis-url``, else the
 config's ``[redis] url``; the engine never starts a server itself. Start a
-second process for the same markets to get a hot standby. Logs are key=value
-lines on stderr. Exit codes: 0 after SIGTERM/SIGINT (snapshot written), 1 on
+second process for the same markets to get a hot standby. Logs are logfmt
+lines on stderr (``streamex.logs``); counters every ``--stats-interval`` s.
+Exit codes: 0 after SIGTERM/SIGINT (snapshot written), 1 on
 a fatal error, 2 on bad arguments or configuration, 3 when another engine
 took the market over (this one was fenced).
 """
@@ -12,7 +13,6 @@ took the market over (this one was fenced).
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import signal
 import socket
@@ -22,29 +22,9 @@ import types
 from engine.runner import EngineRunner
 from streamex.config import ConfigError, service_config
 from streamex.gc_tuning import tune_gc
+from streamex.logs import add_log_level, setup_logging
 
 EXIT_USAGE = 2
-
-
-class KeyValueFormatter(logging.Formatter):
-    """``ts=... level=... logger=... event=... k=v`` (messages are already key=value)."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        ts = self.formatTime(record, "%Y-%m-%dT%H:%M:%S")
-        line = (f"ts={ts}.{int(record.msecs):03d} level={record.levelname.lower()} "
-                f"logger={record.name} {record.getMessage()}")
-        if record.exc_info:
-            line += " traceback=" + repr(self.formatException(record.exc_info))
-        return line
-
-
-def setup_logging(level: str) -> None:
-    """Key=value lines on stderr for the whole process."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(KeyValueFormatter())
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -56,11 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(default: HOST-PID); reuse it on restart to take over at once")
     parser.add_argument("--redis-url", default=None,
                         help="Redis to use (default: the config's [redis] url)")
-    parser.add_argument("--stats-interval", type=float, default=10.0, metavar="SECONDS",
+    parser.add_argument("--stats-interval", type=float, default=60.0, metavar="SECONDS",
                         help="how often to log counters (default: %(default)s)")
-    parser.add_argument("--log-level", default="info",
-                        choices=("debug", "info", "warning", "error"),
-                        help="(default: %(default)s)")
+    add_log_level(parser)
 
 
 def run(args: argparse.Namespace) -> int:

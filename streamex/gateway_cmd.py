@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import signal
 import sys
 
@@ -20,6 +19,7 @@ import uvloop
 from contract.settings import Config
 from streamex.config import ConfigError, service_config
 from streamex.gc_tuning import tune_gc
+from streamex.logs import add_log_level, setup_logging
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", help="address to listen on (default: the config's gateway.host)")
     parser.add_argument("--port", type=int,
                         help="port to listen on, 0 for any (default: the config's gateway.port)")
-    parser.add_argument("--log-level", default="INFO", help="logging level (default: %(default)s)")
+    add_log_level(parser)
 
 
 async def _serve(args: argparse.Namespace, config: Config, redis_url: str) -> int:
@@ -54,8 +54,7 @@ async def _serve(args: argparse.Namespace, config: Config, redis_url: str) -> in
 
 
 def run(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=args.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(args.log_level)
     try:
         config, redis_url = service_config(args.config, args.redis_url)
     except ConfigError as exc:

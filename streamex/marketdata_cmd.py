@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import signal
 import sys
 
@@ -19,6 +18,7 @@ from contract.market import Market
 from marketdata.outbox import DEFAULT_LIMIT
 from streamex.config import ConfigError, service_config
 from streamex.gc_tuning import tune_gc
+from streamex.logs import add_log_level, setup_logging
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,6 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--queue-limit", type=int, default=DEFAULT_LIMIT, metavar="N",
                         help="frames queued per connection before it counts as a slow consumer "
                              "(default: %(default)s)")
+    add_log_level(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -46,9 +47,7 @@ def run(args: argparse.Namespace) -> int:
     if args.queue_limit < 1:
         print("streamex marketdata: --queue-limit: must be positive", file=sys.stderr)
         return 2
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s marketdata %(levelname)s %(message)s")
-    logging.getLogger("websockets").setLevel(logging.WARNING)  # no line per connection
+    setup_logging(args.log_level)
     import uvloop
 
     try:

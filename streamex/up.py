@@ -6,11 +6,22 @@ demo accounts when the configuration has none); restarts a child that dies;
 stops everything on Ctrl-C or SIGTERM (engines snapshot first), and forces on
 a second one. With ``--data-dir`` the server keeps an AOF there, so the book
 survives a restart of ``streamex up``.
+
+Secrets (account secrets, the Redis password) never reach a command line or
+a file that outlives the exchange: the children read their configuration
+from an anonymous in-memory file (``memfd``) they inherit as
+``--config /dev/fd/N``; the embedded Redis gets its password on stdin. Only
+``--data-dir`` keeps anything on disk, owner-only: the Redis data and its
+password, and the generated demo accounts (``demo-accounts.toml``, 0600).
+Every child dies with ``streamex up`` (``PR_SET_PDEATHSIG``), also when it
+is killed with SIGKILL.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import secrets
 import signal
 import socket
@@ -18,7 +29,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -26,22 +36,34 @@ from types import FrameType
 from msgspec.structs import replace
 
 from contract.settings import Account, Config
-from streamex.config import ConfigError, dump_config, load_config, parse_config
-from streamex.redis_server import RedisServer, die_with_parent
+from streamex.config import (
+    ConfigError,
+    display_url,
+    dump_config,
+    load_config,
+)
+from streamex.logs import LOG_LEVELS
+from streamex.redis_server import PASSWORD_NAME, RedisServer, die_with_parent
 
 GRACE_S = 15.0
 MAX_BACKOFF_S = 10.0
 READY_TIMEOUT_S = 30.0
+DEMO_ACCOUNTS = "demo-accounts.toml"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", help="TOML configuration file (default: built-in markets)")
+    parser.add_argument("--config",
+                        help="TOML configuration file, - for stdin (default: built-in markets)")
     parser.add_argument("--redis-url", help="use this Redis instead of an embedded server")
     parser.add_argument("--data-dir", help="keep the embedded server's data (AOF) here")
     parser.add_argument("--appendfsync", choices=("always", "everysec", "no"),
                         default="everysec", help="AOF fsync policy with --data-dir")
     parser.add_argument("--gateway-port", type=int, help="override [gateway] port")
     parser.add_argument("--marketdata-port", type=int, help="override [marketdata] port")
+    parser.add_argument("--demo", action="store_true",
+                        help="also run a small market maker on the demo accounts")
+    parser.add_argument("--log-level", default="info", choices=LOG_LEVELS,
+                        help="log level of every service (default: %(default)s)")
 
 
 @dataclass
@@ -50,6 +72,7 @@ class Child:
 
     name: str
     argv: list[str]
+    pass_fds: tuple[int, ...] = ()
     proc: subprocess.Popen[bytes] | None = None
     restarts: int = 0
     next_start: float = 0.0
@@ -59,11 +82,44 @@ class Child:
         # Own session: a terminal's Ctrl-C reaches only ``streamex up``, which then
         # stops the children in order; PDEATHSIG covers ``up`` itself being killed.
         self.proc = subprocess.Popen(self.argv, preexec_fn=die_with_parent,
-                                     start_new_session=True)
+                                     start_new_session=True, pass_fds=self.pass_fds)
         self.started_at = time.monotonic()
 
     def exited(self) -> int | None:
         return None if self.proc is None else self.proc.poll()
+
+
+class SecretConfig:
+    """The children's configuration, secrets included, readable only by them.
+
+    On Linux an anonymous memory file (``memfd_create``): no name on any file
+    system, gone when the last process holding it exits, whatever the exit.
+    Elsewhere a 0600 file in a 0700 temporary directory, removed by
+    :meth:`close` (a SIGKILL leaves it behind there).
+    """
+
+    def __init__(self, text: str) -> None:
+        data = text.encode()
+        self._dir: Path | None = None
+        if hasattr(os, "memfd_create"):
+            self.fd = os.memfd_create("streamex-config", 0)  # inheritable by the children
+            os.write(self.fd, data)
+            self.path = f"/dev/fd/{self.fd}"
+            self.pass_fds: tuple[int, ...] = (self.fd,)
+        else:  # pragma: no cover - not Linux
+            self._dir = Path(tempfile.mkdtemp(prefix="streamex-config-"))
+            path = self._dir / "config.toml"
+            self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            os.write(self.fd, data)
+            self.path = str(path)
+            self.pass_fds = ()
+
+    def close(self) -> None:
+        os.close(self.fd)
+        if self._dir is not None:  # pragma: no cover - not Linux
+            with contextlib.suppress(OSError):
+                Path(self.path).unlink()
+                self._dir.rmdir()
 
 
 def _demo_accounts() -> tuple[Account, ...]:
@@ -74,26 +130,29 @@ def _demo_accounts() -> tuple[Account, ...]:
     )
 
 
-def _effective_config(args: argparse.Namespace, data_dir: Path) -> tuple[Config, bool]:
-    """The configuration the children run with, and whether demo accounts were made."""
-    config = load_config(args.config)
+def _effective_config(config: Config, args: argparse.Namespace,
+                      data_dir: Path | None) -> tuple[Config, bool]:
+    """The configuration the children run with, and whether demo accounts were made.
+
+    Generated demo accounts are kept in ``data_dir`` (0600) when there is one,
+    else only in memory.
+    """
     if args.gateway_port:
         config = replace(config, gateway=replace(config.gateway, port=args.gateway_port))
     if args.marketdata_port:
         config = replace(config, marketdata=replace(config.marketdata, port=args.marketdata_port))
-    generated = False
-    if not config.accounts:
-        saved = data_dir / "demo-accounts.toml"
-        if saved.exists():
-            with saved.open("rb") as f:
-                accounts = parse_config(tomllib.load(f)).accounts
-        else:
-            accounts = _demo_accounts()
-            saved.write_text(dump_config(Config(accounts=accounts)))
-            saved.chmod(0o600)
-        config = replace(config, accounts=accounts)
-        generated = True
-    return config, generated
+    if config.accounts:
+        return config, False
+    saved = None if data_dir is None else data_dir / DEMO_ACCOUNTS
+    if saved is not None and saved.exists():
+        accounts = load_config(saved).accounts
+    else:
+        accounts = _demo_accounts()
+        if saved is not None:
+            fd = os.open(saved, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(dump_config(Config(accounts=accounts)))
+    return replace(config, accounts=accounts), True
 
 
 def _port_free(host: str, port: int) -> bool:
@@ -116,46 +175,41 @@ def _wait_listening(host: str, port: int, deadline: float) -> bool:
     return False
 
 
+def _private_dir(path: Path) -> Path:
+    """``path`` created if needed, owner-only (0700)."""
+    path.mkdir(parents=True, exist_ok=True)
+    path.chmod(0o700)
+    return path
+
+
 def run(args: argparse.Namespace) -> int:
-    keep_dir = args.data_dir is not None
-    data_dir = Path(args.data_dir) if keep_dir else Path(tempfile.mkdtemp(prefix="streamex-"))
-    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir = None if args.data_dir is None else Path(args.data_dir)
     try:
-        config, generated = _effective_config(args, data_dir)
+        config = load_config(args.config)  # checked before anything is created
     except ConfigError as exc:
         print(f"streamex up: {exc}", file=sys.stderr)
         return 2
-    for name, listener in (("gateway", config.gateway), ("marketdata", config.marketdata)):
-        if not _port_free(listener.host, listener.port):
-            print(f"streamex up: {name} port {listener.host}:{listener.port} is in use "
+    gateway, marketdata = config.gateway, config.marketdata
+    for name, host, port in (("gateway", gateway.host, args.gateway_port or gateway.port),
+                             ("marketdata", marketdata.host,
+                              args.marketdata_port or marketdata.port)):
+        if not _port_free(host, port):
+            print(f"streamex up: {name} port {host}:{port} is in use "
                   f"(another streamex up?); choose another with --{name}-port",
                   file=sys.stderr)
             return 2
-    config_path = data_dir / "effective-config.toml"
-    config_path.write_text(dump_config(config))
-    config_path.chmod(0o600)
+    if data_dir is not None:
+        _private_dir(data_dir)
+    try:
+        config, generated = _effective_config(config, args, data_dir)
+    except ConfigError as exc:
+        print(f"streamex up: {exc}", file=sys.stderr)
+        return 2
 
     server: RedisServer | None = None
     redis_url = args.redis_url or config.redis.url
-    if redis_url is None:
-        server = RedisServer(data_dir=data_dir / "redis" if keep_dir else None, aof=keep_dir,
-                             appendfsync=args.appendfsync, die_with_parent=True)
-        if keep_dir:
-            (data_dir / "redis").mkdir(exist_ok=True)
-        server.start()
-        # The services reach the embedded server by its unix socket (cheaper than
-        # loopback TCP); the banner shows both.
-        redis_url = server.unix_url or server.url
-
-    base = [sys.executable, "-m", "streamex"]
-    common = ["--config", str(config_path), "--redis-url", redis_url]
-    engines = [Child(f"engine {m.symbol}", [*base, "engine", *common, "--markets", m.symbol,
-                                            "--consumer", f"engine-{m.symbol}"])
-               for m in config.markets]
-    services = [Child("gateway", [*base, "gateway", *common]),
-                Child("marketdata", [*base, "marketdata", *common])]
-    children = engines + services
-
+    secret_config: SecretConfig | None = None
+    children: list[Child] = []
     stopping: list[int] = []
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -168,42 +222,87 @@ def run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-
+    code = 0
     try:
+        if redis_url is None:
+            server = RedisServer(
+                data_dir=None if data_dir is None else _private_dir(data_dir / "redis"),
+                aof=data_dir is not None, appendfsync=args.appendfsync, die_with_parent=True)
+            server.start()
+            # The services reach the embedded server by its unix socket (cheaper than
+            # loopback TCP); the banner shows both.
+            redis_url = server.unix_url or server.url
+        config = replace(config, redis=replace(config.redis, url=redis_url))
+        secret_config = SecretConfig(dump_config(config))
+        children = _children(config, secret_config, args)
         for c in children:
             c.start()
         deadline = time.monotonic() + READY_TIMEOUT_S
         ready = all(_wait_listening(cfg.host, cfg.port, deadline)
                     for cfg in (config.gateway, config.marketdata))
         ready = ready and all(c.exited() is None for c in children)
-        _print_banner(config, redis_url, server, data_dir if keep_dir else None,
-                      generated, ready)
+        _print_banner(config, redis_url, server, data_dir, generated, ready, args.demo)
         _supervise(children, stopping)
     finally:
         code = _stop_all(children, force=len(stopping) > 1)
         if server is not None:
             server.stop()
+        if secret_config is not None:
+            secret_config.close()
     return code
 
 
+def _children(config: Config, secret_config: SecretConfig,
+              args: argparse.Namespace) -> list[Child]:
+    base = [sys.executable, "-m", "streamex"]
+    common = ["--config", secret_config.path, "--log-level", args.log_level]
+    fds = secret_config.pass_fds
+    engines = [Child(f"engine {m.symbol}", [*base, "engine", *common, "--markets", m.symbol,
+                                            "--consumer", f"engine-{m.symbol}"], fds)
+               for m in config.markets]
+    services = [Child("gateway", [*base, "gateway", *common], fds),
+                Child("marketdata", [*base, "marketdata", *common], fds)]
+    demo = []
+    if args.demo:
+        ids = [a.id for a in config.accounts]
+        if len(ids) >= 2:
+            demo = [Child("demo", [*base, "demo", *common, "--maker", ids[0],
+                                   "--taker", ids[1]], fds)]
+        else:
+            print("streamex up: --demo needs two accounts; running without it",
+                  file=sys.stderr)
+    return engines + services + demo
+
+
 def _print_banner(config: Config, redis_url: str, embedded: RedisServer | None,
-                  data_dir: Path | None, generated: bool, ready: bool) -> None:
+                  data_dir: Path | None, generated: bool, ready: bool, demo: bool) -> None:
     g, md = config.gateway, config.marketdata
     lines = [
         "streamex is up" if ready else "streamex: services did not start listening in time",
         f"  order entry   ws://{g.host}:{g.port}/",
         f"  market data   ws://{md.host}:{md.port}/",
         f"  web page      http://{md.host}:{md.port}/",
-        f"  redis         {redis_url}"
-        + (" (embedded" + (f", also {embedded.url}" if embedded.url != redis_url else "")
-           + (f", data in {data_dir})" if data_dir else ", in memory)")
-           if embedded is not None else ""),
-        f"  markets       {', '.join(m.symbol for m in config.markets)}",
     ]
+    if embedded is None:
+        lines.append(f"  redis         {display_url(redis_url)}")
+    else:
+        where = f"data in {data_dir}" if data_dir is not None else "in memory"
+        lines.append(f"  redis         {display_url(redis_url)} (embedded, {where}; also "
+                     f"{embedded.display_url}; password required)")
+        socket_path = embedded.socket_path
+        target = f"-s {socket_path}" if socket_path is not None else f"-p {embedded.port}"
+        auth = (f'"$(cat {embedded.data_dir / PASSWORD_NAME})"' if data_dir is not None
+                else embedded.password)
+        lines.append(f"  redis-cli     REDISCLI_AUTH={auth} redis-cli {target}")
+    lines.append(f"  markets       {', '.join(m.symbol for m in config.markets)}")
     if generated:
-        lines.append("  demo accounts (generated; set [[accounts]] in a config to choose):")
+        kept = f"kept in {data_dir / DEMO_ACCOUNTS}" if data_dir is not None else "not saved"
+        lines.append(f"  demo accounts (generated, {kept}; set [[accounts]] in a config "
+                     "to choose):")
         for a in config.accounts:
             lines.append(f"    {a.id}: api_key={a.api_key} secret={a.secret}")
+    if demo:
+        lines.append("  demo market maker on " + ", ".join(a.id for a in config.accounts[:2]))
     lines.append("Press Ctrl-C to stop.")
     print("\n".join(lines), flush=True)
 
@@ -260,3 +359,4 @@ def _stop_all(children: list[Child], force: bool) -> int:
                       file=sys.stderr, flush=True)
                 code = 1
     return code
+

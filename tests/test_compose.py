@@ -1,4 +1,4 @@
-"""docker-compose.yml, Dockerfile and deploy/streamex.toml: structure, agreement, healthchecks.
+"""docker-compose.yml, Dockerfile and deploy/: structure, agreement, secrets, healthchecks.
 
 No Docker engine is needed: the compose file is read with a small reader for
 the YAML subset it is written in (block mappings and lists, JSON-style flow
@@ -11,6 +11,7 @@ real against a listening socket and against a real engine holding its lease.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import socket
 import subprocess
@@ -30,6 +31,8 @@ ROOT = Path(__file__).resolve().parent.parent
 CONFIG_IN_CONTAINER = "/etc/streamex/streamex.toml"
 REDIS_URL = "redis://redis:6379/0"
 STREAMEX_SERVICES = ("engine", "gateway", "marketdata")
+PASSWORD_SECRET = "/run/secrets/redis_password"
+ACCOUNTS_SECRET = "/run/secrets/streamex_accounts"
 
 
 # -- a reader for the YAML subset docker-compose.yml is written in ---------------
@@ -107,26 +110,49 @@ def test_reader_handles_the_subset() -> None:
 # -- compose --------------------------------------------------------------------------
 
 
-def test_services_and_redis_durability(compose: dict[str, Any]) -> None:
+def test_services_and_redis_durability_and_auth(compose: dict[str, Any]) -> None:
     services = compose["services"]
     assert set(services) == {"redis", *STREAMEX_SERVICES}
     r = services["redis"]
-    assert r["image"] == "redis:7"
+    assert re.fullmatch(r"redis:7\.\d+\.\d+", r["image"]), "pin the image's version"
     cmd = r["command"]
-    assert cmd[0] == "redis-server"
-    assert cmd[cmd.index("--appendonly") + 1] == "yes"
-    assert cmd[cmd.index("--appendfsync") + 1] == "everysec"
+    assert cmd[:2] == ["sh", "-c"]
+    script = cmd[2]
+    assert "--appendonly yes" in script and "--appendfsync everysec" in script
+    # The password comes from the secret, into a file on a tmpfs, never onto argv.
+    assert "requirepass" in script and PASSWORD_SECRET in script
+    assert "--requirepass" not in script
+    assert "/run/redis" in r["tmpfs"] and script.count("/run/redis/auth.conf") >= 2
+    assert r["secrets"] == ["redis_password"]
+    assert "ports" not in r, "Redis must not be published on the host"
     volume, _, mount = r["volumes"][0].partition(":")
     assert mount == "/data" and volume in compose["volumes"], "AOF must live in a named volume"
-    assert r["healthcheck"]["test"] == ["CMD", "redis-cli", "ping"]
+    health = r["healthcheck"]["test"]
+    assert health[0] == "CMD-SHELL" and "REDISCLI_AUTH" in health[1] and "ping" in health[1]
+
+
+def test_secrets_are_files_that_are_not_committed(compose: dict[str, Any]) -> None:
+    assert compose["secrets"] == {
+        "redis_password": {"file": "./deploy/secrets/redis_password"},
+        "streamex_accounts": {"file": "./deploy/secrets/accounts.toml"}}
+    ignored = (ROOT / ".gitignore").read_text().split()
+    assert "deploy/secrets/" in ignored
+    tracked = subprocess.run(["git", "ls-files", "deploy"], cwd=ROOT, capture_output=True,
+                             text=True, check=True).stdout.split()
+    assert not [f for f in tracked if f.startswith("deploy/secrets/")]
+    # The example holds no account (nothing to log on with until real ones are added).
+    example = tomllib.loads((ROOT / "deploy" / "accounts.example.toml").read_text())
+    assert example == {}
 
 
 @pytest.mark.parametrize("name", STREAMEX_SERVICES)
 def test_streamex_services(compose: dict[str, Any], name: str) -> None:
     s = compose["services"][name]
-    assert s["build"] == "." and s["image"] == "streamex:latest"
-    assert s["command"] == [name, "--config", CONFIG_IN_CONTAINER, "--redis-url", REDIS_URL]
+    assert s["build"] == "."
+    assert re.fullmatch(r"streamex:\d+\.\d+\.\d+", s["image"]), "pin the image's version"
+    assert s["command"] == [name, "--config", CONFIG_IN_CONTAINER]
     assert s["volumes"] == [f"./deploy/streamex.toml:{CONFIG_IN_CONTAINER}:ro"]
+    assert s["secrets"] == ["redis_password", "streamex_accounts"]
     assert s["depends_on"]["redis"]["condition"] == "service_healthy"
     test = s["healthcheck"]["test"]
     assert test[:3] == ["CMD", "python", "-c"]
@@ -134,13 +160,30 @@ def test_streamex_services(compose: dict[str, Any], name: str) -> None:
     assert s["restart"] == "unless-stopped"
 
 
-def test_ports_match_the_mounted_config(compose: dict[str, Any]) -> None:
-    config = load_config(ROOT / "deploy" / "streamex.toml")
-    assert config.redis.url == REDIS_URL
-    assert config.accounts, "the gateway needs accounts to log anyone on"
+def test_the_mounted_config_names_the_secrets_and_holds_none() -> None:
+    data = tomllib.loads((ROOT / "deploy" / "streamex.toml").read_text())
+    assert "accounts" not in data, "accounts (with secrets) belong in the accounts secret"
+    assert data["accounts_file"] == ACCOUNTS_SECRET
+    assert data["redis"] == {"url": REDIS_URL, "password_file": PASSWORD_SECRET}
+
+
+def test_ports_are_bound_to_loopback_and_match_the_mounted_config(
+        compose: dict[str, Any], tmp_path: Path) -> None:
+    text = (ROOT / "deploy" / "streamex.toml").read_text()
+    password = tmp_path / "redis_password"
+    password.write_text("pw\n")
+    accounts = tmp_path / "accounts.toml"
+    accounts.write_text('[[accounts]]\nid = "a"\napi_key = "k"\nsecret = "s"\n')
+    local = tmp_path / "streamex.toml"
+    local.write_text(text.replace(PASSWORD_SECRET, str(password))
+                     .replace(ACCOUNTS_SECRET, str(accounts)))
+    config = load_config(local)
+    assert config.redis.url == "redis://:pw@redis:6379/0"  # the password, from its file
+    assert [a.id for a in config.accounts] == ["a"]
     for name, listener in (("gateway", config.gateway), ("marketdata", config.marketdata)):
         assert listener.host == "0.0.0.0", f"{name} must listen on every interface in a container"
-        assert compose["services"][name]["ports"] == [f"{listener.port}:{listener.port}"]
+        assert compose["services"][name]["ports"] == [
+            f"127.0.0.1:{listener.port}:{listener.port}"]
         assert f"('127.0.0.1', {listener.port})" in compose["services"][name]["healthcheck"][
             "test"][3]
     assert [config.gateway.port, config.marketdata.port] == [8001, 8002]
@@ -169,7 +212,7 @@ def test_compose_tool_accepts_the_file_when_installed() -> None:
 def test_dockerfile_builds_an_unprivileged_streamex_image() -> None:
     lines = [line.strip() for line in (ROOT / "Dockerfile").read_text().splitlines()
              if line.strip() and not line.strip().startswith("#")]
-    assert lines[0] == "FROM python:3.11-slim"
+    assert re.fullmatch(r"FROM python:3\.11\.\d+-slim-\w+", lines[0]), "pin the base image"
     assert any(line.startswith("RUN pip install .") for line in lines)
     user = [line.split()[1] for line in lines if line.startswith("USER ")]
     assert user and user[-1] not in ("root", "0")
@@ -202,7 +245,7 @@ def _run(code: str) -> int:
 @pytest.mark.parametrize("name", ["gateway", "marketdata"])
 def test_listener_healthcheck(compose: dict[str, Any], name: str) -> None:
     code = _healthcheck(compose, name)
-    port = compose["services"][name]["ports"][0].split(":")[1]
+    port = compose["services"][name]["ports"][0].split(":")[-1]
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
         listener.listen()
@@ -215,13 +258,19 @@ def test_listener_healthcheck(compose: dict[str, Any], name: str) -> None:
 def test_engine_healthcheck_follows_the_lease(compose: dict[str, Any], tmp_path: Path,
                                               redis_server: RedisServer) -> None:
     code = _healthcheck(compose, "engine")
-    assert "host='redis'" in code
-    port = redis_server.url.rsplit(":", 1)[1].split("/")[0]
-    code = code.replace("host='redis'", f"host='127.0.0.1', port={port}")
+    assert "host='redis'" in code and f"open('{PASSWORD_SECRET}')" in code
+    password = tmp_path / "redis_password"
+    password.write_text(redis_server.password + "\n")
+    code = (code.replace("host='redis'", f"host='127.0.0.1', port={redis_server.port}")
+            .replace(PASSWORD_SECRET, str(password)))
     assert _run(code) == 1, "healthy before any engine holds a lease"
+    accounts = tmp_path / "accounts.toml"
+    accounts.write_text("")
     config = tmp_path / "streamex.toml"
     text = (ROOT / "deploy" / "streamex.toml").read_text()
-    config.write_text(text.replace('url = "redis://redis:6379/0"', f'url = "{redis_server.url}"'))
+    config.write_text(text.replace(f'"{REDIS_URL}"', f'"redis://127.0.0.1:{redis_server.port}/0"')
+                      .replace(PASSWORD_SECRET, str(password))
+                      .replace(ACCOUNTS_SECRET, str(accounts)))
     # Default consumer name (HOST-PID), exactly as in the container.
     engine = subprocess.Popen([sys.executable, "-m", "streamex", "engine", "--config", str(config)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -496,3 +496,83 @@ def test_dump_config_round_trips_any_config(config: Config) -> None:
     assert [type(v) for v in msgspec.structs.astuple(loaded.limits)] == [
         type(v) for v in msgspec.structs.astuple(config.limits)
     ]
+
+
+# -- secrets kept in their own files ------------------------------------------------------
+
+
+def test_accounts_file_adds_its_accounts_and_is_not_kept(tmp_path: Path) -> None:
+    accounts = tmp_path / "accounts.toml"
+    accounts.write_text('[[accounts]]\nid = "bob"\napi_key = "ak-bob"\nsecret = "s-b"\n')
+    main_file = tmp_path / "streamex.toml"
+    main_file.write_text(f'accounts_file = "{accounts}"\n\n[[accounts]]\nid = "alice"\n'
+                         'api_key = "ak-alice"\nsecret = "s-a"\n')
+    config = load_config(main_file)
+    assert [a.id for a in config.accounts] == ["alice", "bob"]
+    assert config.accounts_file is None  # read once; a dump holds the accounts themselves
+    assert load_config_text(dump_config(config), tmp_path) == config
+
+
+def load_config_text(text: str, tmp_path: Path) -> Config:
+    path = tmp_path / "dumped.toml"
+    path.write_text(text)
+    return load_config(path)
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    (None, "cannot read"),
+    ("[[accounts]]\nid = 'x'\n", "accounts[0].api_key: required"),
+    ("[gateway]\nport = 1\n", "gateway: unknown key (expected one of accounts)"),
+    ('[[accounts]]\nid = "alice"\napi_key = "other"\nsecret = "s"\n',
+     "accounts_file: accounts[1].id: duplicate account id 'alice'"),
+])
+def test_a_bad_accounts_file_is_named(tmp_path: Path, content: str | None, message: str) -> None:
+    accounts = tmp_path / "accounts.toml"
+    if content is not None:
+        accounts.write_text(content)
+    main_file = tmp_path / "streamex.toml"
+    main_file.write_text(f'accounts_file = "{accounts}"\n\n[[accounts]]\nid = "alice"\n'
+                         'api_key = "ak-alice"\nsecret = "s-a"\n')
+    with pytest.raises(ConfigError) as info:
+        load_config(main_file)
+    assert message in info.value.message
+
+
+def test_redis_password_file_goes_into_the_url(tmp_path: Path) -> None:
+    secret = tmp_path / "pw"
+    secret.write_text("p@ss/word\n")
+    path = tmp_path / "streamex.toml"
+    path.write_text(f'[redis]\nurl = "redis://redis:6379/0"\npassword_file = "{secret}"\n')
+    config = load_config(path)
+    assert config.redis.url == "redis://:p%40ss%2Fword@redis:6379/0"
+    assert config.redis.password_file is None
+    secret.write_text("\n")
+    with pytest.raises(ConfigError, match="redis.password_file: .* is empty"):
+        load_config(path)
+    secret.unlink()
+    with pytest.raises(ConfigError, match="redis.password_file: cannot read"):
+        load_config(path)
+
+
+@pytest.mark.parametrize(("url", "with_pw", "shown"), [
+    ("redis://h:1/0", "redis://:pw@h:1/0", "redis://h:1/0"),
+    ("redis://:old@h:1/0", "redis://:pw@h:1/0", "redis://h:1/0"),
+    ("redis://me@h:1/0", "redis://me:pw@h:1/0", "redis://me@h:1/0"),
+    ("unix:///run/r.sock?db=0", "unix://:pw@/run/r.sock?db=0", "unix:///run/r.sock?db=0"),
+    ("rediss://h:6380/2", "rediss://:pw@h:6380/2", "rediss://h:6380/2"),
+])
+def test_urls_take_and_hide_a_password(url: str, with_pw: str, shown: str) -> None:
+    from redis.connection import parse_url
+
+    from streamex.config import display_url, with_password
+
+    assert with_password(url, "pw") == with_pw
+    assert parse_url(with_pw)["password"] == "pw"
+    assert display_url(with_pw) == shown
+
+
+def test_a_config_can_come_on_stdin(monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    monkeypatch.setattr("sys.stdin", io.StringIO('[gateway]\nport = 9001\n'))
+    assert load_config("-").gateway.port == 9001

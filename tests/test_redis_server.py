@@ -8,6 +8,7 @@ import socket
 import stat
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -26,7 +27,7 @@ def _alive(pid: int) -> bool:
 
 
 def test_set_get_over_a_real_connection(redis_server: RedisServer, redis_url: str) -> None:
-    assert redis_url == f"redis://127.0.0.1:{redis_server.port}/0"
+    assert redis_url == f"redis://:{redis_server.password}@127.0.0.1:{redis_server.port}/0"
     assert redis_server.pid is not None and _alive(redis_server.pid)
     with redis.Redis.from_url(redis_url) as client:
         assert client.set("greeting", "hello")
@@ -173,7 +174,7 @@ def test_streamex_redis_server_env_chooses_the_binary(monkeypatch: pytest.Monkey
 def test_the_server_also_listens_on_an_owner_only_unix_socket(tmp_path: Path) -> None:
     with RedisServer(data_dir=tmp_path / "r") as server:
         url = server.unix_url
-        assert url == f"unix://{tmp_path / 'r' / 'redis.sock'}?db=0"
+        assert url == f"unix://:{server.password}@{tmp_path / 'r' / 'redis.sock'}?db=0"
         assert stat.S_IMODE((tmp_path / "r" / "redis.sock").stat().st_mode) == 0o700
         with redis.Redis.from_url(url) as client:
             client.set("k", "v")
@@ -189,3 +190,74 @@ def test_a_socket_path_too_long_for_sun_path_means_tcp_only(tmp_path: Path) -> N
         assert not (deep / "redis.sock").exists()
         with redis.Redis.from_url(server.url) as client:
             assert client.ping()
+
+
+# -- no unauthenticated door ---------------------------------------------------------
+
+
+def _refused_without_password(**connect: Any) -> None:
+    with redis.Redis(**connect, socket_timeout=5) as client, \
+            pytest.raises(redis.AuthenticationError):
+        client.xadd("sx:{BTC-USD}:in", {"c": b"x"})
+
+
+def test_no_client_gets_in_without_the_password(tmp_path: Path) -> None:
+    with RedisServer(data_dir=tmp_path / "r") as server:
+        _refused_without_password(host="127.0.0.1", port=server.port)
+        assert server.socket_path is not None
+        _refused_without_password(unix_socket_path=str(server.socket_path))
+        with redis.Redis(host="127.0.0.1", port=server.port, password="guess") as client, \
+                pytest.raises(redis.AuthenticationError):
+            client.ping()
+        with redis.Redis.from_url(server.url) as client:
+            assert client.ping()
+        # The password is on no command line (ps shows it to every user of the host).
+        assert server.pid is not None
+        cmdline = Path(f"/proc/{server.pid}/cmdline").read_bytes()
+        assert server.password.encode() not in cmdline
+
+
+def test_a_data_directory_keeps_its_password_owner_only_and_reuses_it(tmp_path: Path) -> None:
+    data = tmp_path / "r"
+    server = RedisServer(data_dir=data, aof=True)
+    server.start()
+    try:
+        first = server.password
+        kept = data / "password"
+        assert kept.read_text().strip() == first
+        assert stat.S_IMODE(kept.stat().st_mode) == 0o600
+        with redis.Redis.from_url(server.url) as client:
+            client.set("k", "v")
+    finally:
+        server.stop()
+    with RedisServer(data_dir=data, aof=True) as again:
+        assert again.password == first
+        with redis.Redis.from_url(again.url) as client:
+            assert client.get("k") == b"v"
+    assert stat.S_IMODE(data.stat().st_mode) == 0o700
+    for path in data.rglob("*"):
+        mode = stat.S_IMODE(path.stat().st_mode)
+        assert mode & 0o077 == 0, f"{path.relative_to(data)} is {oct(mode)}"
+
+
+def test_a_temporary_server_writes_no_password_and_leaves_nothing(tmp_path: Path) -> None:
+    server = RedisServer().start()
+    data_dir = server.data_dir
+    try:
+        assert not (data_dir / "password").exists()
+        assert stat.S_IMODE(data_dir.stat().st_mode) == 0o700
+        two = RedisServer().start()
+        try:
+            assert two.password != server.password  # a new random one each time
+        finally:
+            two.stop()
+    finally:
+        server.stop()
+    assert not data_dir.exists()
+
+
+def test_a_given_password_is_used(tmp_path: Path) -> None:
+    with RedisServer(data_dir=tmp_path, password='we"ird \\pass') as server:
+        with redis.Redis(host="127.0.0.1", port=server.port, password='we"ird \\pass') as c:
+            assert c.ping()
+        assert not (tmp_path / "password").exists()

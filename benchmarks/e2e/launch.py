@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from contract.market import DEFAULT_MARKETS, Market
+from streamex.config import display_url
 from streamex.redis_server import free_port
 
 START_TIMEOUT_S = 60.0
@@ -67,7 +68,7 @@ class LocalExchange:
 
     def start(self) -> Endpoints:
         from contract.settings import Account, Config, GatewayConfig, LimitsConfig, MarketDataConfig
-        from streamex.config import dump_config
+        from streamex.config import dump_config, with_password
 
         accounts = tuple(Account(f"bench{i}", f"bench{i}-{secrets.token_hex(8)}",
                                  secrets.token_hex(24)) for i in (1, 2))
@@ -80,16 +81,17 @@ class LocalExchange:
                                 account_rate=float(BENCH_LIMIT), account_burst=BENCH_LIMIT,
                                 max_backlog=BENCH_LIMIT),
         )
-        config_path = self.workdir / "bench.toml"
-        config_path.write_text(dump_config(config))
-        config_path.chmod(0o600)
         log = self.log_path.open("w")
+        # The configuration (with the accounts' secrets) goes on stdin: no file holds it.
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "streamex", "up", "--config", str(config_path),
+            [sys.executable, "-m", "streamex", "up", "--config", "-",
              "--gateway-port", str(gw_port), "--marketdata-port", str(md_port)],
-            stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL, text=True,
+            stdout=subprocess.PIPE, stderr=log, stdin=subprocess.PIPE, text=True,
         )
         log.close()
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(dump_config(config))
+        self.proc.stdin.close()
         threading.Thread(target=self._pump, args=(self.proc,), daemon=True).start()
         banner = self._banner()
         if "streamex is up" not in (line.strip() for line in banner):
@@ -98,9 +100,14 @@ class LocalExchange:
                                + self.log_tail())
         match = next((m for m in (re.match(r"\s*redis\s+((?:redis|unix)://\S+)", line)
                                   for line in banner) if m), None)
+        auth = next((m for m in (re.match(r"\s*redis-cli\s+REDISCLI_AUTH=(\S+) ", line)
+                                 for line in banner) if m), None)
+        redis_url = match.group(1) if match else None
+        if redis_url is not None and auth is not None:
+            redis_url = with_password(redis_url, auth.group(1))
         return Endpoints(f"ws://127.0.0.1:{gw_port}/", f"ws://127.0.0.1:{md_port}/",
-                         tuple((a.api_key, a.secret) for a in accounts),
-                         match.group(1) if match else None, self.proc.pid)
+                         tuple((a.api_key, a.secret) for a in accounts), redis_url,
+                         self.proc.pid)
 
     def _pump(self, proc: subprocess.Popen[str]) -> None:
         assert proc.stdout is not None
@@ -157,8 +164,9 @@ def exchange(args: argparse.Namespace) -> Iterator[Endpoints]:
     with tempfile.TemporaryDirectory(prefix="streamex-bench-") as tmp:
         local = LocalExchange(args.markets, Path(tmp))
         endpoints = local.start()
-        print(f"started the exchange: {endpoints.url} {endpoints.md_url} "
-              f"redis {endpoints.redis_url}", file=sys.stderr)
+        print(f"started the exchange: {endpoints.url} {endpoints.md_url} redis "
+              f"{display_url(endpoints.redis_url) if endpoints.redis_url else None}",
+              file=sys.stderr)
         try:
             yield endpoints
         finally:
