@@ -1,4 +1,8 @@
-"""Shared fixtures: a real Redis server per test (no mocks across processes)."""
+"""Shared fixtures: a real Redis server per test (no mocks across processes).
+
+Timeouts: ``tests/timing.py`` scales every wait by ``STREAMEX_TEST_TIMEOUT_SCALE``;
+pytest's per-test timeout (``pyproject.toml``) is scaled here by the same factor.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +10,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from timing import SCALE
 
 from streamex.redis_server import RedisServer
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if SCALE != 1 and config.getoption("timeout", None) is None:
+        config.option.timeout = float(config.getini("timeout") or 0) * SCALE
 
 
 @pytest.fixture

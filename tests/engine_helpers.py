@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import msgspec
 import redis
 from streamex_process import StreamexProcess
+from timing import TIMEOUT_S
 
 from contract import keys
 from contract.commands import Command, encode_command
@@ -22,7 +22,6 @@ from matching.book import OrderBook
 from matching.snapshot import take_snapshot
 
 REPO = Path(__file__).resolve().parent.parent
-TIMEOUT_S = 15.0
 
 
 def write_config(directory: Path, **engine: int | float) -> Path:
@@ -31,16 +30,6 @@ def write_config(directory: Path, **engine: int | float) -> Path:
     path = directory / "streamex.toml"
     path.write_text("\n".join(lines) + "\n")
     return path
-
-
-def wait_until(predicate: Callable[[], bool], timeout_s: float = TIMEOUT_S,
-               what: str = "condition", poll_s: float = 0.01) -> None:
-    """Poll ``predicate`` every ``poll_s``; fail the test after ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-        time.sleep(poll_s)
 
 
 class EngineProcess(StreamexProcess):

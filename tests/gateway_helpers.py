@@ -14,6 +14,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from msgspec.structs import replace
 from streamex_process import StreamexProcess
+from timing import TIMEOUT_S
 from websockets.asyncio.client import ClientConnection, connect
 
 from contract.keys import lease_key
@@ -23,7 +24,6 @@ from streamex.client import ExecutionReport, OrderClient
 from streamex.config import dump_config
 
 REPO = Path(__file__).resolve().parent.parent
-TIMEOUT_S = 10.0
 
 ALICE = Account("alice", "alice-key", "alice-secret-0123456789")
 BOB = Account("bob", "bob-key", "bob-secret-0123456789")

@@ -17,6 +17,7 @@ from typing import Any
 
 import redis
 from streamex_process import StreamexProcess
+from timing import TIMEOUT_S
 from websockets.asyncio.client import ClientConnection
 
 from contract import keys
@@ -27,7 +28,6 @@ from contract.streams import IN_FIELD, events_of
 from matching.book import OrderBook
 
 REPO = Path(__file__).resolve().parent.parent
-TIMEOUT_S = 15.0
 ACCOUNTS = ("a1", "a2", "a3", "a4", "a5")
 
 
@@ -186,14 +186,6 @@ def engine_seq(client: redis.Redis, symbol: str) -> int:
     if not last:
         return 0
     return events_of(last[0][1])[-1].seq  # type: ignore[index]
-
-
-def wait_until(predicate: Any, timeout_s: float = TIMEOUT_S, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-        time.sleep(0.01)
 
 
 # -- the checking client -------------------------------------------------------------

@@ -17,8 +17,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, TypeVar
 
+from timing import TIMEOUT_S
+
 REPO = Path(__file__).resolve().parent.parent
-TIMEOUT_S = 15.0
 
 P = TypeVar("P", bound="StreamexProcess")
 

@@ -22,13 +22,13 @@ from engine_helpers import (
     reference_run,
     same_book,
     stored_snapshot,
-    wait_until,
     write_config,
     xadd_commands,
 )
 from hiredis import pack_command
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from timing import wait_until
 
 from benchmarks.flow import realistic_flow
 from contract import keys

@@ -34,8 +34,8 @@ from marketdata_helpers import (
     Flow,
     Replay,
     engine_seq,
-    wait_until,
 )
+from timing import wait_until, wait_until_async
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
@@ -283,7 +283,9 @@ async def test_feeds_side_by_side_agree_and_a_killed_one_resyncs(
                             and m["seq"] > flow_seq(flow, 600), "progress on feed 2")
     feeds[2].kill()  # kill -9, mid-flow
     driving = asyncio.create_task(drive(stack, flow, 1200, 2400, seed=2))
-    await asyncio.sleep(0.2)
+    # The feed restarts mid-flow: once the engine applied some of the second half.
+    await wait_until_async(lambda: engine_seq(stack.client, SYMBOL) > flow_seq(flow, 1300),
+                           what="the second half under way")
     restarted = stack.feed()
     late = await open_collector(restarted.url, collectors)
     await late.send(1, "subscribe", {"channel": "book", "symbol": SYMBOL, "depth": 25})

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 import pytest
 import redis.asyncio as aioredis
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from timing import scaled, wait_until_async
 
 from contract.streams import events_of, field_of
 from redisio.tail import Entry, StreamTail
@@ -57,12 +58,12 @@ async def test_a_blocked_read_returns_as_soon_as_an_entry_is_added(
     writer = aioredis.Redis.from_url(redis_url)
     try:
         read = asyncio.create_task(tail.read({A: last}, 5000))
-        await asyncio.sleep(0.05)
+        await blocked_in_xread(writer)
         assert not read.done()
         started = time.monotonic()
         added = await writer.xadd(A, {b"e": b"y"})
-        reply = await asyncio.wait_for(read, 2.0)
-        assert time.monotonic() - started < 1.0
+        reply = await asyncio.wait_for(read, scaled(2.0))
+        assert time.monotonic() - started < scaled(1.0)  # woken by the entry, not the BLOCK
         assert plain(reply) == {A: [(added, [b"e", b"y"])]}
     finally:
         await tail.close()
@@ -76,7 +77,7 @@ async def test_a_cancelled_read_does_not_hand_its_reply_to_the_next_one(
     writer = aioredis.Redis.from_url(redis_url)
     try:
         read = asyncio.create_task(tail.read({A: first}, 5000))
-        await asyncio.sleep(0.05)
+        await blocked_in_xread(writer)
         read.cancel()
         with pytest.raises(asyncio.CancelledError):
             await read
@@ -102,7 +103,7 @@ async def test_a_hung_redis_times_out_and_the_next_read_reconnects(
             started = time.monotonic()
             with pytest.raises(RedisTimeoutError):
                 await tail.read({A: last}, 100)
-            assert 0.3 <= time.monotonic() - started < 2.0
+            assert 0.3 <= time.monotonic() - started < scaled(2.0)
         finally:
             os.kill(pid, signal.SIGCONT)
         added = await client.xadd(A, {b"e": b"2"})
@@ -110,6 +111,14 @@ async def test_a_hung_redis_times_out_and_the_next_read_reconnects(
         assert plain(reply) == {A: [(added, [b"e", b"2"])]}
     finally:
         await tail.close()
+
+
+async def blocked_in_xread(client: aioredis.Redis) -> None:
+    """Wait until the server has a client blocked in XREAD (the tail's read arrived)."""
+    async def blocked() -> bool:
+        return any(c.get("cmd") == "xread" and "b" in c.get("flags", "")
+                   for c in await client.client_list())
+    await wait_until_async(blocked, what="a client blocked in XREAD")
 
 
 def test_fields_are_read_from_flat_lists_and_mappings() -> None:
