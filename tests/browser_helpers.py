@@ -15,6 +15,7 @@ import json
 import os
 import queue
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -27,11 +28,13 @@ from pathlib import Path
 from typing import Any, Self
 
 import pytest
+from timing import scaled
 from websockets.sync.client import ClientConnection, connect
 from websockets.sync.server import Server, ServerConnection, serve
 
 from contract.signing import sign
 from marketdata.http_static import process_request
+from streamex.up import DEMO_ACCOUNTS
 
 CHROMIUM_PATH = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -45,7 +48,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 REPO_ROOT = Path(__file__).resolve().parent.parent
-STARTUP_TIMEOUT_S = 40.0
+STARTUP_TIMEOUT_S = scaled(40.0)
 
 
 def require_chromium() -> str:
@@ -66,6 +69,17 @@ def free_port() -> int:
         return port
 
 
+def port_is_free(port: int) -> bool:
+    """Whether a listener could bind 127.0.0.1:``port`` now (as ``streamex up`` checks it)."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 def artifacts_dir(fallback: Path) -> Path:
     """``$STREAMEX_ARTIFACTS`` when set (CI keeps it), else ``fallback``."""
     path = Path(os.environ.get("STREAMEX_ARTIFACTS") or fallback)
@@ -76,7 +90,9 @@ def artifacts_dir(fallback: Path) -> Path:
 def wait_for(predicate: Callable[[], Any], timeout: float, what: str,
              detail: Callable[[], object] | None = None) -> Any:
     """Poll ``predicate`` every 20 ms until it returns a truthy value; fail after ``timeout``
-    (with ``detail()`` in the message, to show what was seen instead)."""
+    times the suite's scale (``tests/timing.py``), with ``detail()`` in the message to show
+    what was seen instead."""
+    timeout = scaled(timeout)
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
@@ -102,9 +118,32 @@ class Exchange:
     accounts: dict[str, tuple[str, str]]
     """account id -> (api_key, secret), parsed from the banner."""
     output: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=500))
+    data_dir: Path | None = None
+    drainer: threading.Thread | None = None
 
     def log_tail(self) -> str:
         return "".join(self.output)
+
+    def stop(self, kill: bool = False) -> None:
+        """Stop ``streamex up`` and wait for it: Ctrl-C (SIGINT, the services and engines
+        stop in order), or with ``kill`` a SIGKILL, as a crash would (its children get
+        SIGTERM by PDEATHSIG). Idempotent."""
+        proc = self.proc
+        if proc.poll() is None:
+            if kill:
+                proc.kill()
+            else:
+                proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if self.drainer is not None:
+            # The pipe closes once the last child holding it has gone.
+            self.drainer.join(timeout=30)
+        if proc.stdout is not None:
+            proc.stdout.close()
 
 
 _ACCOUNT_LINE = re.compile(r"^\s+(\S+): api_key=(\S+) secret=(\S+)\s*$")
@@ -112,12 +151,21 @@ _ACCOUNT_LINE = re.compile(r"^\s+(\S+): api_key=(\S+) secret=(\S+)\s*$")
 
 @contextlib.contextmanager
 def running_exchange(data_dir: Path) -> Iterator[Exchange]:
-    """Start ``streamex up`` on free ports, wait for its banner, stop it afterwards.
+    """Start ``streamex up`` on free ports, wait for its banner, stop it afterwards."""
+    exchange = start_exchange(data_dir, free_port(), free_port())
+    try:
+        yield exchange
+    finally:
+        exchange.stop()
+
+
+def start_exchange(data_dir: Path, gw_port: int, md_port: int) -> Exchange:
+    """Start ``streamex up`` on these ports with ``data_dir`` and wait for its banner.
 
     Its output is drained by a thread for the whole run (the children share
-    the pipe); the last lines are kept for failure messages.
+    the pipe); the last lines are kept for failure messages. The caller stops
+    it (:meth:`Exchange.stop`); a start that fails stops it here.
     """
-    gw_port, md_port = free_port(), free_port()
     argv = [sys.executable, "-m", "streamex", "up", "--gateway-port", str(gw_port),
             "--marketdata-port", str(md_port), "--data-dir", str(data_dir)]
     proc = subprocess.Popen(argv, cwd=REPO_ROOT, stdout=subprocess.PIPE,
@@ -134,6 +182,8 @@ def running_exchange(data_dir: Path) -> Iterator[Exchange]:
 
     drainer = threading.Thread(target=drain, daemon=True, name="streamex-up-output")
     drainer.start()
+    exchange = Exchange(proc, f"ws://127.0.0.1:{gw_port}/", f"ws://127.0.0.1:{md_port}/",
+                        f"http://127.0.0.1:{md_port}/", {}, output, data_dir, drainer)
     try:
         banner: list[str] = []
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
@@ -151,20 +201,70 @@ def running_exchange(data_dir: Path) -> Iterator[Exchange]:
         accounts = {m[1]: (m[2], m[3]) for line in banner if (m := _ACCOUNT_LINE.match(line))}
         if len(accounts) < 2:
             raise AssertionError("no demo accounts in the banner:\n" + text)
-        exchange = Exchange(proc, f"ws://127.0.0.1:{gw_port}/", f"ws://127.0.0.1:{md_port}/",
-                            f"http://127.0.0.1:{md_port}/", accounts, output)
-        yield exchange
+    except BaseException:
+        exchange.stop()
+        raise
+    exchange.accounts.update(accounts)
+    return exchange
+
+
+class RestartableExchange:
+    """One ``streamex up`` at a time on two fixed ports, so that a test can stop the
+    exchange and start it again where the page and its clients expect it.
+
+    :meth:`start` with the data directory of the previous run restarts the same
+    exchange (its book and orders come back from the AOF); with a new directory
+    it starts a fresh, empty one, by default with the previous run's demo
+    accounts (so a page that was logged on can log on again).
+    """
+
+    def __init__(self, data_dir: Path) -> None:
+        self.gateway_port, self.marketdata_port = free_port(), free_port()
+        while self.marketdata_port == self.gateway_port:
+            self.marketdata_port = free_port()
+        self.data_dir = data_dir
+        self.current: Exchange | None = None
+
+    @property
+    def exchange(self) -> Exchange:
+        assert self.current is not None, "the exchange is not running"
+        return self.current
+
+    def start(self, data_dir: Path | None = None, keep_accounts: bool = True) -> Exchange:
+        """Start ``streamex up`` (after :meth:`stop`) with ``data_dir`` (default: the last)."""
+        assert self.current is None, "stop the running exchange first"
+        if data_dir is not None and data_dir != self.data_dir:
+            data_dir.mkdir(parents=True, exist_ok=True)
+            saved = self.data_dir / DEMO_ACCOUNTS
+            if keep_accounts and saved.exists() and not (data_dir / DEMO_ACCOUNTS).exists():
+                shutil.copy2(saved, data_dir / DEMO_ACCOUNTS)
+            self.data_dir = data_dir
+        ports = (self.gateway_port, self.marketdata_port)
+        wait_for(lambda: all(port_is_free(p) for p in ports), 30,
+                 f"ports {ports} to be free for the exchange")
+        self.current = start_exchange(self.data_dir, *ports)
+        return self.current
+
+    def stop(self, kill: bool = False) -> None:
+        """Stop the running exchange (see :meth:`Exchange.stop`) and wait for its ports."""
+        if self.current is None:
+            return
+        self.current.stop(kill)
+        self.current = None
+        ports = (self.gateway_port, self.marketdata_port)
+        wait_for(lambda: all(port_is_free(p) for p in ports), 30,
+                 f"ports {ports} to be released by the stopped exchange")
+
+
+@contextlib.contextmanager
+def restartable_exchange(data_dir: Path) -> Iterator[RestartableExchange]:
+    """A :class:`RestartableExchange`, started with ``data_dir``; stopped at the end."""
+    control = RestartableExchange(data_dir)
+    control.start()
+    try:
+        yield control
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        drainer.join(timeout=10)
-        if proc.stdout is not None:
-            proc.stdout.close()
+        control.stop()
 
 
 # -- protocol clients -------------------------------------------------------------------

@@ -44,9 +44,11 @@ from browser_helpers import (
     artifacts_dir,
     free_port,
     require_chromium,
+    restartable_exchange,
     running_exchange,
     wait_for,
 )
+from timing import scaled
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.sync.client import connect
 
@@ -157,7 +159,7 @@ class PageWatch:
     def __init__(self, browser: Any) -> None:
         self.context = browser.new_context(viewport={"width": 1400, "height": 900})
         self.page = self.context.new_page()
-        self.page.set_default_timeout(10_000)
+        self.page.set_default_timeout(scaled(10_000))
         self.errors: list[str] = []
         self.sent_frames: list[str] = []
         self.page.on("console", self._console)
@@ -676,3 +678,372 @@ def test_screenshot_of_a_busy_page(watch: PageWatch, exchange: Exchange,
     assert page_state(watch) == "live"
     assert watch.errors == []
 
+
+
+# -- connections down and up, amend, cancel all, the Fill column ---------------------------
+
+
+def exec_fills(watch: PageWatch, order_id: str, exec_type: str) -> list[str]:
+    """The Fill column (found by its header) of the order's execution rows of ``exec_type``."""
+    fills: list[str] = watch.page.evaluate("""([orderId, execType]) => {
+        const heads = [...document.querySelectorAll("#exec-log thead th")]
+          .map((th) => th.textContent.trim());
+        const col = heads.indexOf("Fill");
+        if (col < 0) throw new Error("no Fill column");
+        return [...document.querySelectorAll(
+            `[data-testid=exec-row][data-order-id="${orderId}"][data-exec-type="${execType}"]`)]
+          .map((r) => r.cells[col].textContent);
+    }""", [order_id, exec_type])
+    return fills
+
+
+def greyed(watch: PageWatch, selector: str) -> bool:
+    """Whether ``selector`` is drawn greyed out: its opacity with its ancestors' at most 0.6,
+    or a grayscale filter on it or an ancestor (what the eye sees, not a class name)."""
+    result: bool = watch.page.evaluate("""(selector) => {
+        let node = document.querySelector(selector);
+        if (!node) throw new Error(`no ${selector}`);
+        let opacity = 1;
+        let grey = false;
+        for (; node && node.nodeType === 1; node = node.parentElement) {
+            const style = getComputedStyle(node);
+            opacity *= Number(style.opacity);
+            if (style.filter.includes("grayscale")) grey = true;
+        }
+        return opacity <= 0.6 || grey;
+    }""", selector)
+    return result
+
+
+def enabled(watch: PageWatch, selector: str) -> list[bool]:
+    """For every element matching ``selector``: whether it is enabled."""
+    states: list[bool] = watch.page.eval_on_selector_all(
+        selector, "nodes => nodes.map((n) => !n.disabled)")
+    return states
+
+
+def page_place(watch: PageWatch, side: str, qty: str, price: str) -> str:
+    """Place a GTC limit order from the ticket; wait for its open-order row; its order id."""
+    watch.page.check(f"#side-{side}")
+    watch.page.select_option("#order-type", "limit")
+    watch.page.fill("#order-qty", qty)
+    watch.page.fill("#order-price", price)
+    watch.page.click("#place-btn")
+    row = watch.page.wait_for_selector(
+        f"[data-testid=open-order-row][data-side={side}][data-price='{price}'][data-qty='{qty}']")
+    order_id = row.get_attribute("data-order-id")
+    assert order_id and watch.page.get_attribute("#order-result", "data-order-id") == order_id
+    return order_id
+
+
+def tape_rows(watch: PageWatch) -> list[list[Any]]:
+    rows: list[list[Any]] = watch.page.eval_on_selector_all(
+        "[data-testid=trade-row]",
+        "rows => rows.map(r => [Number(r.dataset.tradeId), r.dataset.price, r.dataset.qty])")
+    return rows
+
+
+def sent_requests(watch: PageWatch, method: str) -> list[dict[str, Any]]:
+    """The page's websocket requests with ``method``, in the order they were sent."""
+    frames = [json.loads(f) for f in watch.sent_frames if f.startswith("{")]
+    return [f for f in frames if f.get("method") == method]
+
+
+def drop_refused_connects(watch: PageWatch) -> list[str]:
+    """Remove (and return) Chromium's console errors for websocket connects refused while
+    the exchange was down: the page's reconnect attempts, expected here."""
+    refused = [e for e in watch.errors if "ERR_CONNECTION_REFUSED" in e]
+    watch.errors[:] = [e for e in watch.errors if e not in refused]
+    return refused
+
+
+@pytest.mark.browser
+def test_exchange_down_is_shown_and_a_restarted_exchange_is_rebuilt_from_scratch(
+        watch: PageWatch, tmp_path: Path) -> None:
+    """The exchange stops: the page says which connections are down and that it is
+    reconnecting, greys the market data and open orders out, and refuses order entry.
+    A fresh exchange comes up on the same ports: the page is live again with nothing
+    of the old one (open order, last price, tape) and the new exchange's book."""
+    symbol = "BTC-USD"
+    with restartable_exchange(tmp_path / "first") as control:
+        first = control.exchange
+        open_page(watch, first, symbol)
+        log_on(watch, first, "demo1")
+        assert watch.page.is_hidden("#conn-banner")
+        order_id = page_place(watch, "buy", "0.5000", "30000.00")
+        with OrderSession(first.gateway_url, *first.accounts["demo2"]) as other:
+            other.place(symbol, "sell", "0.2000", "30000.00")
+            other.place(symbol, "sell", "1.0000", "30100.00")
+        wait_for(lambda: [(r["orderId"], r["leaves"]) for r in open_order_rows(watch)]
+                 == [(order_id, "0.3000")], 10, "the page's order partly filled",
+                 lambda: open_order_rows(watch))
+        wait_for(lambda: len(tape_rows(watch)) == 1, 10, "the trade on the tape")
+        wait_for(lambda: watch.page.text_content("#ticker-last") == "30000.00", 10,
+                 "the last price")
+        wait_for(lambda: ladder_row(watch, "ask", "30100.00") is not None, 10, "the ask")
+        assert all(enabled(watch, "#place-btn, #cancel-all-btn, "
+                                  "[data-testid=open-order-row] button"))
+        assert not greyed(watch, "#ladder") and not greyed(watch, "#ticker")
+
+        # Down: both connections said to be down and reconnecting, data greyed, no order entry.
+        control.stop()
+        watch.page.wait_for_selector("#conn-banner[data-feed=down][data-orders=down]",
+                                     state="visible")
+        wait_for(lambda: page_state(watch) == "reconnecting"
+                 and watch.page.get_attribute("#gw-state", "data-state") == "reconnecting",
+                 10, "both clients reconnecting")
+        feed_line = str(watch.page.text_content("#conn-feed"))
+        orders_line = str(watch.page.text_content("#conn-orders"))
+        assert "Market data feed connection is down" in feed_line and "reconnecting" in feed_line
+        assert "Order entry connection is down" in orders_line and "reconnecting" in orders_line
+        assert watch.page.is_visible("#conn-feed") and watch.page.is_visible("#conn-orders")
+        for part in ("#ladder", "#ticker", "#tape", "#depth-chart", "#open-orders"):
+            assert greyed(watch, part), f"{part} is not greyed out while down"
+        buttons = enabled(watch, "#place-btn, #cancel-all-btn, #amend-btn, "
+                                 "[data-testid=open-order-row] button")
+        assert len(buttons) == 5 and not any(buttons), buttons
+        assert "down" in str(watch.page.text_content("#ticket-hint"))
+        # No order goes out, not even by pressing Enter in the ticket.
+        watch.page.fill("#order-qty", "0.1000")
+        watch.page.press("#order-qty", "Enter")
+        path = artifacts_dir(tmp_path) / "web-page-down.png"
+        watch.page.screenshot(path=str(path), full_page=True)
+        assert len(sent_requests(watch, "order.place")) == 1
+
+        # A fresh exchange (new data, the same demo accounts) where the old one was.
+        second = control.start(tmp_path / "second")
+        assert second.accounts == first.accounts
+        wait_for(lambda: page_state(watch) == "live"
+                 and watch.page.get_attribute("#gw-state", "data-state") == "logged_on",
+                 30, "the page live and logged on again",
+                 lambda: (page_state(watch), watch.page.text_content("#gw-state")))
+        watch.page.wait_for_selector("#conn-banner", state="hidden")
+        wait_for(lambda: open_order_rows(watch) == [], 10, "the old open order to go",
+                 lambda: open_order_rows(watch))
+        wait_for(lambda: tape_rows(watch) == [], 10, "the old trade to leave the tape",
+                 lambda: tape_rows(watch))
+        wait_for(lambda: watch.page.text_content("#ticker-last") == "–", 10,
+                 "the old last price to go", lambda: watch.page.text_content("#ticker-last"))
+        for part in ("#ladder", "#ticker", "#tape", "#open-orders"):
+            assert not greyed(watch, part), f"{part} still greyed out when live"
+
+        # The new exchange's book and trades, and order entry working again.
+        feed = FeedBook(second.marketdata_url, symbol)
+        try:
+            with OrderSession(second.gateway_url, *second.accounts["demo2"]) as other:
+                other.place(symbol, "buy", "0.1000", "29000.00")
+                other.place(symbol, "sell", "0.2000", "31000.00")
+            wait_for(lambda: page_matches_feed(watch, feed), 10,
+                     "the page's ladder to equal the new exchange's book",
+                     lambda: page_vs_feed(watch, feed))
+            assert all(enabled(watch, "#place-btn, #cancel-all-btn"))
+            watch.page.check("#side-buy")
+            watch.page.fill("#order-qty", "0.0500")
+            watch.page.fill("#order-price", "31000.00")
+            watch.page.click("#place-btn")  # takes from demo2's ask: the new exchange's trade 1
+            wait_for(lambda: (feed.pump(0.05), len(feed.trades) == 1)[1], 10, "the new trade")
+            expected = [[t["trade_id"], t["price"], t["qty"]] for t in feed.trades]
+            wait_for(lambda: tape_rows(watch) == expected, 10,
+                     "the tape to list the new exchange's trade",
+                     lambda: (tape_rows(watch), expected))
+            wait_for(lambda: watch.page.text_content("#ticker-last") == "31000.00", 10,
+                     "the new last price")
+            kept = page_place(watch, "buy", "0.1000", "28000.00")
+            wait_for(lambda: page_matches_feed(watch, feed), 10,
+                     "the page's ladder to equal the new exchange's book",
+                     lambda: page_vs_feed(watch, feed))
+        finally:
+            feed.close()
+        with OrderSession(second.gateway_url, *second.accounts["demo1"]) as mine:
+            open_ids = [o["order_id"] for o in mine.result("orders.open", {})["orders"]]
+        assert open_ids == [kept]
+        assert [r["orderId"] for r in open_order_rows(watch)] == [kept]
+    assert drop_refused_connects(watch), "no reconnect attempts were refused while down"
+    assert watch.errors == []
+
+
+@pytest.mark.browser
+def test_a_restarted_exchange_with_other_accounts_leaves_no_stale_orders(
+        watch: PageWatch, tmp_path: Path) -> None:
+    """The exchange comes back fresh with other demo accounts: the page cannot log on
+    again, so it shows no open orders (no Cancel buttons for orders that do not exist),
+    says it is logged off and why, and keeps order entry off; the feed is rebuilt."""
+    symbol = "ETH-USD"
+    with restartable_exchange(tmp_path / "first") as control:
+        first = control.exchange
+        open_page(watch, first, symbol)
+        log_on(watch, first, "demo1")
+        order_id = page_place(watch, "sell", "1.000", "75.00")
+        control.stop()
+        watch.page.wait_for_selector("#conn-banner[data-orders=down]", state="visible")
+        assert [r["orderId"] for r in open_order_rows(watch)] == [order_id]
+
+        second = control.start(tmp_path / "second", keep_accounts=False)
+        assert second.accounts["demo1"] != first.accounts["demo1"]
+        wait_for(lambda: page_state(watch) == "live"
+                 and watch.page.get_attribute("#gw-state", "data-state") == "disconnected",
+                 30, "the feed live again and the logon refused",
+                 lambda: (page_state(watch), watch.page.text_content("#gw-state")))
+        watch.page.wait_for_selector("[data-testid=error-item][data-code=UNAUTHENTICATED]")
+        assert "logon failed" in str(watch.page.text_content("#gw-state"))
+        wait_for(lambda: open_order_rows(watch) == [], 10, "no stale open orders",
+                 lambda: open_order_rows(watch))
+        assert watch.page.query_selector_all("[data-testid=cancel-order]") == []
+        watch.page.wait_for_selector("#conn-banner", state="hidden")
+        assert not any(enabled(watch, "#place-btn, #cancel-all-btn, #amend-btn"))
+        assert "log on" in str(watch.page.text_content("#ticket-hint"))
+        feed = FeedBook(second.marketdata_url, symbol)
+        try:
+            wait_for(lambda: page_matches_feed(watch, feed), 10,
+                     "the page's ladder to equal the new exchange's (empty) book",
+                     lambda: page_vs_feed(watch, feed))
+        finally:
+            feed.close()
+        assert watch.page.text_content("#ticker-last") == "–"
+
+        # Logging on with the new keys works.
+        log_on(watch, second, "demo1")
+        assert all(enabled(watch, "#place-btn, #cancel-all-btn"))
+        assert open_order_rows(watch) == []
+    drop_refused_connects(watch)
+    assert watch.errors == []
+
+
+@pytest.mark.browser
+def test_amend_from_the_page_changes_the_order(watch: PageWatch, exchange: Exchange) -> None:
+    symbol = "ETH-USD"
+    open_page(watch, exchange, symbol)
+    log_on(watch, exchange, "demo1")
+    order_id = page_place(watch, "buy", "1.000", "41.00")
+    wait_for(lambda: ladder_row(watch, "bid", "41.00") == {"qty": "1.000", "mine": "1.000"},
+             10, "the order in the ladder")
+
+    # A new price and a new total quantity.
+    watch.page.click(f"[data-testid=amend-order][data-order-id='{order_id}']")
+    watch.page.wait_for_selector("#amend-form", state="visible")
+    assert order_id in str(watch.page.text_content("#amend-order"))
+    assert (watch.page.input_value("#amend-price"), watch.page.input_value("#amend-qty")) == (
+        "41.00", "1.000")
+    watch.page.fill("#amend-price", "41.50")
+    watch.page.fill("#amend-qty", "2.500")
+    watch.page.click("#amend-btn")
+    watch.page.wait_for_selector(
+        f"[data-testid=exec-row][data-order-id='{order_id}'][data-exec-type=replaced]")
+    watch.page.wait_for_selector(
+        f"[data-testid=open-order-row][data-order-id='{order_id}'][data-price='41.50']"
+        "[data-qty='2.500'][data-leaves='2.500']")
+    assert len(open_order_rows(watch)) == len({r["orderId"] for r in open_order_rows(watch)})
+    result = str(watch.page.text_content("#orders-result"))
+    assert order_id in result and "received" in result
+    assert watch.page.is_hidden("#orders-error")
+    wait_for(lambda: ladder_row(watch, "bid", "41.50") == {"qty": "2.500", "mine": "2.500"}
+             and ladder_row(watch, "bid", "41.00") is None, 10, "the ladder to move the order")
+    (amend,) = sent_requests(watch, "order.amend")
+    assert amend["params"] == {"symbol": symbol, "order_id": order_id, "price": "41.50",
+                               "qty": "2.500"}
+    with OrderSession(exchange.gateway_url, *exchange.accounts["demo1"]) as mine:
+        (report,) = [o for o in mine.result("orders.open", {"symbol": symbol})["orders"]
+                     if o["order_id"] == order_id]
+    assert (report["price"], report["qty"], report["leaves_qty"]) == ("41.50", "2.500", "2.500")
+
+    # Only the quantity, smaller: only qty is sent.
+    watch.page.click(f"[data-testid=amend-order][data-order-id='{order_id}']")
+    watch.page.fill("#amend-qty", "1.200")
+    watch.page.click("#amend-btn")
+    watch.page.wait_for_selector(
+        f"[data-testid=open-order-row][data-order-id='{order_id}'][data-price='41.50']"
+        "[data-qty='1.200']")
+    assert sent_requests(watch, "order.amend")[-1]["params"] == {
+        "symbol": symbol, "order_id": order_id, "qty": "1.200"}
+
+    # Refused amends are shown with their code, like refused orders; the order stays.
+    watch.page.click(f"[data-testid=amend-order][data-order-id='{order_id}']")
+    for price, qty, code in (("41.50", "abc", "INVALID_QTY"), ("41.505", "1.200", "INVALID_TICK"),
+                             ("41.50", "1.2005", "INVALID_LOT")):
+        watch.page.fill("#amend-price", price)
+        watch.page.fill("#amend-qty", qty)
+        watch.page.click("#amend-btn")
+        box = watch.page.wait_for_selector(f"#orders-error[data-code={code}]")
+        assert str(box.text_content()).startswith(f"{code}: ")
+        assert box.is_visible()
+        watch.page.wait_for_selector(f"[data-testid=error-item][data-code={code}]")
+    assert [(r["price"], r["qty"]) for r in open_order_rows(watch)
+            if r["orderId"] == order_id] == [("41.50", "1.200")]
+
+    watch.page.click(f"[data-testid=cancel-order][data-order-id='{order_id}']")
+    watch.page.wait_for_selector(f"[data-testid=open-order-row][data-order-id='{order_id}']",
+                                 state="detached")
+    watch.page.wait_for_selector("#amend-form", state="hidden")
+    assert watch.errors == []
+
+
+@pytest.mark.browser
+def test_cancel_all_from_the_page(watch: PageWatch, exchange: Exchange) -> None:
+    open_page(watch, exchange, "ETH-USD")
+    log_on(watch, exchange, "demo1")
+    with OrderSession(exchange.gateway_url, *exchange.accounts["demo1"]) as mine:
+        placed = {("ETH-USD", mine.place("ETH-USD", "sell", "0.700", "90.00")),
+                  ("BTC-USD", mine.place("BTC-USD", "buy", "0.0100", "20000.00")),
+                  ("BTC-USD", mine.place("BTC-USD", "sell", "0.0200", "45000.00"))}
+        placed.add(("ETH-USD", page_place(watch, "buy", "0.500", "30.00")))
+
+        def shown() -> set[tuple[str, str]]:
+            return {(r["symbol"], r["orderId"]) for r in open_order_rows(watch)}
+
+        def account_open() -> set[tuple[str, str]]:
+            return {(o["symbol"], o["order_id"])
+                    for o in mine.result("orders.open", {})["orders"]}
+
+        wait_for(lambda: placed <= shown(), 10, "the orders in the page", shown)
+        before = account_open()
+        assert shown() == before
+
+        # The selected market only.
+        watch.page.select_option("#cancel-all-scope", "market")
+        watch.page.click("#cancel-all-btn")
+        wait_for(lambda: not [s for s, _ in shown() if s == "ETH-USD"], 10,
+                 "the ETH-USD orders to go", shown)
+        assert "cancel all (ETH-USD) received" in str(watch.page.text_content("#orders-result"))
+        others = {o for o in before if o[0] != "ETH-USD"}
+        wait_for(lambda: account_open() == others, 10, "only the ETH-USD orders canceled",
+                 account_open)
+        assert shown() == others and len(others) >= 2
+        assert sent_requests(watch, "order.cancel_all")[-1]["params"] == {"symbol": "ETH-USD"}
+
+        # Every market.
+        watch.page.select_option("#cancel-all-scope", "all")
+        watch.page.click("#cancel-all-btn")
+        wait_for(lambda: shown() == set(), 10, "every open order to go", shown)
+        assert "cancel all (all markets) received" in str(
+            watch.page.text_content("#orders-result"))
+        assert account_open() == set()
+        assert sent_requests(watch, "order.cancel_all")[-1]["params"] == {}
+        for _, order_id in placed:
+            watch.page.wait_for_selector(f"[data-testid=exec-row][data-order-id='{order_id}']"
+                                         "[data-exec-type=canceled]")
+    assert watch.page.is_hidden("#orders-error")
+    assert watch.errors == []
+
+
+@pytest.mark.browser
+def test_fill_column_shows_only_trades(watch: PageWatch, exchange: Exchange) -> None:
+    symbol = "ETH-USD"
+    open_page(watch, exchange, symbol)
+    log_on(watch, exchange, "demo1")
+    order_id = page_place(watch, "sell", "1.000", "70.00")
+    watch.page.wait_for_selector(
+        f"[data-testid=exec-row][data-order-id='{order_id}'][data-exec-type=new]")
+    assert exec_fills(watch, order_id, "new") == [""]
+    with OrderSession(exchange.gateway_url, *exchange.accounts["demo2"]) as taker:
+        taker_id = taker.place(symbol, "buy", "0.400", "70.00")
+        fill = taker.report(taker_id, "trade")
+    assert (fill["last_qty"], fill["last_price"]) == ("0.400", "70.00")
+    watch.page.wait_for_selector(
+        f"[data-testid=exec-row][data-order-id='{order_id}'][data-exec-type=trade]")
+    assert exec_fills(watch, order_id, "trade") == ["0.400 @ 70.00"]
+    watch.page.click(f"[data-testid=cancel-order][data-order-id='{order_id}']")
+    watch.page.wait_for_selector(
+        f"[data-testid=exec-row][data-order-id='{order_id}'][data-exec-type=canceled]")
+    assert exec_fills(watch, order_id, "canceled") == [""]
+    assert exec_fills(watch, order_id, "new") == [""]
+    assert watch.errors == []

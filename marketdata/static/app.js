@@ -1,11 +1,13 @@
 // The trading page: wires the feed and gateway clients to the DOM.
 // Messages are applied as they arrive (feed.js, gateway.js); the DOM is
 // redrawn at most once per animation frame, only the parts that changed.
+// While either connection is down a banner says which one, the market data
+// is greyed out and order entry (place, amend, cancel, cancel all) is off.
 
 import { compareDecimal, decimalsOf, fromUnits, toUnits } from "./decimal.js";
 import { drawDepthChart } from "./depth_chart.js";
 import { FeedClient } from "./feed.js";
-import { GatewayClient } from "./gateway.js";
+import { GatewayClient, orderKey } from "./gateway.js";
 
 const LADDER_ROWS = 12;
 const $ = (id) => document.getElementById(id);
@@ -34,9 +36,12 @@ const gateway = new GatewayClient(onGatewayChange);
 function onGatewayChange(what) {
   if (what === "executions") {
     // An order rejected after "received" (e.g. POST_ONLY_WOULD_TAKE) shows in the ticket too.
+    // A refused cancel or amend shows next to the open orders, where it was asked for.
     const r = gateway.executions[0];
-    if (r && (r.exec_type === "rejected" || r.exec_type === "cancel_rejected")) {
+    if (r && r.exec_type === "rejected") {
       showOrderError({ code: r.reason || "REJECTED", detail: `${r.exec_type} order ${r.order_id}` });
+    } else if (r && r.exec_type === "cancel_rejected") {
+      showOrdersError({ code: r.reason || "REJECTED", detail: `${r.exec_type} order ${r.order_id}` });
     }
   }
   invalidate(what);
@@ -234,22 +239,96 @@ function renderStates() {
   $("logoff-btn").disabled = gateway.state === "disconnected";
 }
 
+// ---- connections: banner, greyed-out data, order entry on or off ------------------
+
+/** What is down and whether orders can be sent; `blocked` says why not. */
+function connectionState() {
+  const feedDown = feed.down;
+  const ordersDown = gateway.down;
+  const reasons = [];
+  if (feedDown) reasons.push("the market data feed is down");
+  if (ordersDown) reasons.push("the order entry connection is down");
+  if (!ordersDown && gateway.state !== "logged_on") reasons.push("log on to trade");
+  return { feedDown, ordersDown, canTrade: reasons.length === 0, blocked: reasons.join("; ") };
+}
+
+function describe(state, detail) {
+  return `${state}${detail ? ` (${detail})` : ""}`;
+}
+
+/** Cancels sent and not answered yet, by orderKey: their buttons stay disabled. */
+const pendingCancels = new Set();
+
+function renderConnection() {
+  const c = connectionState();
+  document.body.classList.toggle("feed-down", c.feedDown);
+  document.body.classList.toggle("orders-down", c.ordersDown);
+  const banner = $("conn-banner");
+  banner.hidden = !(c.feedDown || c.ordersDown);
+  banner.dataset.feed = c.feedDown ? "down" : "up";
+  banner.dataset.orders = c.ordersDown ? "down" : gateway.session ? "up" : "off";
+  const feedLine = $("conn-feed");
+  feedLine.hidden = !c.feedDown;
+  setText(feedLine, c.feedDown
+    ? `Market data feed connection is down: ${describe(feed.state, feed.stateDetail)}. `
+      + "The book, ticker and trades shown are stale." : "");
+  const ordersLine = $("conn-orders");
+  ordersLine.hidden = !c.ordersDown;
+  setText(ordersLine, c.ordersDown
+    ? `Order entry connection is down: ${describe(gateway.state, gateway.stateDetail)}. `
+      + "Order entry is paused; the open orders shown are the last known." : "");
+
+  const feedLive = feed.state === "live";
+  for (const id of ["ladder", "ticker", "tape", "depth-chart"]) {
+    $(id).dataset.stale = String(!feedLive);
+  }
+  $("open-orders").dataset.stale = String(c.ordersDown);
+
+  const place = $("place-btn");
+  place.disabled = !c.canTrade;
+  place.title = c.blocked ? `Cannot place orders: ${c.blocked}` : "";
+  setText($("ticket-hint"), c.blocked ? `Order entry off: ${c.blocked}.` : "");
+  $("cancel-all-btn").disabled = !c.canTrade;
+  $("amend-btn").disabled = !c.canTrade;
+  for (const button of $("open-orders-body").querySelectorAll("button")) {
+    button.disabled = !c.canTrade
+      || (button.classList.contains("cancel") && pendingCancels.has(button.dataset.key));
+  }
+}
+
 // ---- orders and executions -----------------------------------------------------
 
 function renderOpenOrders() {
   const orders = [...gateway.openOrders.values()].sort((a, b) =>
     a.symbol.localeCompare(b.symbol) || a.side.localeCompare(b.side)
     || (a.price && b.price ? compareDecimal(b.price, a.price) : 0));
+  const keys = new Set(orders.map((o) => orderKey(o.symbol, o.order_id)));
+  for (const key of pendingCancels) if (!keys.has(key)) pendingCancels.delete(key);
+  const form = $("amend-form");
+  if (!form.hidden && !keys.has(orderKey(form.dataset.symbol, form.dataset.orderId))) {
+    form.hidden = true; // the order is gone (filled, canceled, or the session was rebuilt)
+  }
   const rows = orders.map((o) => {
+    const key = orderKey(o.symbol, o.order_id);
+    const amend = el("button", {
+      type: "button", class: "amend", text: "Amend", "data-testid": "amend-order",
+      "data-order-id": o.order_id, "data-symbol": o.symbol, "data-key": key,
+      title: `Amend order ${o.order_id}`,
+    });
+    amend.addEventListener("click", () => openAmend(o));
     const cancel = el("button", {
       type: "button", class: "cancel", text: "Cancel", "data-testid": "cancel-order",
-      "data-order-id": o.order_id, title: `Cancel order ${o.order_id}`,
+      "data-order-id": o.order_id, "data-symbol": o.symbol, "data-key": key,
+      title: `Cancel order ${o.order_id}`,
     });
     cancel.addEventListener("click", () => {
       cancel.disabled = true;
+      pendingCancels.add(key);
+      clearOrdersError();
       gateway.cancel(o.symbol, o.order_id).catch((err) => {
-        cancel.disabled = false;
-        showOrderError(err);
+        pendingCancels.delete(key);
+        invalidate("orders");
+        showOrdersError(err);
       });
     });
     return el("tr", {
@@ -259,7 +338,7 @@ function renderOpenOrders() {
     }, [el("td", { text: o.symbol }), el("td", { class: "side", text: o.side }),
       el("td", { text: o.price ?? "market" }), el("td", { text: o.qty }),
       el("td", { text: o.cum_qty }), el("td", { text: o.tif }), el("td", { text: o.status }),
-      el("td", { class: "id", text: o.order_id }), el("td", {}, [cancel])]);
+      el("td", { class: "id", text: o.order_id }), el("td", { class: "actions" }, [amend, cancel])]);
   });
   $("open-orders-body").replaceChildren(...rows);
   setText($("open-count"), orders.length ? `(${orders.length})` : "");
@@ -267,13 +346,14 @@ function renderOpenOrders() {
 
 function renderExecutions() {
   const rows = gateway.executions.map((r) => {
-    const fill = r.exec_type === "trade" ? `${r.last_qty} @ ${r.last_price}` : `${r.qty} @ ${r.price ?? "market"}`;
+    // Only a trade fills anything; the other reports' qty/price are the order's, not a fill.
+    const fill = r.exec_type === "trade" ? `${r.last_qty} @ ${r.last_price}` : "";
     return el("tr", {
       class: `exec ${r.exec_type}`, "data-testid": "exec-row", "data-exec-type": r.exec_type,
       "data-order-id": r.order_id, "data-status": r.status,
     }, [el("td", { text: r.ts ? timeOf(r.ts) : "" }), el("td", { text: r.symbol }),
       el("td", { text: r.exec_type }), el("td", { class: "side", text: r.side }),
-      el("td", { text: fill }), el("td", { text: r.status }),
+      el("td", { class: "fill", text: fill }), el("td", { text: r.status }),
       el("td", { class: "reason", text: r.reason ?? "" }), el("td", { class: "id", text: r.order_id })]);
   });
   $("exec-log-body").replaceChildren(...rows);
@@ -317,6 +397,7 @@ function renderTicketLabels() {
   const m = feed.market();
   $("order-qty").placeholder = m ? `${m.base}, step ${m.lot_size}` : "";
   $("order-price").placeholder = m ? `${m.quote}, step ${m.tick_size}` : "";
+  setText($("cancel-all-market"), feed.symbol ? `${feed.symbol} only` : "Selected market");
 }
 
 $("market-select").addEventListener("change", (event) => {
@@ -341,6 +422,7 @@ function render() {
   if (what.has("trades")) renderTape();
   if (what.has("state")) renderStates();
   if (what.has("orders")) renderOpenOrders();
+  if (what.has("state") || what.has("orders")) renderConnection();
   if (what.has("executions")) renderExecutions();
   if (what.has("error")) renderErrors();
   renderStats();
@@ -362,6 +444,28 @@ function clearOrderError() {
   box.hidden = true;
   box.dataset.code = "";
   box.textContent = "";
+}
+
+/** Replies and errors of the open-orders actions (amend, cancel, cancel all). */
+function showOrdersError(err) {
+  const box = $("orders-error");
+  box.hidden = false;
+  box.dataset.code = err.code || "ERROR";
+  box.textContent = `${err.code || "ERROR"}: ${err.detail || err.message}`;
+}
+
+function clearOrdersError() {
+  const box = $("orders-error");
+  box.hidden = true;
+  box.dataset.code = "";
+  box.textContent = "";
+}
+
+function showOrdersResult(action, text, orderId = "") {
+  const result = $("orders-result");
+  result.textContent = text;
+  result.dataset.action = action;
+  result.dataset.orderId = orderId;
 }
 
 $("gateway-url").value = defaultGateway;
@@ -394,9 +498,17 @@ function syncTicketInputs() {
 $("order-type").addEventListener("change", syncTicketInputs);
 syncTicketInputs();
 
+/** Whether orders can be sent now; if not, `show` the reason (the buttons are off too). */
+function tradingOrSay(show) {
+  const c = connectionState();
+  if (!c.canTrade) show({ code: "DISCONNECTED", detail: `order entry is off: ${c.blocked}` });
+  return c.canTrade;
+}
+
 $("order-form").addEventListener("submit", async (event) => {
   event.preventDefault();
   clearOrderError();
+  if (!tradingOrSay(showOrderError)) return;
   const type = $("order-type").value;
   const params = {
     symbol: feed.symbol,
@@ -419,6 +531,86 @@ $("order-form").addEventListener("submit", async (event) => {
   } catch (err) {
     result.textContent = "";
     showOrderError(err);
+  }
+});
+
+// ---- amend and cancel all --------------------------------------------------------
+
+const PLAIN_DECIMAL = /^\d+(\.\d+)?$/;
+
+/** True when `text` is the same decimal as `value` (so not a change to send). */
+function sameDecimal(text, value) {
+  return value != null && PLAIN_DECIMAL.test(text) && compareDecimal(text, value) === 0;
+}
+
+function openAmend(o) {
+  const form = $("amend-form");
+  form.hidden = false;
+  form.dataset.symbol = o.symbol;
+  form.dataset.orderId = o.order_id;
+  setText($("amend-order"), `${o.side} ${o.symbol} ${o.qty} @ ${o.price ?? "market"} (${o.order_id})`);
+  const price = $("amend-price");
+  price.value = o.price ?? "";
+  price.disabled = o.price == null;
+  const qty = $("amend-qty");
+  qty.value = o.qty;
+  qty.title = `The new total quantity, the ${o.cum_qty} already filled included`;
+  clearOrdersError();
+  price.focus();
+}
+
+$("amend-close").addEventListener("click", () => {
+  $("amend-form").hidden = true;
+});
+
+$("amend-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  clearOrdersError();
+  if (!tradingOrSay(showOrdersError)) return;
+  const form = $("amend-form");
+  const { symbol, orderId } = form.dataset;
+  const order = gateway.openOrders.get(orderKey(symbol, orderId));
+  if (!order) {
+    showOrdersError({ code: "UNKNOWN_ORDER", detail: `order ${orderId} is not open` });
+    return;
+  }
+  const changes = {};
+  const price = $("amend-price").value.trim();
+  const qty = $("amend-qty").value.trim();
+  if (price !== "" && order.price != null && !sameDecimal(price, order.price)) changes.price = price;
+  if (qty !== "" && !sameDecimal(qty, order.qty)) changes.qty = qty;
+  if (changes.price === undefined && changes.qty === undefined) {
+    showOrdersError({ code: "NO_CHANGE", detail: "enter a new price or a new total quantity" });
+    return;
+  }
+  showOrdersResult("amend", "sending amend…", orderId);
+  try {
+    const reply = await gateway.amend(symbol, orderId, changes);
+    showOrdersResult("amend", `amend of order ${orderId} ${reply.status}`, orderId);
+    form.hidden = true;
+  } catch (err) {
+    showOrdersResult("amend", "", orderId);
+    showOrdersError(err);
+  }
+});
+
+$("cancel-all-btn").addEventListener("click", async () => {
+  clearOrdersError();
+  if (!tradingOrSay(showOrdersError)) return;
+  const all = $("cancel-all-scope").value === "all";
+  const symbol = all ? null : feed.symbol;
+  if (!all && !symbol) {
+    showOrdersError({ code: "UNKNOWN_SYMBOL", detail: "no market selected" });
+    return;
+  }
+  const scope = symbol || "all markets";
+  showOrdersResult("cancel_all", `cancel all (${scope}): sending…`);
+  try {
+    const reply = await gateway.cancelAll(symbol);
+    showOrdersResult("cancel_all", `cancel all (${scope}) ${reply.status}`);
+  } catch (err) {
+    showOrdersResult("cancel_all", "");
+    showOrdersError(err);
   }
 });
 

@@ -1,8 +1,11 @@
 // The market-data client: one websocket to the feed, the `markets` list,
 // book/trades/ticker subscriptions for the selected market, book
 // verification (prev_seq chain and checksum) with resubscription on any gap or
-// mismatch, and reconnection with backoff. No DOM: it calls `onChange(what)`
-// after every applied message and the page renders at most once per frame.
+// mismatch, and reconnection with backoff. While the socket is down `down` is
+// true and the book, trades and ticker are only the last known state; a new
+// connection starts them from scratch (fresh snapshots, an empty tape), since
+// the exchange may have restarted. No DOM: it calls `onChange(what)` after
+// every applied message and the page renders at most once per frame.
 
 import { backoffDelay } from "./backoff.js";
 import { L2Book } from "./book.js";
@@ -86,6 +89,11 @@ export class FeedClient {
     return this.markets.find((m) => m.symbol === this.symbol) || null;
   }
 
+  /** True while there is no open connection to the feed (connecting, reconnecting, closed). */
+  get down() {
+    return this.state !== "live" && this.state !== "resyncing";
+  }
+
   _params(channel, symbol) {
     return channel === "book" ? { channel, symbol, depth: BOOK_DEPTH } : { channel, symbol };
   }
@@ -124,7 +132,10 @@ export class FeedClient {
       this.lastMessageAt = Date.now();
       this.pending.clear();
       this._send("markets", {});
-      if (this.symbol) this._subscribeAll();
+      if (this.symbol) {
+        this._clearMarketData();
+        this._subscribeAll();
+      }
     };
     ws.onmessage = (event) => {
       if (ws !== this.ws) return;
@@ -147,7 +158,8 @@ export class FeedClient {
   _closed(ws, code, reason) {
     if (ws !== this.ws) return;
     this.ws = null;
-    if (this.book) this.book.seq = null;
+    // The book, trades and ticker stay as the last known state (the page greys them
+    // out); the next connection replaces them.
     if (this.stopped) return;
     this._setState("disconnected", `closed (${code}${reason ? `: ${reason}` : ""})`);
     this._scheduleReconnect();
@@ -162,6 +174,16 @@ export class FeedClient {
     this._timer = setTimeout(() => this._connect(), delay);
   }
 
+  /** Forget the market's trades and ticker (a new connection: whatever the feed says now). */
+  _clearMarketData() {
+    this.trades = [];
+    this.lastTradeId = null; // trade ids restart when the exchange does
+    this.lastTradeSeq = -1;
+    this.ticker = null;
+    this.onChange("trades");
+    this.onChange("ticker");
+  }
+
   _subscribeAll() {
     this.book = new L2Book(this.symbol, BOOK_DEPTH);
     this.resyncStartedAt = Date.now();
@@ -169,6 +191,7 @@ export class FeedClient {
     for (const channel of ["book", "trades", "ticker"]) {
       this._send("subscribe", this._params(channel, this.symbol));
     }
+    this.onChange("book");
   }
 
   /** The book is out of step: drop it and ask the feed for a fresh snapshot. */

@@ -2,8 +2,11 @@
 // page, request/reply by id, execution reports, and the account's open orders
 // (from `orders.open` after logon, then kept current by execution reports).
 // After a dropped connection it reconnects with backoff and logs on again
-// with the in-memory signer. No DOM: `onChange(what)` is called with
-// "state", "orders", "executions" or "error".
+// with the in-memory signer; the open orders are then rebuilt from scratch
+// (`orders.open`), since the exchange may have restarted without them. While
+// the session is down `down` is true and `openOrders` is only the last known
+// state. No DOM: `onChange(what)` is called with "state", "orders",
+// "executions" or "error".
 
 import { backoffDelay } from "./backoff.js";
 import { logonParams, makeSigner } from "./hmac.js";
@@ -11,6 +14,11 @@ import { logonParams, makeSigner } from "./hmac.js";
 export const EXEC_LOG_LENGTH = 200;
 const OPEN_STATUSES = new Set(["new", "partially_filled"]);
 const REQUEST_TIMEOUT_MS = 10000;
+
+/** The key of an order in `openOrders`: order ids are unique only within a market. */
+export function orderKey(symbol, orderId) {
+  return `${symbol} ${orderId}`;
+}
 
 export class GatewayError extends Error {
   constructor(code, message, method) {
@@ -32,7 +40,10 @@ export class GatewayClient {
     this.apiKey = null;
     this.cancelOnDisconnect = false;
     this._sign = null; // closure holding the secret; null when logged off
-    this.openOrders = new Map(); // order_id -> latest report
+    // True from a successful logon until logoff (or a reconnect that cannot log on):
+    // the user expects a live session, so any other state means it is down.
+    this.session = false;
+    this.openOrders = new Map(); // orderKey(symbol, order_id) -> latest report
     this.executions = []; // newest first
     this.errors = []; // newest first: {code, message, method, ts}
     this.nextId = 1;
@@ -54,9 +65,15 @@ export class GatewayClient {
     return this._connectAndLogon(true);
   }
 
+  /** True while a session the user logged on is not up (dropped, reconnecting, logging on). */
+  get down() {
+    return this.session && this.state !== "logged_on";
+  }
+
   /** Close the session and forget the credentials. */
   logoff() {
     clearTimeout(this._timer);
+    this.session = false;
     this._sign = null;
     this.apiKey = null;
     this.account = null;
@@ -75,6 +92,19 @@ export class GatewayClient {
 
   cancel(symbol, orderId) {
     return this.request("order.cancel", { symbol, order_id: orderId });
+  }
+
+  /** Amend an open order: `changes` has `price` and/or `qty` (the new total quantity). */
+  amend(symbol, orderId, changes) {
+    const params = { symbol, order_id: orderId };
+    if (changes.price !== undefined) params.price = changes.price;
+    if (changes.qty !== undefined) params.qty = changes.qty;
+    return this.request("order.amend", params);
+  }
+
+  /** Cancel every open order of the account in market `symbol`, or in every market (null). */
+  cancelAll(symbol) {
+    return this.request("order.cancel_all", symbol ? { symbol } : {});
   }
 
   /** Send one request; resolves with `result`, rejects with a GatewayError. */
@@ -158,6 +188,10 @@ export class GatewayClient {
       const result = await this.request("logon", params);
       this.account = result.account;
       this.attempt = 0;
+      this.session = true;
+      // Whatever was open before (the exchange may have restarted): rebuilt from orders.open.
+      this.openOrders.clear();
+      this.onChange("orders");
       this._setState("logged_on", result.account);
       await this.refreshOpenOrders();
       return result;
@@ -169,9 +203,13 @@ export class GatewayClient {
         clearTimeout(this._timer);
         this.attempt = 0;
         this._sign = null;
+        this.session = false;
         const ws = this.ws;
         this.ws = null;
         if (ws) ws.close(1000, "logon failed");
+        // Not logged on any more: the last known open orders cannot be trusted or acted on.
+        this.openOrders.clear();
+        this.onChange("orders");
         this._setState("disconnected", code === "CONNECT" ? "cannot connect" : "logon failed");
       }
       throw err;
@@ -182,7 +220,9 @@ export class GatewayClient {
   async refreshOpenOrders() {
     const result = await this.request("orders.open", {});
     this.openOrders.clear();
-    for (const report of result.orders) this.openOrders.set(report.order_id, report);
+    for (const report of result.orders) {
+      this.openOrders.set(orderKey(report.symbol, report.order_id), report);
+    }
     this.onChange("orders");
   }
 
@@ -242,8 +282,9 @@ export class GatewayClient {
       this._error(report.reason || "REJECTED", `${report.exec_type} order ${report.order_id}`, report.exec_type);
     }
     if (report.exec_type !== "cancel_rejected") {
-      if (OPEN_STATUSES.has(report.status)) this.openOrders.set(report.order_id, report);
-      else this.openOrders.delete(report.order_id);
+      const key = orderKey(report.symbol, report.order_id);
+      if (OPEN_STATUSES.has(report.status)) this.openOrders.set(key, report);
+      else this.openOrders.delete(key);
       this.onChange("orders");
     }
     this.onChange("executions");
