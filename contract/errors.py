@@ -1,7 +1,7 @@
 """Error and reason codes of the public protocol (PROTOCOL.md), in one place.
 
 Every rejection anywhere in streamex names one of these codes; services turn
-them into ``{"error": {"code", "message"}}`` replies or into the ``reason`` of
+them into ``{"error": {"code", "message", ...}}`` replies or into the ``reason`` of
 an execution report. Nothing else is ever shown to a peer.
 """
 
@@ -56,14 +56,29 @@ REASON_CODES = ERROR_CODES | {
 }
 
 
+# Why a logon failed (the ``reason`` of its UNAUTHENTICATED error body).
+UNKNOWN_KEY = "UNKNOWN_KEY"
+BAD_SIGNATURE = "BAD_SIGNATURE"
+TIMESTAMP_OUT_OF_WINDOW = "TIMESTAMP_OUT_OF_WINDOW"
+
+LOGON_REASONS = frozenset({UNKNOWN_KEY, BAD_SIGNATURE, TIMESTAMP_OUT_OF_WINDOW})
+
+
 class StreamexError(Exception):
     """A rejection with a protocol error code; ``str()`` is the peer-safe message.
 
     Raised by validation at the edges (market parsing, gateway, feed) and
-    converted to an error reply in exactly one place per service.
+    converted to an error reply in exactly one place per service. The
+    optional details become additive fields of the error body (PROTOCOL.md,
+    "Error replies"): ``retry_after_ms`` (RATE_LIMITED), ``reason`` and
+    ``server_time`` (a failed logon); None leaves the field out.
     """
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, *, retry_after_ms: int | None = None,
+                 reason: str | None = None, server_time: int | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.retry_after_ms = retry_after_ms
+        self.reason = reason
+        self.server_time = server_time

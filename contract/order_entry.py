@@ -30,7 +30,9 @@ class ExecutionReport(msgspec.Struct, frozen=True, gc=False):
     which restate an order rather than report a change). ``price`` is None for
     market orders; ``last_qty``/``last_price``/``liquidity``/``trade_id`` are
     None unless ``exec_type`` is ``trade``; ``avg_price`` is None until a
-    fill. A ``cancel_rejected`` report echoes the request's order ids and has
+    fill. A ``cancel_rejected`` report of an order that is still open states
+    it (its ``order_id``, current ``status`` and fields); otherwise its
+    ``status`` is ``rejected``, it echoes the request's order ids and has
     None wherever the gateway does not know the order.
     """
 
@@ -66,7 +68,10 @@ class ExecutionPush(msgspec.Struct, frozen=True, gc=False, kw_only=True):
 
 # -- request params -----------------------------------------------------------------
 
-ClientOrderId = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{1,36}$")]
+CLIENT_ORDER_ID_PATTERN = r"\A[A-Za-z0-9_-]{1,36}\Z"
+"""1..36 of ``[A-Za-z0-9_-]`` and nothing else: ``\\Z``, not ``$``, which would let a final
+newline through (``"abc\\n"``); msgspec searches the pattern, so both ends are anchored."""
+ClientOrderId = Annotated[str, msgspec.Meta(pattern=CLIENT_ORDER_ID_PATTERN)]
 # Symbols, order ids and decimals have no length cap here: an overlong one is not
 # listed / not an order / not a plain decimal and gets that specific code (the
 # 64 KiB frame limit bounds them).

@@ -3,7 +3,11 @@
 - Request ``{"id", "method", "params"?}``: :func:`decode_envelope` reads it
   with params left raw; :func:`decode_params` decodes them for the method.
 - Success ``{"id", "result"}`` (:func:`result_frame`) and failure
-  ``{"id", "error": {"code", "message"}}`` (:func:`error_frame`).
+  ``{"id", "error": {"code", "message"}}`` (:func:`error_frame`,
+  :func:`error_frame_of`), whose body may carry additive detail fields:
+  ``retry_after_ms`` (RATE_LIMITED), ``reason`` and ``server_time`` (a failed
+  logon). A field without a value is left out, so a plain error is exactly
+  ``{"code", "message"}`` and a client that reads only those is unaffected.
 - :class:`RequestError` is the one refusal: a protocol code, a peer-safe
   message naming the field (``params.qty: expected `str`, got `int```, made
   from msgspec's error path by :func:`describe`) and the request id to echo
@@ -35,8 +39,9 @@ RequestId: TypeAlias = (
 class RequestError(StreamexError):
     """A request refused with a protocol code; ``request_id`` is echoed (None if unreadable)."""
 
-    def __init__(self, code: str, message: str, request_id: int | str | None = None) -> None:
-        super().__init__(code, message)
+    def __init__(self, code: str, message: str, request_id: int | str | None = None, *,
+                 retry_after_ms: int | None = None) -> None:
+        super().__init__(code, message, retry_after_ms=retry_after_ms)
         self.request_id = request_id
 
 
@@ -142,9 +147,17 @@ def quote(text: str) -> str:
 # -- replies ----------------------------------------------------------------------
 
 
-class ErrorBody(msgspec.Struct, frozen=True, gc=False):
+class ErrorBody(msgspec.Struct, frozen=True, gc=False, omit_defaults=True):
+    """``{"code", "message"}`` plus the detail fields that have a value (None: omitted)."""
+
     code: str
     message: str
+    retry_after_ms: int | None = None
+    """RATE_LIMITED: milliseconds until the limit admits the next request."""
+    reason: str | None = None
+    """A failed logon: UNKNOWN_KEY, BAD_SIGNATURE or TIMESTAMP_OUT_OF_WINDOW."""
+    server_time: int | None = None
+    """A failed logon: the server's clock (ms since the epoch)."""
 
 
 class ErrorReply(msgspec.Struct, frozen=True, gc=False):
@@ -161,9 +174,20 @@ encoder = msgspec.json.Encoder()
 """The JSON encoder of every frame the services send (built once)."""
 
 
-def error_frame(request_id: int | str | None, code: str, message: str) -> bytes:
-    """``{"id", "error": {"code", "message"}}`` as JSON bytes."""
-    return encoder.encode(ErrorReply(request_id, ErrorBody(code, message)))
+def error_frame(request_id: int | str | None, code: str, message: str, *,
+                retry_after_ms: int | None = None, reason: str | None = None,
+                server_time: int | None = None) -> bytes:
+    """``{"id", "error": {"code", "message", ...}}`` as JSON bytes (None details omitted)."""
+    return encoder.encode(ErrorReply(request_id, ErrorBody(
+        code, message, retry_after_ms, reason, server_time)))
+
+
+def error_frame_of(exc: StreamexError, request_id: int | str | None) -> bytes:
+    """The error reply of ``exc`` with its details; a RequestError echoes its own id."""
+    if isinstance(exc, RequestError):
+        request_id = exc.request_id
+    return error_frame(request_id, exc.code, exc.message, retry_after_ms=exc.retry_after_ms,
+                       reason=exc.reason, server_time=exc.server_time)
 
 
 def result_frame(request_id: int | str | None, result: Any) -> bytes:

@@ -6,6 +6,11 @@ and then feeds every ``:out`` entry after the snapshot's ``last_out_id`` to
 of the last entry read: an order that was "received" but not yet applied is
 not in it yet (its ``new`` report follows). Costs: O(1) per event, O(k log k)
 for an account's k open orders.
+
+Orders are also indexed by ``(account, client_order_id)`` per market
+(:meth:`OpenOrdersView.find`, :meth:`OpenOrdersView.by_client_id`): the
+gateway refuses a place whose client order id is open, and states a refused
+cancel's or amend's order as of that event (events are applied in order).
 """
 
 from __future__ import annotations
@@ -28,6 +33,8 @@ class OpenOrdersView:
     def __init__(self, symbols: Iterable[str]) -> None:
         self._open: dict[str, dict[str, Report]] = {s: {} for s in symbols}
         self._by_account: dict[str, dict[str, dict[str, Report]]] = {}
+        # symbol -> (account, client_order_id) -> order_id of the open order.
+        self._by_client_id: dict[str, dict[tuple[str, str], str]] = {s: {} for s in self._open}
         self._applied: dict[str, tuple[int, int]] = {s: (0, 0) for s in self._open}
         self._seq: dict[str, int | None] = {s: None for s in self._open}
         self.gaps = 0
@@ -97,6 +104,34 @@ class OpenOrdersView:
         """The latest report of an open order, or None. O(1)."""
         return self._open[symbol].get(order_id)
 
+    def by_client_id(self, symbol: str, account: str, client_order_id: str) -> Report | None:
+        """The latest report of the account's open order with that client id, or None. O(1)."""
+        order_id = self._by_client_id[symbol].get((account, client_order_id))
+        return None if order_id is None else self._open[symbol][order_id]
+
+    def find(self, symbol: str, account: str, order_id: str | None,
+             client_order_id: str | None) -> Report | None:
+        """The account's open order named as a cancel or amend names it (as the engine does).
+
+        By ``order_id`` (and then ``client_order_id`` must match too, if given),
+        else by ``client_order_id``; None when the account has no such open
+        order (another account's order is never found). O(1).
+        """
+        if order_id is not None:
+            report = self._open[symbol].get(order_id)
+            if report is None or report.account != account:
+                return None
+            if client_order_id is not None and report.client_order_id != client_order_id:
+                return None
+            return report
+        if client_order_id is not None:
+            return self.by_client_id(symbol, account, client_order_id)
+        return None
+
+    def applied(self, symbol: str) -> tuple[int, int]:
+        """The last input entry id the engine has applied, parsed (``(0, 0)`` before any)."""
+        return self._applied[symbol]
+
     def may_be_open(self, symbol: str, order_id: str) -> bool:
         """False only when the engine has applied ``order_id``'s place and the order is closed."""
         return order_id in self._open[symbol] or parse_id(order_id) > self._applied[symbol]
@@ -116,12 +151,20 @@ class OpenOrdersView:
         if orders is None:
             orders = markets[symbol] = {}
         orders[report.order_id] = report
+        if report.client_order_id is not None:
+            self._by_client_id[symbol][(report.account, report.client_order_id)] = \
+                report.order_id
 
     def _drop(self, symbol: str, order_id: str) -> None:
         report = self._open[symbol].pop(order_id)
         markets = self._by_account[report.account]
         orders = markets[symbol]
         del orders[order_id]
+        if report.client_order_id is not None:
+            by_client_id = self._by_client_id[symbol]
+            key = (report.account, report.client_order_id)
+            if by_client_id.get(key) == order_id:
+                del by_client_id[key]
         if not orders:
             del markets[symbol]
             if not markets:

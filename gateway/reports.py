@@ -1,7 +1,8 @@
 """Engine events -> public execution reports (decimal strings), without I/O.
 
 :func:`report_of` turns a ``Report`` into the wire :class:`ExecutionReport`,
-:func:`cancel_rejected_of` a ``CancelRejected``, and :func:`status_of` restates
+:func:`cancel_rejected_of` a ``CancelRejected`` (with the named order's
+state when it is still open), and :func:`status_of` restates
 an open order for ``orders.open``. :func:`push_frame` encodes the
 ``executions`` push once, to be sent to every connection of the account.
 Cost: O(1) per event plus the decimal formatting.
@@ -57,13 +58,27 @@ def status_of(market: Market, r: Report) -> ExecutionReport:
         last_price=None, liquidity=None, trade_id=None, reason=None)
 
 
-def cancel_rejected_of(symbol: str, e: CancelRejected) -> ExecutionReport:
-    """The wire form of a refused cancel or amend: ``reason`` is the code, unknowns None."""
+def cancel_rejected_of(market: Market, e: CancelRejected, order: Report | None
+                       ) -> ExecutionReport:
+    """The wire form of a refused cancel or amend; ``reason`` is the code.
+
+    ``order`` is the account's open order the request named, as the
+    open-orders view knows it at this event (None if it knows no such open
+    order). A live order is stated as it is: its ``order_id``, current
+    ``status`` (``new``/``partially_filled``) and fields. Without one the
+    report echoes the request's ids with ``status`` ``rejected`` and None
+    wherever the order is unknown.
+    """
+    if order is not None:
+        return msgspec.structs.replace(
+            report_of(market, order), exec_id=exec_id_of(market.symbol, e.seq),
+            exec_type="cancel_rejected", last_qty=None, last_price=None, liquidity=None,
+            trade_id=None, reason=e.reason, ts=e.ts)
     return ExecutionReport(
-        exec_id=exec_id_of(symbol, e.seq),
+        exec_id=exec_id_of(market.symbol, e.seq),
         order_id=e.order_id,
         client_order_id=e.client_order_id,
-        symbol=symbol,
+        symbol=market.symbol,
         side=None,
         type=None,
         tif=None,

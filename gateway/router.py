@@ -122,7 +122,9 @@ class ExecutionRouter:
                 if wanted(event.account):
                     deliver(event.account, push_frame(report_of(market, event)))
             elif isinstance(event, CancelRejected) and wanted(event.account):
-                deliver(event.account, push_frame(cancel_rejected_of(symbol, event)))
+                # The view is exactly as of this event: the order, if still open, as it is.
+                order = view.find(symbol, event.account, event.order_id, event.client_order_id)
+                deliver(event.account, push_frame(cancel_rejected_of(market, event, order)))
         last_input = field_of(fields, OUT_INPUT_FIELD)
         if last_input:
             view.set_applied(symbol, last_input.decode())

@@ -22,12 +22,13 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 
 from contract.commands import Command
 from contract.keys import in_stream
+from contract.ratelimit import TokenBucket
 from contract.settings import Config
 from contract.streams import in_entry
 from gateway.backlog import BacklogMonitor
 from gateway.batcher import XaddBatcher
+from gateway.client_ids import InFlightClientIds
 from gateway.orders_view import OpenOrdersView
-from gateway.ratelimit import TokenBucket
 from gateway.router import ExecutionRouter
 from gateway.session import Session
 from redisio.client import redis_client
@@ -56,6 +57,7 @@ class Gateway:
         self.now_ms = clock_ms
         self.redis = redis_client(redis_url)
         self.view = OpenOrdersView(self.markets)
+        self.client_ids = InFlightClientIds(self.view)
         self.backlog = BacklogMonitor(self.redis, self.markets, backlog_refresh_s)
         self.batcher = XaddBatcher(self.redis, on_added=self.backlog.added)
         self.router = ExecutionRouter(self.redis, config.markets, self.view,

@@ -18,8 +18,13 @@ Behaviour a client relies on:
 - ``orders.open`` answers from the process's open-orders view, i.e. what the
   engine has applied as far as this gateway has read; an order that was just
   "received" appears once the engine applied it (its ``new`` report follows).
-- Rate limits: a token bucket per connection (every frame) and one per
-  account and process (order-entry methods), both answered ``RATE_LIMITED``.
+- Rate limits: a token bucket per connection (every frame, a failed logon
+  included) and one per account and process (order-entry methods), both
+  answered ``RATE_LIMITED`` with the limit, the scope and ``retry_after_ms``.
+- ``order.place`` with a ``client_order_id`` that the account has open in
+  the market (in the view), or that this process is still placing (XADDed,
+  not yet applied as far as it has read: ``gateway.client_ids``), is answered
+  ``DUPLICATE_CLIENT_ORDER_ID`` and nothing is sent to Redis.
 - ``OVERLOADED`` refuses ``order.place`` and ``order.amend`` while the
   market's backlog is at ``limits.max_backlog``; cancels always go through.
 - An XADD that Redis did not confirm is answered ``INTERNAL`` ("may not have
@@ -50,19 +55,27 @@ from contract.commands import CancelAll, Command
 from contract.errors import (
     BAD_REQUEST,
     CANCEL_ON_DISCONNECT,
+    DUPLICATE_CLIENT_ORDER_ID,
     INTERNAL,
     OVERLOADED,
-    RATE_LIMITED,
     UNAUTHENTICATED,
     StreamexError,
 )
 from contract.market import Market
 from contract.order_entry import LogonParams, PlaceParams, SymbolParams
+from contract.ratelimit import TokenBucket, rate_limited
 from contract.settings import Account, LimitsConfig
-from contract.wire import RequestError, decode_envelope, error_frame, result_frame
+from contract.wire import (
+    RequestError,
+    decode_envelope,
+    error_frame,
+    error_frame_of,
+    quote,
+    result_frame,
+)
 from gateway.auth import verify_logon
+from gateway.client_ids import InFlightClientIds
 from gateway.orders_view import OpenOrdersView
-from gateway.ratelimit import TokenBucket
 from gateway.reports import status_of
 from gateway.validation import ORDER_METHODS, Request, commands_for, decode_method, market_of
 from gateway.ws_send import send_texts
@@ -93,6 +106,8 @@ class SessionHost(Protocol):
     """The ``markets`` reply, built once."""
     accounts_by_api_key: Mapping[str, Account]
     view: OpenOrdersView
+    client_ids: InFlightClientIds
+    """Client order ids of places in flight from this process (duplicate refusal)."""
 
     def now_ms(self) -> int: ...
 
@@ -274,9 +289,10 @@ class Session:
 
     def handle(self, frame: str | bytes) -> None:
         """Answer one frame (synchronously; a reply that needs Redis is filled in later)."""
-        if not self._bucket.take(time.monotonic()):
-            self._reply(error_frame(_request_id_of(frame), RATE_LIMITED,
-                                    "too many requests on this connection; slow down"))
+        now = time.monotonic()
+        if not self._bucket.take(now):
+            self._reply(error_frame_of(rate_limited(self._bucket, now, "connection"),
+                                       _request_id_of(frame)))
             return
         request_id: int | str | None = None
         try:
@@ -284,10 +300,8 @@ class Session:
             request_id = envelope.id
             request = decode_method(envelope)
             self._dispatch(request)
-        except RequestError as exc:
-            self._reply(error_frame(exc.request_id, exc.code, exc.message))
-        except StreamexError as exc:
-            self._reply(error_frame(request_id, exc.code, exc.message))
+        except StreamexError as exc:  # a RequestError echoes its own id
+            self._reply(error_frame_of(exc, request_id))
         except Exception:
             log.exception("request %r failed", request_id)
             self._reply(error_frame(request_id, INTERNAL, "internal error"))
@@ -298,15 +312,23 @@ class Session:
         if request.needs_logon and self.account is None:
             raise StreamexError(UNAUTHENTICATED, f"{method}: log on first")
         if method in ORDER_METHODS:
-            assert self._account_bucket is not None
-            if not self._account_bucket.take(time.monotonic()):
-                raise StreamexError(RATE_LIMITED, "too many requests for this account; slow down")
+            bucket = self._account_bucket
+            assert bucket is not None
+            now = time.monotonic()
+            if not bucket.take(now):
+                raise rate_limited(bucket, now, "account")
             commands = commands_for(params, host.markets, self._account())
             if method == "order.place":
                 assert isinstance(params, PlaceParams)
                 symbol, cmd = commands[0]
+                coid = params.client_order_id
+                if coid is not None and host.client_ids.in_use(symbol, self._account(), coid):
+                    raise StreamexError(
+                        DUPLICATE_CLIENT_ORDER_ID,
+                        f"params.client_order_id: {quote(coid)} is in use by an open or "
+                        f"in-flight order of this account in {symbol}")
                 self._admit(symbol)
-                self._place(rid, symbol, cmd, params.client_order_id)
+                self._place(rid, symbol, cmd, coid)
                 return
             if method == "order.amend":
                 self._admit(commands[0][0])
@@ -354,7 +376,23 @@ class Session:
         self._reply(result_frame(rid, {"account": account.id, "server_time": host.now_ms()}))
 
     def _place(self, rid: int | str, symbol: str, cmd: Command, coid: str | None) -> None:
-        future = self._submit(symbol, cmd)
+        if coid is not None and self.host.client_ids.hold(symbol, self._account(), coid):
+            client_ids, account = self.host.client_ids, self._account()
+
+            def settle(done: asyncio.Future[str]) -> None:
+                if done.cancelled() or done.exception() is not None:
+                    client_ids.release(symbol, account, coid)
+                else:
+                    client_ids.added(symbol, account, coid, done.result())
+
+            try:
+                future = self._submit(symbol, cmd)
+            except BaseException:
+                client_ids.release(symbol, account, coid)
+                raise
+            future.add_done_callback(settle)
+        else:
+            future = self._submit(symbol, cmd)
         self._reply_when(rid, future, lambda order_id: {
             "order_id": order_id, "client_order_id": coid, "symbol": symbol,
             "status": "received"})

@@ -16,6 +16,13 @@ with fresh snapshots, or close with 1008 ``slow consumer``.
 
 Replies take the same path as pushes, so a reply is always written before the
 pushes its request caused (e.g. a subscription's snapshot).
+
+Requests: every frame takes a token from its connection's bucket
+(:data:`REQUEST_RATE` per second, burst :data:`REQUEST_BURST`, the gateway's
+connection defaults); a frame beyond it is answered ``RATE_LIMITED`` with
+``retry_after_ms``. Every frame gets exactly one reply and the connection
+stays open: a refusal is its error reply, and an unexpected exception while
+handling a frame is logged once and answered ``INTERNAL`` (never a 1011 close).
 """
 
 from __future__ import annotations
@@ -34,9 +41,11 @@ from websockets.http11 import Request, Response
 from websockets.protocol import State
 
 from contract import errors
+from contract.errors import StreamexError
 from contract.market import Market
 from contract.market_data import DEPTHS, SubscriptionParams, heartbeat
-from contract.wire import RequestError, error_frame, result_frame
+from contract.ratelimit import TokenBucket, rate_limited
+from contract.wire import RequestError, decode_envelope, error_frame, error_frame_of, result_frame
 from marketdata import http_static
 from marketdata.feed import Batch, MarketFeed
 from marketdata.outbox import DEFAULT_LIMIT, DEFAULT_RESYNC_WINDOW_S, Outbox, Overflow
@@ -57,6 +66,10 @@ WRITER_YIELD_EVERY = 64
 SNDBUF = 128 * 1024
 """Kernel send buffer per connection (SO_SNDBUF): bounds what a stalled peer holds in
 kernel memory, so a slow consumer reaches its outbox limit instead of buffering MBs."""
+REQUEST_RATE = 1000.0
+"""Requests per second a connection may send (token bucket refill; the gateway's default)."""
+REQUEST_BURST = 2000
+"""Requests a connection may send at once (token bucket size; the gateway's default)."""
 
 
 def now_ms() -> int:
@@ -77,11 +90,13 @@ class Connection:
     """One subscriber connection: its outbox, writer wake-up and subscriptions."""
 
     __slots__ = ("ws", "transport", "write_limit", "outbox", "wakeup", "books", "trades",
-                 "tickers", "last_push", "overflowed", "closing", "writer")
+                 "tickers", "last_push", "overflowed", "closing", "writer", "bucket")
 
     def __init__(self, ws: ServerConnection, outbox: Outbox, write_limit: int,
-                 now: float) -> None:
+                 now: float, bucket: TokenBucket) -> None:
         self.ws = ws
+        self.bucket = bucket
+        """The connection's request rate limit."""
         self.transport = ws.transport
         self.write_limit = write_limit
         self.outbox = outbox
@@ -162,7 +177,9 @@ class FeedServer:
                  resync_window_s: float = DEFAULT_RESYNC_WINDOW_S,
                  write_limit: int = WRITE_LIMIT,
                  slow_close_timeout_s: float = SLOW_CLOSE_TIMEOUT_S,
-                 sndbuf: int | None = SNDBUF) -> None:
+                 sndbuf: int | None = SNDBUF,
+                 request_rate: float = REQUEST_RATE,
+                 request_burst: int = REQUEST_BURST) -> None:
         self.markets = tuple(markets)
         self.feeds = feeds
         self.symbols = frozenset(feeds)
@@ -171,6 +188,11 @@ class FeedServer:
         self.write_limit = write_limit
         self.slow_close_timeout_s = slow_close_timeout_s
         self.sndbuf = sndbuf
+        TokenBucket(request_rate, request_burst, 0.0)  # check the limits now, not per connection
+        self.request_rate = request_rate
+        self.request_burst = request_burst
+        self.internal_errors = 0
+        """Frames answered INTERNAL (an unexpected exception, logged)."""
         self.subs = {symbol: _MarketSubs() for symbol in feeds}
         self.connections: set[Connection] = set()
         self.slow_closes = 0
@@ -313,8 +335,9 @@ class FeedServer:
             sock = ws.transport.get_extra_info("socket")
             if sock is not None:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.sndbuf)
+        now = self._now()
         c = Connection(ws, Outbox(self.queue_limit, self.resync_window_s), self.write_limit,
-                       self._now())
+                       now, TokenBucket(self.request_rate, self.request_burst, now))
         self.connections.add(c)
         c.writer = asyncio.create_task(self._write(c))
         try:
@@ -367,16 +390,36 @@ class FeedServer:
     # -- requests -------------------------------------------------------------
 
     def _on_frame(self, c: Connection, frame: str | bytes) -> None:
+        """Answer one frame: exactly one reply; nothing escapes (it would close with 1011).
+
+        A refusal (``StreamexError``) is its error reply; any other exception
+        is logged once, with its traceback, and answered ``INTERNAL``.
+        """
+        try:
+            self._answer(c, frame)
+        except Exception:  # never leak internals to the peer, never drop the connection
+            self.internal_errors += 1
+            request_id = _request_id_of(frame)
+            log.exception("request %r failed", request_id)
+            try:
+                self._reply(c, error_frame(request_id, errors.INTERNAL, "internal error"))
+            except Exception as exc:  # the reply path itself failed (traceback logged above)
+                log.warning("cannot answer request %r: %r", request_id, exc)
+
+    def _answer(self, c: Connection, frame: str | bytes) -> None:
+        """Rate limit, parse and dispatch one frame; a refusal becomes its error reply."""
+        now = self._now()
+        if not c.bucket.take(now):
+            self._reply(c, error_frame_of(rate_limited(c.bucket, now, "connection"),
+                                          _request_id_of(frame)))
+            return
+        request_id: int | str | None = None
         try:
             req = parse_request(frame, self.symbols)
-        except RequestError as exc:
-            self._reply(c, error_frame(exc.request_id, exc.code, exc.message))
-            return
-        try:
+            request_id = req.id
             self._dispatch(c, req)
-        except Exception:  # never leak internals to the peer
-            log.exception("request %s failed", req.method)
-            self._reply(c, error_frame(req.id, errors.INTERNAL, "internal error"))
+        except StreamexError as exc:  # a RequestError echoes its own id
+            self._reply(c, error_frame_of(exc, request_id))
 
     def _reply(self, c: Connection, payload: bytes) -> None:
         if not c.reply(payload):
@@ -454,6 +497,16 @@ class FeedServer:
                 seqs = {s: self.feeds[s].seq for s in sorted(c.symbols())}
                 if not _push_one(c, heartbeat(ts, seqs), now):
                     self._on_overflow(c, now)
+
+
+def _request_id_of(frame: str | bytes) -> int | str | None:
+    """The id to echo on a reply not made from a decoded request (rate limit, INTERNAL)."""
+    try:
+        return decode_envelope(frame, require_id=False).id
+    except RequestError as exc:
+        return exc.request_id
+    except Exception:  # pragma: no cover - decode_envelope raises only RequestError
+        return None
 
 
 def _push_one(c: Connection, payload: bytes, now: float) -> bool:

@@ -76,17 +76,24 @@ async def test_bad_logons(gateway: tuple[Gateway, str]) -> None:
         return {"id": "L", "method": "logon",
                 "params": {"api_key": api_key, "timestamp": ts, "signature": signature}}
 
-    for frame in [
-        logon(now - 31_000, sign(secret, now - 31_000, key)),  # a replayed, stale logon
-        logon(now + 31_000, sign(secret, now + 31_000, key)),
-        logon(now, sign("not-the-secret", now, key)),
-        logon(now, sign(secret, now - 1, key)),
-        logon(now, "zz" * 32),
-        logon(now, sign(secret, now, "nobody"), "nobody"),
-        logon(now, "\u0000\u202e" * 10),
+    for frame, reason in [
+        (logon(now - 31_000, sign(secret, now - 31_000, key)),  # a replayed, stale logon
+         "TIMESTAMP_OUT_OF_WINDOW"),
+        (logon(now + 31_000, sign(secret, now + 31_000, key)), "TIMESTAMP_OUT_OF_WINDOW"),
+        (logon(now, sign("not-the-secret", now, key)), "BAD_SIGNATURE"),
+        (logon(now, sign(secret, now - 1, key)), "BAD_SIGNATURE"),
+        (logon(now, "zz" * 32), "BAD_SIGNATURE"),
+        (logon(now, sign(secret, now, "nobody"), "nobody"), "UNKNOWN_KEY"),
+        (logon(now, "\u0000\u202e" * 10), "BAD_SIGNATURE"),
     ]:
+        before = time.time_ns() // 1_000_000
         reply = await raw.call(frame)
         assert reply["id"] == "L" and error_code(reply) == "UNAUTHENTICATED", reply
+        error = reply["error"]
+        assert set(error) == {"code", "message", "reason", "server_time"}
+        assert error["reason"] == reason and reason in error["message"]
+        assert before <= error["server_time"] <= time.time_ns() // 1_000_000
+        assert f"server_time {error['server_time']}" in error["message"]
         assert secret not in json.dumps(reply)
     reply = await raw.call({"id": "L", "method": "logon", "params": {
         "api_key": key, "timestamp": str(now), "signature": sign(secret, now, key)}})
@@ -149,6 +156,14 @@ async def test_malformed_frames_get_errors_and_the_connection_stays(
         (json.dumps(place(post_only=True, tif="IOC")), "BAD_REQUEST", "p"),
         (json.dumps(place(client_order_id="no spaces")), "BAD_REQUEST", "p"),
         (json.dumps(place(client_order_id="x" * 37)), "BAD_REQUEST", "p"),
+        (json.dumps(place(client_order_id="abc\n")), "BAD_REQUEST", "p"),
+        (json.dumps(place(client_order_id="x" * 36 + "\n")), "BAD_REQUEST", "p"),
+        (json.dumps({"id": 14, "method": "order.cancel",
+                     "params": {"symbol": "BTC-USD", "client_order_id": "abc\n"}}),
+         "BAD_REQUEST", 14),
+        (json.dumps({"id": 15, "method": "order.amend",
+                     "params": {"symbol": "BTC-USD", "client_order_id": "abc\n", "qty": "1"}}),
+         "BAD_REQUEST", 15),
         (json.dumps(place(leverage="100x")), "BAD_REQUEST", "p"),
         (json.dumps({"id": 9, "method": "order.cancel",
                      "params": {"symbol": "BTC-USD", "order_id": "guess"}}),
@@ -191,3 +206,24 @@ async def test_oversized_frame_closes_with_1009_others_unaffected(
     assert "result" in await bystander.call({"id": 2, "method": "ping"})
     assert (await bystander.call({"id": 3, "method": "orders.open"}))["result"] == {"orders": []}
     await bystander.close()
+
+
+async def test_a_flood_of_bad_logons_counts_against_the_connection_limit(
+        redis_url: str) -> None:
+    async with running_gateway(make_config(connection_rate=0.01, connection_burst=5),
+                               redis_url) as (_, url):
+        raw = await RawClient.open(url)
+        now = time.time_ns() // 1_000_000
+        frame = json.dumps({"id": "L", "method": "logon", "params": {
+            "api_key": ALICE.api_key, "timestamp": now, "signature": "00" * 32}})
+        for _ in range(10):
+            await raw.send(frame)  # pipelined: one burst
+        replies = [await raw.recv() for _ in range(10)]
+        assert [error_code(r) for r in replies] == ["UNAUTHENTICATED"] * 5 + ["RATE_LIMITED"] * 5
+        assert all(r["id"] == "L" for r in replies)
+        limited = replies[-1]["error"]
+        assert limited["retry_after_ms"] > 1000  # 0.01/s: about 100 s for the next token
+        assert "per connection" in limited["message"]
+        # Even a good logon now waits for the bucket.
+        assert error_code(await raw.logon(ALICE)) == "RATE_LIMITED"
+        await raw.close()

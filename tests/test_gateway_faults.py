@@ -88,6 +88,13 @@ async def test_connection_and_account_rate_limits(redis_url: str) -> None:
         replies = [await raw.call({"id": i, "method": "ping"}) for i in range(7)]
         assert all("result" in r for r in replies[:6])
         assert error_code(replies[6]) == "RATE_LIMITED" and replies[6]["id"] == 6
+        error = replies[6]["error"]
+        assert set(error) == {"code", "message", "retry_after_ms"}
+        # 0.01 tokens/s: the next one is about 100 s away (less what has trickled in).
+        assert 90_000 < error["retry_after_ms"] <= 100_000
+        assert error["message"] == (
+            "too many requests on this connection (limit 0.01/s, burst 6 per connection); "
+            f"retry in {error['retry_after_ms'] / 1000:.3f} s")
         assert error_code(await raw.call("junk")) == "RATE_LIMITED"
         await raw.close()
 
@@ -98,6 +105,7 @@ async def test_connection_and_account_rate_limits(redis_url: str) -> None:
         with pytest.raises(StreamexError) as caught:
             await second.cancel_all()  # the account's 6th order-entry request
         assert caught.value.code == "RATE_LIMITED" and "account" in caught.value.message
+        assert "(limit 0.01/s, burst 5 per account); retry in " in caught.value.message
         # The connection's bucket counts every request: first has spent 4 of its 6.
         await first.ping()
         await first.ping()

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+import redis.asyncio as aioredis
 from gateway_helpers import (
     ALICE,
     BOB,
@@ -26,6 +27,7 @@ from gateway_helpers import (
 )
 
 from contract.errors import DUPLICATE_CLIENT_ORDER_ID, UNKNOWN_ORDER, StreamexError
+from contract.keys import in_stream
 from contract.settings import Config
 from gateway.server import Gateway
 from streamex.client import OrderClient
@@ -135,19 +137,148 @@ async def test_amend_market_orders_and_open_orders(gateway: tuple[Gateway, str])
     await bob.close()
 
 
-async def test_duplicate_client_order_id_is_rejected(gateway: tuple[Gateway, str]) -> None:
+async def xlen(redis_url: str, symbol: str = "BTC-USD") -> int:
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        length: int = await client.xlen(in_stream(symbol))
+        return length
+    finally:
+        await client.aclose()
+
+
+async def test_duplicate_client_order_id_of_an_open_order_is_refused_at_once(
+        gateway: tuple[Gateway, str], redis_url: str) -> None:
     _, url = gateway
     alice = await logged_on(url, ALICE)
-    await alice.place("BTC-USD", "buy", "limit", "1", "10.00", client_order_id="dup")
-    await next_report(alice)
-    again = await alice.place("BTC-USD", "buy", "limit", "1", "11.00", client_order_id="dup")
-    rejected = await next_report(alice)
-    assert (rejected.exec_type, rejected.status, rejected.reason, rejected.order_id) == (
-        "rejected", "rejected", DUPLICATE_CLIENT_ORDER_ID, again.order_id)
-    # Another account may use the same client order id.
+    first = await alice.place("BTC-USD", "buy", "limit", "1", "10.00", client_order_id="dup")
+    assert (await next_report(alice)).exec_type == "new"
+    entries = await xlen(redis_url)
+    with pytest.raises(StreamexError) as caught:
+        await alice.place("BTC-USD", "buy", "limit", "1", "11.00", client_order_id="dup")
+    assert caught.value.code == DUPLICATE_CLIENT_ORDER_ID
+    assert "'dup'" in caught.value.message and "BTC-USD" in caught.value.message
+    assert await xlen(redis_url) == entries  # nothing sent to Redis
+    await no_report(alice)
+    # Unique per account and market: another market, another account may use it.
+    await alice.place("ETH-USD", "buy", "limit", "1", "10.00", client_order_id="dup")
+    assert (await next_report(alice)).exec_type == "new"
     bob = await logged_on(url, BOB)
     await bob.place("BTC-USD", "buy", "limit", "1", "10.00", client_order_id="dup")
     assert (await next_report(bob)).exec_type == "new"
+    # Once the order is closed, its id is free again.
+    await alice.cancel("BTC-USD", order_id=first.order_id)
+    assert (await next_report(alice)).exec_type == "canceled"
+    again = await alice.place("BTC-USD", "buy", "limit", "1", "11.00", client_order_id="dup")
+    assert (await next_report(alice)).order_id == again.order_id
+    await alice.close()
+    await bob.close()
+
+
+async def test_duplicate_client_order_id_in_flight_is_refused_at_once(
+        tmp_path: Path, redis_url: str) -> None:
+    """No engine yet: the first place is XADDed but not applied; this gateway knows it."""
+    config = make_config()
+    async with running_gateway(config, redis_url) as (_, url):
+        raw = await RawClient.open(url)
+        await raw.logon(ALICE)
+        for i in range(3):  # pipelined: the 2nd and 3rd arrive before the 1st's XADD returns
+            await raw.send(json.dumps({"id": i, "method": "order.place", "params": {
+                "symbol": "BTC-USD", "side": "buy", "type": "limit", "qty": "1",
+                "price": f"1{i}.00", "client_order_id": "fly"}}))
+        replies = [await raw.recv() for _ in range(3)]
+        assert replies[0]["result"]["status"] == "received"
+        assert [r["error"]["code"] for r in replies[1:]] == [DUPLICATE_CLIENT_ORDER_ID] * 2
+        # Received, not applied yet: still refused, and nothing more reached Redis.
+        reply = await raw.call({"id": 3, "method": "order.place", "params": {
+            "symbol": "BTC-USD", "side": "buy", "type": "market", "qty": "1",
+            "client_order_id": "fly"}})
+        assert reply["error"]["code"] == DUPLICATE_CLIENT_ORDER_ID
+        # An IOC that will expire on an empty book holds its id only until it is applied.
+        reply = await raw.call({"id": 4, "method": "order.place", "params": {
+            "symbol": "BTC-USD", "side": "sell", "type": "market", "qty": "1",
+            "client_order_id": "ioc"}})
+        assert reply["result"]["status"] == "received"
+        assert await xlen(redis_url) == 2
+        engine = engine_process(write_config(tmp_path, config), redis_url,
+                                tmp_path / "engine.log").start()
+        try:
+            pushes = [await raw.recv() for _ in range(3)]  # new, new, expired
+            assert [(p["data"]["client_order_id"], p["data"]["exec_type"]) for p in pushes] == [
+                ("fly", "new"), ("ioc", "new"), ("ioc", "expired")]
+            reply = await raw.call({"id": 5, "method": "order.place", "params": {
+                "symbol": "BTC-USD", "side": "buy", "type": "limit", "qty": "1",
+                "price": "9.00", "client_order_id": "fly"}})
+            assert reply["error"]["code"] == DUPLICATE_CLIENT_ORDER_ID  # open now
+            reply = await raw.call({"id": 6, "method": "order.place", "params": {
+                "symbol": "BTC-USD", "side": "buy", "type": "limit", "qty": "1",
+                "price": "9.00", "client_order_id": "ioc"}})
+            assert reply["result"]["status"] == "received"  # expired: free again
+            assert (await raw.recv())["data"]["exec_type"] == "new"
+        finally:
+            engine.stop()
+        await raw.close()
+
+
+async def test_duplicate_placed_through_another_gateway_is_rejected_by_the_engine(
+        tmp_path: Path, redis_url: str) -> None:
+    """The race a gateway cannot see: the asynchronous ``rejected`` report remains."""
+    config = make_config()
+    async with running_gateway(config, redis_url) as (_, url_a), \
+            running_gateway(config, redis_url) as (_, url_b):
+        on_a, on_b = await logged_on(url_a, ALICE), await logged_on(url_b, ALICE)
+        first = await on_a.place("BTC-USD", "buy", "limit", "1", "10.00", client_order_id="dup")
+        again = await on_b.place("BTC-USD", "buy", "limit", "1", "11.00", client_order_id="dup")
+        engine = engine_process(write_config(tmp_path, config), redis_url,
+                                tmp_path / "engine.log").start()
+        try:
+            for client in (on_a, on_b):
+                new, rejected = await reports_until(client, lambda got: len(got) == 2)
+                assert (new.exec_type, new.order_id) == ("new", first.order_id)
+                assert (rejected.exec_type, rejected.status, rejected.reason,
+                        rejected.order_id) == (
+                    "rejected", "rejected", DUPLICATE_CLIENT_ORDER_ID, again.order_id)
+        finally:
+            engine.stop()
+        await on_a.close()
+        await on_b.close()
+
+
+async def test_cancel_rejected_of_a_live_order_states_it(gateway: tuple[Gateway, str]) -> None:
+    _, url = gateway
+    alice, bob = await logged_on(url, ALICE), await logged_on(url, BOB)
+    sell = await alice.place("BTC-USD", "sell", "limit", "1", "100.00", client_order_id="s")
+    await bob.place("BTC-USD", "buy", "limit", "0.4", "100.00")
+    await reports_until(alice, lambda got: len(got) == 2)  # new, trade (partially filled)
+
+    await alice.amend("BTC-USD", client_order_id="s", qty="0.3")  # below the filled 0.4
+    report = await next_report(alice)
+    assert (report.exec_type, report.status, report.reason, report.order_id,
+            report.client_order_id) == (
+        "cancel_rejected", "partially_filled", "INVALID_QTY", sell.order_id, "s")
+    assert (report.side, report.type, report.tif, report.price, report.qty, report.cum_qty,
+            report.leaves_qty, report.avg_price) == (
+        "sell", "limit", "GTC", "100.00", "1.0000", "0.4000", "0.6000", "100.00")
+    assert (report.last_qty, report.last_price, report.liquidity, report.trade_id) == (
+        None, None, None, None)
+    assert report.exec_id and report.exec_id.startswith("BTC-USD:")
+
+    post = await alice.place("BTC-USD", "buy", "limit", "1", "99.00", post_only=True,
+                             client_order_id="po")
+    assert (await next_report(alice)).exec_type == "new"
+    await alice.amend("BTC-USD", order_id=post.order_id, price="100.00")  # would take
+    report = await next_report(alice)
+    assert (report.exec_type, report.status, report.reason, report.order_id,
+            report.client_order_id, report.price, report.leaves_qty) == (
+        "cancel_rejected", "new", "POST_ONLY_WOULD_TAKE", post.order_id, "po", "99.00",
+        "1.0000")
+
+    # An order the gateway does not know open: "rejected" with the request's ids.
+    await alice.cancel("BTC-USD", client_order_id="nope")
+    report = await next_report(alice)
+    assert (report.exec_type, report.status, report.reason, report.order_id,
+            report.client_order_id, report.side) == (
+        "cancel_rejected", "rejected", UNKNOWN_ORDER, None, "nope", None)
+    assert {o.order_id for o in await alice.open_orders()} == {sell.order_id, post.order_id}
     await alice.close()
     await bob.close()
 

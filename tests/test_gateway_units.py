@@ -7,16 +7,25 @@ import random
 import pytest
 
 from contract.commands import Amend, Cancel, CancelAll, Command, Place
-from contract.errors import UNAUTHENTICATED, StreamexError
+from contract.errors import (
+    BAD_SIGNATURE,
+    RATE_LIMITED,
+    TIMESTAMP_OUT_OF_WINDOW,
+    UNAUTHENTICATED,
+    UNKNOWN_KEY,
+    StreamexError,
+)
 from contract.events import CancelRejected, Event, Report
 from contract.ids import parse_id
 from contract.market import DEFAULT_MARKETS
+from contract.order_entry import ExecutionReport
+from contract.ratelimit import TokenBucket, rate_limited
 from contract.settings import Account
 from contract.signing import sign
 from contract.snapshot import decode_snapshot, encode_snapshot
 from gateway.auth import verify_logon
+from gateway.client_ids import InFlightClientIds
 from gateway.orders_view import OpenOrdersView
-from gateway.ratelimit import TokenBucket
 from gateway.reports import cancel_rejected_of, push_frame, report_of, status_of
 from matching.book import OrderBook
 from matching.snapshot import take_snapshot
@@ -47,23 +56,58 @@ def test_valid_logon_within_the_window() -> None:
     assert verify_logon(BY_KEY, "alice-key", NOW, upper, NOW) is ALICE
 
 
-@pytest.mark.parametrize(("api_key", "ts", "signature"), [
-    ("alice-key", NOW - 30_001, sign("s3cret", NOW - 30_001, "alice-key")),  # replayed, too old
-    ("alice-key", NOW + 30_001, sign("s3cret", NOW + 30_001, "alice-key")),  # from the future
-    ("alice-key", NOW, sign("wrong", NOW, "alice-key")),
-    ("alice-key", NOW, sign("s3cret", NOW + 1, "alice-key")),  # signed another timestamp
-    ("alice-key", NOW, ""),
-    ("alice-key", NOW, "é" * 64),  # non-ASCII
-    ("nobody", NOW, sign("s3cret", NOW, "nobody")),
+@pytest.mark.parametrize(("api_key", "ts", "signature", "reason"), [
+    ("alice-key", NOW - 30_001, sign("s3cret", NOW - 30_001, "alice-key"),  # replayed, too old
+     TIMESTAMP_OUT_OF_WINDOW),
+    ("alice-key", NOW + 30_001, sign("s3cret", NOW + 30_001, "alice-key"),  # from the future
+     TIMESTAMP_OUT_OF_WINDOW),
+    ("alice-key", NOW, sign("wrong", NOW, "alice-key"), BAD_SIGNATURE),
+    ("alice-key", NOW, sign("s3cret", NOW + 1, "alice-key"), BAD_SIGNATURE),  # another ts
+    ("alice-key", NOW, "", BAD_SIGNATURE),
+    ("alice-key", NOW, "é" * 64, BAD_SIGNATURE),  # non-ASCII
+    ("alice-key", NOW - 60_000, sign("wrong", NOW - 60_000, "alice-key"), BAD_SIGNATURE),
+    ("nobody", NOW, sign("s3cret", NOW, "nobody"), UNKNOWN_KEY),
+    ("", NOW, "", UNKNOWN_KEY),
 ])
-def test_bad_logons_are_unauthenticated(api_key: str, ts: int, signature: str) -> None:
+def test_bad_logons_are_unauthenticated_and_say_why(api_key: str, ts: int, signature: str,
+                                                     reason: str) -> None:
     with pytest.raises(StreamexError) as caught:
         verify_logon(BY_KEY, api_key, ts, signature, NOW)
-    assert caught.value.code == UNAUTHENTICATED
-    assert "s3cret" not in caught.value.message
+    error = caught.value
+    assert error.code == UNAUTHENTICATED
+    assert (error.reason, error.server_time) == (reason, NOW)
+    assert error.message.startswith(f"logon: {reason}: ")
+    assert f"server_time {NOW}" in error.message
+    assert "s3cret" not in error.message and len(error.message) < 300
+    if reason == TIMESTAMP_OUT_OF_WINDOW:
+        assert "30001 ms" in error.message and "allowed: 30000 ms" in error.message
 
 
 # -- token bucket ----------------------------------------------------------------------------
+
+
+def test_token_bucket_says_when_to_retry() -> None:
+    bucket = TokenBucket(rate=20.0, burst=2, now=0.0)
+    assert bucket.retry_after_ms(0.0) == 0
+    assert bucket.take(0.0) and bucket.take(0.0) and not bucket.take(0.0)
+    assert bucket.retry_after_ms(0.0) == 50
+    assert bucket.retry_after_ms(0.04) == 10
+    assert bucket.retry_after_ms(0.0499) == 1  # rounded up, never 0 while refused
+    assert bucket.retry_after_ms(0.05) == 0 and bucket.take(0.05)
+    assert bucket.retry_after_ms(0.05, n=5) == 100  # more than the burst: until full
+    assert bucket.describe("connection") == "limit 20/s, burst 2 per connection"
+    error = rate_limited(bucket, 0.05, "account")
+    assert (error.code, error.retry_after_ms) == (RATE_LIMITED, 50)
+    assert error.message == ("too many requests on this account (limit 20/s, burst 2 per "
+                             "account); retry in 0.050 s")
+    assert TokenBucket(0.01, 1, 0.0).describe("account") == "limit 0.01/s, burst 1 per account"
+    assert TokenBucket(5_000_000, 10_000_000, 0.0).describe("account") == (
+        "limit 5000000/s, burst 10000000 per account")
+    assert TokenBucket(2.5, 3, 0.0).describe("connection") == "limit 2.5/s, burst 3 per connection"
+    with pytest.raises(ValueError):
+        TokenBucket(0.0, 1, 0.0)
+    with pytest.raises(ValueError):
+        TokenBucket(float("nan"), 1, 0.0)
 
 
 def test_token_bucket_allows_burst_then_rate() -> None:
@@ -124,12 +168,56 @@ def test_cancel_rejected_report_has_nulls_and_reason() -> None:
     events = _book_events([("9-0", Cancel("alice", "1-0"))])
     [event] = events
     assert isinstance(event, CancelRejected)
-    report = cancel_rejected_of("BTC-USD", event)
+    report = cancel_rejected_of(BTC, event, None)
     assert (report.exec_type, report.status, report.reason) == (
         "cancel_rejected", "rejected", "UNKNOWN_ORDER")
     assert report.order_id == "1-0" and report.exec_id == f"BTC-USD:{event.seq}"
     assert (report.side, report.qty, report.price, report.cum_qty, report.leaves_qty) == (
         None, None, None, None, None)
+
+
+def _cancel_rejected_reports(commands: list[tuple[str, Command]]
+                             ) -> list[tuple[CancelRejected, ExecutionReport]]:
+    """Feed a book's events to a view one by one, as the router does; state each rejection."""
+    book = OrderBook(BTC)
+    view = OpenOrdersView(["BTC-USD"])
+    found = []
+    for input_id, cmd in commands:
+        for event in book.apply(input_id, cmd):
+            view.apply_event("BTC-USD", event)
+            if isinstance(event, CancelRejected):
+                order = view.find("BTC-USD", event.account, event.order_id,
+                                  event.client_order_id)
+                found.append((event, cancel_rejected_of(BTC, event, order)))
+        view.set_applied("BTC-USD", input_id)
+    return found
+
+
+def test_cancel_rejected_of_a_live_order_states_the_order() -> None:
+    [(below, r1), (post, r2), (gone, r3), (other, r4)] = _cancel_rejected_reports([
+        ("1-0", Place("alice", "sell", "limit", 10000, 10000, client_order_id="s")),
+        ("2-0", Place("bob", "buy", "limit", 4000, 10000)),  # alice partially filled
+        ("3-0", Amend("alice", client_order_id="s", qty=3000)),  # below the filled 0.4
+        ("4-0", Place("alice", "buy", "limit", 10000, 9900, post_only=True,
+                      client_order_id="po")),
+        ("5-0", Amend("alice", order_id="4-0", price=10000)),  # would take: stays
+        ("6-0", Cancel("alice", client_order_id="nope")),
+        ("7-0", Amend("bob", client_order_id="s", qty=20000)),  # alice's id, bob's request
+    ])
+    assert (below.reason, post.reason, gone.reason, other.reason) == (
+        "INVALID_QTY", "POST_ONLY_WOULD_TAKE", "UNKNOWN_ORDER", "UNKNOWN_ORDER")
+    assert (r1.exec_type, r1.status, r1.order_id, r1.client_order_id, r1.reason) == (
+        "cancel_rejected", "partially_filled", "1-0", "s", "INVALID_QTY")
+    assert (r1.side, r1.type, r1.tif, r1.price, r1.qty, r1.cum_qty, r1.leaves_qty,
+            r1.avg_price) == ("sell", "limit", "GTC", "100.00", "1.0000", "0.4000", "0.6000",
+                              "100.00")
+    assert (r1.last_qty, r1.last_price, r1.liquidity, r1.trade_id) == (None, None, None, None)
+    assert r1.exec_id == f"BTC-USD:{below.seq}" and r1.ts == below.ts == 3
+    assert (r2.status, r2.order_id, r2.client_order_id, r2.price, r2.leaves_qty) == (
+        "new", "4-0", "po", "99.00", "1.0000")
+    for r, e in ((r3, gone), (r4, other)):  # unknown (or another account's): the request's ids
+        assert (r.status, r.order_id, r.client_order_id, r.side, r.qty) == (
+            "rejected", None, e.client_order_id, None, None)
 
 
 def test_status_report_restates_an_open_order() -> None:
@@ -206,6 +294,62 @@ def test_may_be_open_knows_what_the_engine_applied() -> None:
     assert not view.may_be_open("BTC-USD", "11-0")  # applied, expired
     assert view.may_be_open("BTC-USD", "12-0")  # not applied yet
     assert view.may_be_open("BTC-USD", "9-99") is False  # applied long ago, not open
+
+
+def test_view_indexes_open_orders_by_client_order_id() -> None:
+    view = OpenOrdersView(["BTC-USD"])
+    book = OrderBook(BTC)
+    for input_id, cmd in [
+        ("1-0", Place("alice", "buy", "limit", 1000, 10000, client_order_id="a")),
+        ("2-0", Place("bob", "buy", "limit", 1000, 10000, client_order_id="a")),
+        ("3-0", Place("alice", "buy", "market", 1000, 0, client_order_id="m")),
+    ]:
+        view.apply("BTC-USD", book.apply(input_id, cmd), input_id)
+    alice_a = view.by_client_id("BTC-USD", "alice", "a")
+    assert alice_a is not None and alice_a.order_id == "1-0"
+    bob_a = view.by_client_id("BTC-USD", "bob", "a")
+    assert bob_a is not None and bob_a.order_id == "2-0"
+    assert view.by_client_id("BTC-USD", "alice", "m") is None  # expired at once
+    assert view.find("BTC-USD", "alice", "1-0", None) is alice_a
+    assert view.find("BTC-USD", "alice", "1-0", "other") is None
+    assert view.find("BTC-USD", "bob", "1-0", None) is None  # not bob's
+    view.apply("BTC-USD", book.apply("4-0", Cancel("alice", client_order_id="a")), "4-0")
+    assert view.by_client_id("BTC-USD", "alice", "a") is None
+    assert view.applied("BTC-USD") == (4, 0)
+
+
+def test_in_flight_client_ids_are_held_until_the_view_applied_the_place() -> None:
+    view = OpenOrdersView(["BTC-USD"])
+    book = OrderBook(BTC)
+    ids = InFlightClientIds(view, max_held=3)
+    assert not ids.in_use("BTC-USD", "alice", "c1")
+    assert ids.hold("BTC-USD", "alice", "c1")
+    assert ids.in_use("BTC-USD", "alice", "c1")  # submitted, XADD not returned yet
+    assert not ids.in_use("BTC-USD", "bob", "c1")
+    ids.added("BTC-USD", "alice", "c1", "10-0")
+    assert ids.in_use("BTC-USD", "alice", "c1")  # XADDed, the engine has not applied it
+    view.apply("BTC-USD", book.apply("10-0", Place("alice", "buy", "limit", 1000, 10000,
+                                                   client_order_id="c1")), "10-0")
+    assert ids.held("BTC-USD") == 0
+    assert ids.in_use("BTC-USD", "alice", "c1")  # now the view knows it open
+    view.apply("BTC-USD", book.apply("11-0", Cancel("alice", client_order_id="c1")), "11-0")
+    assert not ids.in_use("BTC-USD", "alice", "c1")
+    # A place applied before its XADD reply is read is not held past it.
+    assert ids.hold("BTC-USD", "alice", "c2")
+    view.apply("BTC-USD", book.apply("12-0", Place("alice", "buy", "market", 1000, 0,
+                                                   client_order_id="c2")), "12-0")
+    ids.added("BTC-USD", "alice", "c2", "12-0")
+    assert not ids.in_use("BTC-USD", "alice", "c2")
+    # A failed XADD releases the id; bounded: beyond max_held nothing more is held.
+    assert ids.hold("BTC-USD", "alice", "f")
+    ids.release("BTC-USD", "alice", "f")
+    assert not ids.in_use("BTC-USD", "alice", "f")
+    assert all(ids.hold("BTC-USD", "carol", f"x{i}") for i in range(3))
+    assert not ids.hold("BTC-USD", "carol", "x3") and ids.held("BTC-USD") == 3
+    for i in range(3):
+        ids.added("BTC-USD", "carol", f"x{i}", f"20-{i}")
+    view.set_applied("BTC-USD", "20-1")
+    assert ids.held("BTC-USD") == 1 and ids.hold("BTC-USD", "carol", "x3")
 
 
 def test_entry_ids_compare_numerically() -> None:

@@ -88,6 +88,14 @@ def test_cancel_amend_cancel_all_commands() -> None:
         ("BTC-USD", CancelAll("alice")), ("ETH-USD", CancelAll("alice"))]
 
 
+@pytest.mark.parametrize("coid", ["a", "x" * 36, "A-z_0-9", "-", "_" * 36])
+def test_client_order_ids_of_1_to_36_allowed_characters_are_accepted(coid: str) -> None:
+    [(_, cmd)] = commands(place(client_order_id=coid))
+    assert cmd.client_order_id == coid
+    [(_, cancel)] = commands(frame("order.cancel", {"symbol": "BTC-USD", "client_order_id": coid}))
+    assert cancel.client_order_id == coid
+
+
 @pytest.mark.parametrize("request_id", [0, -5, 2**63 - 1, "", "abc", "x" * 64])
 def test_request_ids_int_or_string_are_kept(request_id: Any) -> None:
     assert decode_request(frame("ping", request_id=request_id)).id == request_id
@@ -150,6 +158,12 @@ BAD_FRAMES: list[tuple[str | bytes, str, Any, str]] = [
     (place(client_order_id="x" * 37), BAD_REQUEST, 1, "params.client_order_id"),
     (place(client_order_id="ünïcode"), BAD_REQUEST, 1, "params.client_order_id"),
     (place(client_order_id=5), BAD_REQUEST, 1, "params.client_order_id"),
+    # `$` would match before a final newline: the id must be the whole string.
+    (place(client_order_id="abc\n"), BAD_REQUEST, 1, "params.client_order_id"),
+    (place(client_order_id="x" * 36 + "\n"), BAD_REQUEST, 1, "params.client_order_id"),
+    (place(client_order_id="abc\r\n"), BAD_REQUEST, 1, "params.client_order_id"),
+    (place(client_order_id="\nabc"), BAD_REQUEST, 1, "params.client_order_id"),
+    (place(client_order_id="ab\nc"), BAD_REQUEST, 1, "params.client_order_id"),
     (place(price=...), BAD_REQUEST, 1, "params.price: required for a limit order"),
     (place(price=None), BAD_REQUEST, 1, "params.price: required for a limit order"),
     (place(type="market"), BAD_REQUEST, 1, "params.price: not allowed for a market order"),
@@ -198,6 +212,10 @@ BAD_FRAMES: list[tuple[str | bytes, str, Any, str]] = [
      1, "params.order_id"),
     (frame("order.cancel", {"symbol": "BTC-USD", "client_order_id": "a b"}), BAD_REQUEST, 1,
      "params.client_order_id"),
+    (frame("order.cancel", {"symbol": "BTC-USD", "client_order_id": "abc\n"}), BAD_REQUEST, 1,
+     "params.client_order_id"),
+    (frame("order.amend", {"symbol": "BTC-USD", "client_order_id": "x" * 36 + "\n",
+                           "qty": "1"}), BAD_REQUEST, 1, "params.client_order_id"),
     (frame("order.cancel", {"order_id": "1-0"}), BAD_REQUEST, 1, "params.symbol: required"),
     (frame("order.cancel", {"symbol": "XRP-USD", "order_id": "1-0"}), UNKNOWN_SYMBOL, 1,
      "params.symbol"),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import socket
 import time
 from collections.abc import AsyncIterator
@@ -245,3 +246,123 @@ async def test_slow_trades_subscriber_is_closed_1008_and_repeat_offender_too() -
             assert (booker.close_code, booker.close_reason) == (1008, "slow consumer")
     finally:
         await h.server.close()
+
+
+# -- hostile input: every frame gets one reply, the connection stays open -------------------
+
+
+def tracebacks(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    """Log records that carry a traceback (or a "connection handler failed" from websockets)."""
+    return [r for r in caplog.records
+            if r.exc_info is not None or "Traceback" in r.getMessage()
+            or "handler failed" in r.getMessage()]
+
+
+DEEP_FRAMES = [
+    '{"a":' * 1000 + "1" + "}" * 1000,  # 6 KB: 1,000 nested objects
+    '{"id": 1, "method": "ping", "extra": ' + '{"a":' * 1000 + "1" + "}" * 1000 + "}",
+    '{"id": 2, "method": "ping", "extra": ' + "[" * 1000 + "]" * 1000 + "}",
+    '{"id": 3, "method": "subscribe", "params": ' + "[" * 1000 + "]" * 1000 + "}",
+    '{"id": 4, "method": "ping", "params": ' + "[" * 1000 + "]" * 1000 + "}",
+    '{"id": 5, "method": "markets", "params": ' + '{"a":' * 1000 + "1" + "}" * 1000 + "}",
+    '{"id": 6, "method": "subscribe", "params": {"channel": "book", "symbol": "BTC-USD", '
+    '"depth": ' + "[" * 1000 + "]" * 1000 + "}}",
+    '{"id": ' + "[" * 1000 + "]" * 1000 + ', "method": "ping"}',
+    '{"method": ' + '{"a":' * 5000 + "1" + "}" * 5000 + "}",
+    "[" * 30_000 + "]" * 30_000,
+    '{"a":' * 10_000 + "1" + "}" * 10_000,
+]
+
+
+async def test_deeply_nested_frames_get_bad_request_and_no_traceback(
+        harness: Harness, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    async with connect(harness.url) as ws:
+        for frame in DEEP_FRAMES:
+            assert len(frame) <= 64 * 1024
+            await ws.send(frame)
+            reply = await recv_json(ws)
+            assert reply["error"]["code"] == errors.BAD_REQUEST, (frame[:60], reply)
+            assert set(reply["error"]) == {"code", "message"}
+            assert len(reply["error"]["message"]) < 300
+        assert "result" in await request(ws, "ping", request_id="after")
+        assert ws.close_code is None
+    assert not tracebacks(caplog)
+    assert harness.server.internal_errors == 0
+
+
+async def test_an_unexpected_exception_is_internal_logged_once_never_1011(
+        harness: Harness, caplog: pytest.LogCaptureFixture,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fault injection in-process: the request parser breaks on frames that say "boom"."""
+    import marketdata.server as server_module
+
+    real = server_module.parse_request
+
+    def breaking(frame: str | bytes, symbols: frozenset[str]) -> Any:
+        if isinstance(frame, str) and "boom" in frame:
+            raise RuntimeError("boom: a bug in the parser")
+        return real(frame, symbols)
+
+    monkeypatch.setattr(server_module, "parse_request", breaking)
+    async with connect(harness.url) as ws:
+        await ws.send(json.dumps({"id": 7, "method": "ping", "params": {"boom": 1}}))
+        assert await recv_json(ws) == {"id": 7, "error": {
+            "code": errors.INTERNAL, "message": "internal error"}}
+        await ws.send('{"boom" no json')
+        assert await recv_json(ws) == {"id": None, "error": {
+            "code": errors.INTERNAL, "message": "internal error"}}
+        assert "result" in await request(ws, "ping", request_id=8)
+        assert ws.close_code is None
+    logged = [r for r in caplog.records if r.exc_info is not None]
+    assert len(logged) == 2 and all(r.name == "streamex.marketdata" for r in logged)
+    assert "boom" not in json.dumps([r.getMessage() for r in logged])  # the message, not the bug
+    assert harness.server.internal_errors == 2
+
+
+async def test_requests_are_rate_limited_per_connection_with_a_retry_hint() -> None:
+    h = await start(Flow(BTC, 10, seed=14), request_rate=2.0, request_burst=5)
+    try:
+        async with connect(h.url) as ws, connect(h.url) as other:
+            for i in range(8):  # pipelined: one burst
+                await ws.send(json.dumps({"id": i, "method": "ping"}))
+            replies = [await recv_json(ws) for _ in range(8)]
+            assert [r["id"] for r in replies] == list(range(8))
+            assert all("result" in r for r in replies[:5])
+            for r in replies[5:]:
+                error = r["error"]
+                assert error["code"] == errors.RATE_LIMITED
+                assert 0 < error["retry_after_ms"] <= 500
+                assert "limit 2/s, burst 5 per connection" in error["message"]
+                assert f"retry in {error['retry_after_ms'] / 1000:.3f} s" in error["message"]
+            await ws.send("junk")  # any frame counts, and the id is echoed when readable
+            assert (await recv_json(ws))["error"]["code"] == errors.RATE_LIMITED
+            assert "result" in await request(other, "ping")  # per connection
+            await asyncio.sleep(replies[-1]["error"]["retry_after_ms"] / 1000 + 0.1)
+            assert "result" in await request(ws, "ping", request_id=99)
+            assert ws.close_code is None
+    finally:
+        await h.server.close()
+
+
+async def test_a_burst_of_5000_pings_hits_the_default_limit(harness: Harness) -> None:
+    async with connect(harness.url, max_queue=None) as ws:
+        results = limited = 0
+        started = time.monotonic()
+        for start_id in range(0, 5000, 100):
+            for i in range(start_id, start_id + 100):
+                await ws.send(json.dumps({"id": i, "method": "ping"}))
+            for i in range(start_id, start_id + 100):
+                reply = await recv_json(ws)
+                assert reply["id"] == i
+                if "result" in reply:
+                    results += 1
+                else:
+                    assert reply["error"]["code"] == errors.RATE_LIMITED
+                    assert reply["error"]["retry_after_ms"] >= 1
+                    limited += 1
+        elapsed = time.monotonic() - started
+        # The defaults: 2000 at once, then 1000/s (the bucket refilled while this ran).
+        assert 2000 <= results <= 2000 + 1000 * elapsed + 1
+        assert limited == 5000 - results and (limited > 0 or elapsed > 2.9)
+        assert ws.close_code is None
