@@ -86,6 +86,10 @@ class MarketDataConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
     host: NonEmptyStr = "127.0.0.1"
     port: Port = 8002
+    request_rate: PositiveFloat = 1000.0
+    """Requests per second per connection (token bucket) ..."""
+    request_burst: Count = 2000
+    """... and its burst; beyond them RATE_LIMITED."""
 
 
 class LimitsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

@@ -23,7 +23,7 @@ from contract.market import Market
 from marketdata.feed import MarketFeed
 from marketdata.outbox import DEFAULT_LIMIT
 from marketdata.reader import MarketReader
-from marketdata.server import FeedServer
+from marketdata.server import REQUEST_BURST, REQUEST_RATE, FeedServer
 
 log = logging.getLogger("streamex.marketdata")
 
@@ -34,12 +34,15 @@ class MarketDataService:
     """Readers + server for ``markets``, on the Redis at ``redis_url``."""
 
     def __init__(self, markets: Iterable[Market], redis_url: str, *,
-                 queue_limit: int = DEFAULT_LIMIT) -> None:
-        """``queue_limit``: frames queued per connection before the slow-consumer policy."""
+                 queue_limit: int = DEFAULT_LIMIT, request_rate: float = REQUEST_RATE,
+                 request_burst: int = REQUEST_BURST) -> None:
+        """``queue_limit``: frames queued per connection before the slow-consumer policy;
+        ``request_rate``/``request_burst``: each connection's request limit."""
         self.markets = tuple(markets)
         self.redis_url = redis_url
         self.feeds = {m.symbol: MarketFeed(m) for m in self.markets}
-        self.server = FeedServer(self.markets, self.feeds, queue_limit=queue_limit)
+        self.server = FeedServer(self.markets, self.feeds, queue_limit=queue_limit,
+                                 request_rate=request_rate, request_burst=request_burst)
         self.readers: list[MarketReader] = []
         self._client: aioredis.Redis | None = None
         self._tasks: list[asyncio.Task[None]] = []

@@ -17,7 +17,8 @@ Market data::
 
 Every request method sends one JSON request and waits for its reply: the
 typed result, or :class:`~contract.errors.StreamexError` ``(code, message)``
-for an error reply. Requests may be issued concurrently (each has its own id).
+for an error reply (with ``retry_after_ms`` for RATE_LIMITED, ``reason``
+and ``server_time`` for a failed logon). Requests may be issued concurrently (each has its own id).
 If the connection closes, waiting calls raise
 ``websockets.exceptions.ConnectionClosed`` and the push iterators end.
 Quantities and prices are decimal strings (``Decimal`` and ``int`` are
@@ -189,8 +190,10 @@ class _Client:
                 future = self._waiting.get(message.id) if message.id is not None else None
                 if future is None or future.done():
                     continue
-                if message.error is not None:
-                    future.set_exception(StreamexError(message.error.code, message.error.message))
+                if (error := message.error) is not None:
+                    future.set_exception(StreamexError(
+                        error.code, error.message, retry_after_ms=error.retry_after_ms,
+                        reason=error.reason, server_time=error.server_time))
                 else:
                     future.set_result(message.result)
         except ConnectionClosed as exc:

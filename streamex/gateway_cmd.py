@@ -1,9 +1,10 @@
 """``streamex gateway``: the order-entry websocket gateway in the foreground.
 
 Runs on uvloop until SIGINT/SIGTERM, then closes connections (sending the
-cancel-on-disconnect commands) and exits 0. Prints one line
-``gateway listening on ws://HOST:PORT/`` once it accepts connections (with
-``--port 0``, the port picked). Exit code 1 on a bad config or unreachable Redis.
+cancel-on-disconnect commands) and exits 0. Logs
+``event=listening service=gateway url=ws://HOST:PORT/`` once it accepts
+connections (with ``--port 0``, the port picked). Exit code 1 on a bad config
+or unreachable Redis.
 """
 
 from __future__ import annotations
@@ -19,16 +20,12 @@ import uvloop
 from contract.settings import Config
 from streamex.config import ConfigError, service_config
 from streamex.gc_tuning import tune_gc
-from streamex.logs import add_log_level, setup_logging
+from streamex.logs import setup_logging
+from streamex.service_cmd import add_service_arguments, log_listening
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", help="TOML configuration file (default: built-in markets)")
-    parser.add_argument("--redis-url", help="Redis to use (default: the config's redis.url)")
-    parser.add_argument("--host", help="address to listen on (default: the config's gateway.host)")
-    parser.add_argument("--port", type=int,
-                        help="port to listen on, 0 for any (default: the config's gateway.port)")
-    add_log_level(parser)
+    add_service_arguments(parser, "gateway")
 
 
 async def _serve(args: argparse.Namespace, config: Config, redis_url: str) -> int:
@@ -41,7 +38,7 @@ async def _serve(args: argparse.Namespace, config: Config, redis_url: str) -> in
     async with Gateway(config, redis_url) as gateway:
         host, port = await gateway.start(args.host, args.port)
         tune_gc()
-        print(f"gateway listening on ws://{host}:{port}/", flush=True)
+        log_listening("gateway", host, port)
         serving = asyncio.create_task(gateway.serve_forever())
         stopping = asyncio.create_task(stop.wait())
         done, _ = await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)

@@ -2,9 +2,9 @@
 
 Follows every configured market's engine snapshot and event stream on Redis
 and serves ``book``, ``trades``, ``ticker`` and ``heartbeat`` to websocket
-subscribers (PROTOCOL.md). Prints one line ``marketdata listening on
-ws://HOST:PORT/`` once the snapshots are loaded and the port is bound (with
-``--port 0`` this names the port picked). Stops on SIGINT or SIGTERM.
+subscribers (PROTOCOL.md). Logs ``event=listening service=marketdata
+url=ws://HOST:PORT/`` once the snapshots are loaded and the port is bound
+(with ``--port 0`` this names the port picked). Stops on SIGINT or SIGTERM.
 """
 
 from __future__ import annotations
@@ -14,23 +14,19 @@ import asyncio
 import signal
 import sys
 
-from contract.market import Market
+from contract.settings import Config
 from marketdata.outbox import DEFAULT_LIMIT
 from streamex.config import ConfigError, service_config
 from streamex.gc_tuning import tune_gc
-from streamex.logs import add_log_level, setup_logging
+from streamex.logs import setup_logging
+from streamex.service_cmd import add_service_arguments, log_listening
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", help="TOML configuration file (default: built-in markets)")
-    parser.add_argument("--redis-url", help="Redis to follow (default: [redis] url of the config)")
-    parser.add_argument("--host", help="address to listen on (default: [marketdata] host)")
-    parser.add_argument("--port", type=int,
-                        help="port to listen on, 0 for any free one (default: [marketdata] port)")
+    add_service_arguments(parser, "marketdata")
     parser.add_argument("--queue-limit", type=int, default=DEFAULT_LIMIT, metavar="N",
                         help="frames queued per connection before it counts as a slow consumer "
                              "(default: %(default)s)")
-    add_log_level(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -51,16 +47,17 @@ def run(args: argparse.Namespace) -> int:
     import uvloop
 
     try:
-        return uvloop.run(_serve(config.markets, redis_url, host, port, args.queue_limit))
+        return uvloop.run(_serve(config, redis_url, host, port, args.queue_limit))
     except KeyboardInterrupt:
         return 0
 
 
-async def _serve(markets: tuple[Market, ...], redis_url: str, host: str, port: int,
-                 queue_limit: int) -> int:
+async def _serve(config: Config, redis_url: str, host: str, port: int, queue_limit: int) -> int:
     from marketdata.service import MarketDataService
 
-    service = MarketDataService(markets, redis_url, queue_limit=queue_limit)
+    md = config.marketdata
+    service = MarketDataService(config.markets, redis_url, queue_limit=queue_limit,
+                                request_rate=md.request_rate, request_burst=md.request_burst)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -72,7 +69,7 @@ async def _serve(markets: tuple[Market, ...], redis_url: str, host: str, port: i
         await service.close()
         return 1
     tune_gc()
-    print(f"marketdata listening on ws://{host}:{service.port}/", flush=True)
+    log_listening("marketdata", host, service.port)
     waiter = asyncio.create_task(service.wait())
     stopper = asyncio.create_task(stop.wait())
     try:

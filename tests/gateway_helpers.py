@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import re
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
@@ -55,29 +54,17 @@ def engine_process(config_path: Path, redis_url: str, log_path: Path) -> Process
                     "--consumer", "engine-test"], log_path)
 
 
-def _size(path: Path) -> int:
-    return path.stat().st_size if path.exists() else 0
-
-
-_LISTENING = re.compile(r"gateway listening on (ws://\S+)")
-
-
 async def start_gateway_process(config_path: Path, redis_url: str, log_path: Path
                                 ) -> tuple[Process, str]:
     """Start ``streamex gateway --port 0`` and return it with its ws:// URL once it listens."""
-    offset = _size(log_path)
     process = Process(["gateway", "--config", str(config_path), "--redis-url", redis_url,
                        "--port", "0"], log_path).start()
-    deadline = time.monotonic() + TIMEOUT_S
-    while time.monotonic() < deadline:
-        found = _LISTENING.search(process.log()[offset:])
-        if found:
-            return process, found.group(1)
-        if not process.running():
-            break
-        await asyncio.sleep(0.02)
-    process.kill()
-    raise AssertionError(f"gateway did not start:\n{process.log()[offset:]}")
+    try:
+        url = await asyncio.to_thread(process.wait_listening, "gateway")
+    except AssertionError:
+        process.kill()
+        raise
+    return process, url
 
 
 async def wait_engine_ready(redis_url: str, symbols: Iterable[str] = ("BTC-USD", "ETH-USD"),

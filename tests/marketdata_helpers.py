@@ -43,10 +43,10 @@ def write_config(directory: Path, **engine: int | float) -> Path:
 
 
 class Child(StreamexProcess):
-    """A ``python -m streamex ...`` child process; stderr goes to ``log_path``."""
+    """A ``python -m streamex ...`` child process; its output goes to ``log_path``."""
 
     def __init__(self, args: Sequence[str], log_path: Path) -> None:
-        super().__init__(args, log_path, pipe_stdout=True, timeout_s=TIMEOUT_S)
+        super().__init__(args, log_path, timeout_s=TIMEOUT_S)
 
 
 class FeedProcess(Child):
@@ -59,9 +59,7 @@ class FeedProcess(Child):
 
     def start(self) -> FeedProcess:
         super().start()
-        line = self.read_line()
-        assert line.startswith("marketdata listening on ws://"), line
-        self.url = line.split()[-1]
+        self.url = self.wait_listening("marketdata")
         return self
 
 

@@ -1,14 +1,13 @@
 """One wrapper for ``python -m streamex ...`` child processes in tests.
 
-Output goes to ``log_path`` (stdout and stderr), or with ``pipe_stdout`` only
-stderr does and :meth:`StreamexProcess.read_line` reads stdout (a service's
-"listening on ..." line). Every wait is bounded.
+Output (stdout and stderr) goes to ``log_path``; :meth:`StreamexProcess.wait_listening`
+waits for a service's ``event=listening`` line there. Every wait is bounded.
 """
 
 from __future__ import annotations
 
 import os
-import select
+import re
 import signal
 import subprocess
 import sys
@@ -27,20 +26,20 @@ P = TypeVar("P", bound="StreamexProcess")
 class StreamexProcess:
     """``python -m streamex ARGS`` as a child process, started by :meth:`start`."""
 
-    def __init__(self, args: Sequence[str], log_path: Path, *, pipe_stdout: bool = False,
+    def __init__(self, args: Sequence[str], log_path: Path, *,
                  timeout_s: float = TIMEOUT_S) -> None:
         self.args = [sys.executable, "-m", "streamex", *args]
         self.log_path = log_path
-        self.pipe_stdout = pipe_stdout
         self.timeout_s = timeout_s
+        self._log_start = 0
         self.proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
 
     def start(self: P) -> P:
+        self._log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
         self._log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            self.args, stdin=subprocess.DEVNULL, cwd=REPO, stderr=self._log,
-            stdout=subprocess.PIPE if self.pipe_stdout else self._log)
+            self.args, stdin=subprocess.DEVNULL, cwd=REPO, stderr=self._log, stdout=self._log)
         return self
 
     @property
@@ -55,25 +54,20 @@ class StreamexProcess:
         assert self.proc is not None
         self.proc.send_signal(sig)
 
-    def read_line(self, timeout_s: float | None = None) -> str:
-        """The next stdout line (``pipe_stdout``); fails the test after the timeout or at exit."""
-        assert self.proc is not None and self.proc.stdout is not None
-        timeout_s = self.timeout_s if timeout_s is None else timeout_s
-        deadline = time.monotonic() + timeout_s
-        fd = self.proc.stdout.fileno()
-        data = b""
-        while not data.endswith(b"\n"):
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise AssertionError(f"no output from {self.args[3]} in {timeout_s} s:\n"
-                                     + self.log())
-            ready, _, _ = select.select([fd], [], [], left)
-            if ready:
-                chunk = os.read(fd, 1)
-                if not chunk:
-                    raise AssertionError(f"{self.args[3]} exited:\n{self.log()}")
-                data += chunk
-        return data.decode()
+    def wait_listening(self, service: str, timeout_s: float | None = None) -> str:
+        """The ``ws://`` URL of the service's ``event=listening`` line (this start's output);
+        fails the test after the timeout or if the process exits first."""
+        pattern = re.compile(rf"event=listening service={service} url=(ws://\S+)")
+        deadline = time.monotonic() + (self.timeout_s if timeout_s is None else timeout_s)
+        while True:
+            found = pattern.search(self.log()[self._log_start:])
+            if found:
+                return found.group(1)
+            if not self.running():
+                raise AssertionError(f"{service} exited before listening:\n{self.log()}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{service} did not listen in time:\n{self.log()}")
+            time.sleep(0.02)
 
     def wait(self, timeout_s: float | None = None) -> int:
         """Wait for the exit (raises ``TimeoutExpired``); returns the exit code."""

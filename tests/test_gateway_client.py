@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import re
 from decimal import Decimal
 from pathlib import Path
 
@@ -91,15 +90,7 @@ async def test_market_data_client_sees_the_book_change(tmp_path: Path, redis_url
     feed = Process(["marketdata", "--config", str(config_path), "--redis-url", redis_url,
                     "--port", "0"], tmp_path / "marketdata.log").start()
     try:
-        md_url = None
-        for _ in range(500):
-            found = re.search(r"marketdata listening on (ws://\S+)", feed.log())
-            if found:
-                md_url = found.group(1)
-                break
-            assert feed.running(), feed.log()
-            await asyncio.sleep(0.02)
-        assert md_url is not None, feed.log()
+        md_url = await asyncio.to_thread(feed.wait_listening, "marketdata")
         await wait_engine_ready(redis_url)
         async with running_gateway(config, redis_url) as (_, url), \
                 MarketDataClient.connect(md_url) as md:
@@ -126,3 +117,20 @@ async def test_market_data_client_sees_the_book_change(tmp_path: Path, redis_url
     finally:
         feed.stop()
         engine.stop()
+
+
+async def test_the_sdk_carries_the_error_details(redis_url: str) -> None:
+    """A failed logon's reason and server time, a rate limit's retry hint, reach the caller."""
+    config = make_config(connection_rate=1.0, connection_burst=2)
+    async with running_gateway(config, redis_url) as (_, url), \
+            OrderClient.connect(url) as client:
+        with pytest.raises(StreamexError) as bad:
+            await client.logon(ALICE.api_key, "not-the-secret")
+        assert (bad.value.code, bad.value.reason) == ("UNAUTHENTICATED", "BAD_SIGNATURE")
+        assert bad.value.server_time is not None and bad.value.retry_after_ms is None
+        await client.ping()  # the second request of the burst of 2
+        with pytest.raises(StreamexError) as limited:
+            await client.ping()
+        assert limited.value.code == "RATE_LIMITED"
+        assert limited.value.retry_after_ms is not None and limited.value.retry_after_ms > 0
+        assert limited.value.reason is None
