@@ -35,7 +35,7 @@ test: lint system-deps
 	$(BIN)/pytest -q
 
 up: venv
-	$(BIN)/streamex up
+	$(BIN)/streamex up --demo
 
 bench: dev
 	$(BIN)/pytest benchmarks/ --benchmark-only

@@ -67,6 +67,7 @@ COMMANDS: dict[str, Command] = {
     "gateway": lazy("streamex.gateway_cmd", "run the order-entry websocket gateway"),
     "marketdata": lazy("streamex.marketdata_cmd", "run the market-data websocket service"),
     "bench": lazy("streamex.bench_cmd", "run a benchmark (core, engine, feed, e2e)"),
+    "demo": lazy("streamex.demo", "run a small seeded market maker so the book is live"),
     "config-check": Command(
         "check a configuration file and summarize it", _config_check_arguments, _config_check_run
     ),

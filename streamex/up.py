@@ -49,6 +49,8 @@ GRACE_S = 15.0
 MAX_BACKOFF_S = 10.0
 READY_TIMEOUT_S = 30.0
 DEMO_ACCOUNTS = "demo-accounts.toml"
+DEMO_MAKER_TAKER = ("demo-maker", "demo-taker")
+"""The accounts of ``--demo``'s market maker: its own, so the user's accounts stay quiet."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -61,7 +63,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gateway-port", type=int, help="override [gateway] port")
     parser.add_argument("--marketdata-port", type=int, help="override [marketdata] port")
     parser.add_argument("--demo", action="store_true",
-                        help="also run a small market maker on the demo accounts")
+                        help="also run a small seeded market maker (streamex demo) on accounts "
+                             "of its own, so the book is live and trades print")
     parser.add_argument("--log-level", default="info", choices=LOG_LEVELS,
                         help="log level of every service (default: %(default)s)")
 
@@ -141,7 +144,15 @@ def _effective_config(config: Config, args: argparse.Namespace,
         config = replace(config, gateway=replace(config.gateway, port=args.gateway_port))
     if args.marketdata_port:
         config = replace(config, marketdata=replace(config.marketdata, port=args.marketdata_port))
-    if config.accounts:
+    if args.demo:
+        # The market maker's own accounts: new keys each run (only its process logs on
+        # with them), the same ids, so it takes its resting orders back after a restart.
+        have = {a.id for a in config.accounts}
+        extra = tuple(Account(id=name, api_key=f"{name}-{secrets.token_hex(8)}",
+                              secret=secrets.token_hex(24))
+                      for name in DEMO_MAKER_TAKER if name not in have)
+        config = replace(config, accounts=config.accounts + extra)
+    if any(a.id not in DEMO_MAKER_TAKER for a in config.accounts):
         return config, False
     saved = None if data_dir is None else data_dir / DEMO_ACCOUNTS
     if saved is not None and saved.exists():
@@ -152,7 +163,7 @@ def _effective_config(config: Config, args: argparse.Namespace,
             fd = os.open(saved, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w") as f:
                 f.write(dump_config(Config(accounts=accounts)))
-    return replace(config, accounts=accounts), True
+    return replace(config, accounts=accounts + config.accounts), True
 
 
 def _port_free(host: str, port: int) -> bool:
@@ -241,7 +252,8 @@ def run(args: argparse.Namespace) -> int:
         ready = all(_wait_listening(cfg.host, cfg.port, deadline)
                     for cfg in (config.gateway, config.marketdata))
         ready = ready and all(c.exited() is None for c in children)
-        _print_banner(config, redis_url, server, data_dir, generated, ready, args.demo)
+        _print_banner(config, redis_url, server, data_dir, generated, ready,
+                      any(c.name == "demo" for c in children))
         _supervise(children, stopping)
     finally:
         code = _stop_all(children, force=len(stopping) > 1)
@@ -264,13 +276,9 @@ def _children(config: Config, secret_config: SecretConfig,
                 Child("marketdata", [*base, "marketdata", *common], fds)]
     demo = []
     if args.demo:
-        ids = [a.id for a in config.accounts]
-        if len(ids) >= 2:
-            demo = [Child("demo", [*base, "demo", *common, "--maker", ids[0],
-                                   "--taker", ids[1]], fds)]
-        else:
-            print("streamex up: --demo needs two accounts; running without it",
-                  file=sys.stderr)
+        maker, taker = DEMO_MAKER_TAKER
+        demo = [Child("demo", [*base, "demo", *common, "--maker", maker, "--taker", taker],
+                      fds)]
     return engines + services + demo
 
 
@@ -300,9 +308,11 @@ def _print_banner(config: Config, redis_url: str, embedded: RedisServer | None,
         lines.append(f"  demo accounts (generated, {kept}; set [[accounts]] in a config "
                      "to choose):")
         for a in config.accounts:
-            lines.append(f"    {a.id}: api_key={a.api_key} secret={a.secret}")
+            if a.id not in DEMO_MAKER_TAKER:
+                lines.append(f"    {a.id}: api_key={a.api_key} secret={a.secret}")
     if demo:
-        lines.append("  demo market maker on " + ", ".join(a.id for a in config.accounts[:2]))
+        lines.append(f"  market maker  streamex demo, on its own accounts "
+                     f"{' and '.join(DEMO_MAKER_TAKER)}")
     lines.append("Press Ctrl-C to stop.")
     print("\n".join(lines), flush=True)
 
@@ -331,11 +341,13 @@ def _supervise(children: list[Child], stopping: list[int]) -> None:
 
 
 def _stop_all(children: list[Child], force: bool) -> int:
-    """SIGTERM the services, then the engines (they snapshot); SIGKILL what lingers."""
+    """SIGTERM the market maker (it cancels its orders), the services, then the engines
+    (they snapshot); SIGKILL what lingers."""
     code = 0
     engines = [c for c in children if c.name.startswith("engine")]
-    services = [c for c in children if c not in engines]
-    for group in (services, engines):
+    clients = [c for c in children if c.name == "demo"]
+    services = [c for c in children if c not in engines and c not in clients]
+    for group in (clients, services, engines):
         for c in group:
             if c.proc is not None and c.proc.poll() is None:
                 if force:

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 import redis
+from timing import scaled
 
 from streamex.client import MarketDataClient, OrderClient
 from streamex.config import with_password
@@ -344,3 +345,52 @@ def test_up_uses_a_redis_url_with_a_password(tmp_path: Path) -> None:
                 assert client.xlen("sx:{BTC-USD}:in") >= 2
         finally:
             assert up.stop() == 0, up.log_path.read_text()
+
+
+async def _live_book_and_a_trade(up: Up, symbol: str) -> None:
+    async with MarketDataClient.connect(up.marketdata_url) as feed:
+        await feed.subscribe("book", symbol, depth=10)
+        await feed.subscribe("trades", symbol)
+        book: dict[str, dict[str, str]] = {"bids": {}, "asks": {}}
+        traded = False
+        async with asyncio.timeout(scaled(30)):
+            while not (book["bids"] and book["asks"] and traded):
+                push = await feed.next_push()
+                if push["channel"] == "book":
+                    for side in ("bids", "asks"):
+                        if push["type"] == "snapshot":
+                            book[side] = {}
+                        for price, qty in push[side]:
+                            if qty == "0":
+                                book[side].pop(price, None)
+                            else:
+                                book[side][price] = qty
+                traded = traded or (push["channel"] == "trades" and bool(push["data"]))
+        best_bid = max(book["bids"], key=float)
+        best_ask = min(book["asks"], key=float)
+        assert float(best_bid) < float(best_ask)  # a live, uncrossed book
+
+
+async def _no_orders_and_no_reports(up: Up) -> None:
+    key, secret = up.accounts[0]
+    async with OrderClient.connect(up.gateway_url) as client:
+        await client.logon(key, secret)
+        assert await client.open_orders() == []
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(1.0):
+                await client.next_execution()
+
+
+def test_up_demo_gives_a_new_user_a_live_book_and_trades(tmp_path: Path) -> None:
+    up = Up(None, tmp_path / "up.log", extra=("--demo",))
+    try:
+        banner = up.log_path.read_text()
+        assert "market maker  streamex demo, on its own accounts" in banner
+        assert len(up.accounts) == 2  # the user's demo1, demo2: the maker's keys are not shown
+        asyncio.run(_live_book_and_a_trade(up, "BTC-USD"))
+        asyncio.run(_live_book_and_a_trade(up, "ETH-USD"))
+        # The user's own account stays quiet: nothing of the maker's reaches it.
+        asyncio.run(_no_orders_and_no_reports(up))
+    finally:
+        assert up.stop() == 0, up.log_path.read_text()
+    assert "exited with code" not in up.log_path.read_text()
