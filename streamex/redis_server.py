@@ -125,7 +125,7 @@ class RedisServer:
     ``password`` None means: the one kept in ``data_dir/password`` if there
     is one, else a new random one (saved there, 0600, unless the directory is
     temporary). :attr:`url` and :attr:`unix_url` carry it; :attr:`display_url`
-    does not.
+    does not. ``extra_args`` are more server options (``--cluster-enabled yes``).
     """
 
     def __init__(
@@ -138,6 +138,7 @@ class RedisServer:
         binary: str | Path | None = None,
         die_with_parent: bool = False,
         password: str | None = None,
+        extra_args: tuple[str, ...] = (),
     ) -> None:
         if appendfsync not in ("always", "everysec", "no"):
             raise ValueError(f"appendfsync: must be always, everysec or no, not {appendfsync!r}")
@@ -154,6 +155,7 @@ class RedisServer:
         self._proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
         self._given_password = password
+        self._extra_args = extra_args
         self._password: str | None = password
 
     # -- state -------------------------------------------------------------
@@ -357,6 +359,7 @@ class RedisServer:
             "--logfile", str(self._dir / _LOG_NAME),
             *(("--unixsocket", str(self._dir / _SOCKET_NAME), "--unixsocketperm", "700")
               if self.socket_path is not None else ()),
+            *self._extra_args,
         ]
 
     def _launch(self, binary: str, port: int) -> None:

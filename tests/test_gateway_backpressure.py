@@ -10,6 +10,7 @@ from collections.abc import Iterable
 
 import pytest
 from gateway_helpers import TIMEOUT_S, make_config, running_gateway
+from timing import wait_until_async
 from websockets.asyncio.client import connect
 from websockets.asyncio.server import ServerConnection, serve
 
@@ -72,7 +73,7 @@ async def test_a_client_that_does_not_read_is_slowed_down_and_loses_no_reply(
             ws.transport.pause_reading()
             for i in range(count):  # ~7 MB of replies: more than the socket buffers hold
                 await ws.send(json.dumps({"id": i, "method": "markets"}))
-            await asyncio.sleep(0.5)
+            await wait_until_async(lambda: pauses > 0, what="the gateway to stop reading")
             ws.transport.resume_reading()
             async with asyncio.timeout(TIMEOUT_S * 2):
                 ids = [json.loads(await ws.recv())["id"] for _ in range(count)]
@@ -88,6 +89,15 @@ async def test_a_peer_that_reads_nothing_for_long_is_closed_1008(
     monkeypatch.setattr(Session, "outbox_high", 50)
     monkeypatch.setattr(Session, "outbox_low", 10)
     monkeypatch.setattr(Session, "stall_s", 0.5)
+    closing = 0
+    original = Session._slow_consumer
+
+    def counting(self: Session) -> None:
+        nonlocal closing
+        closing += 1
+        original(self)
+
+    monkeypatch.setattr(Session, "_slow_consumer", counting)
     async with running_gateway(fast_config(), redis_url) as (_, url):
         sock = socket.socket()
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
@@ -98,7 +108,8 @@ async def test_a_peer_that_reads_nothing_for_long_is_closed_1008(
             ws.transport.pause_reading()
             for i in range(20_000):
                 await ws.send(json.dumps({"id": i, "method": "markets"}))
-            await asyncio.sleep(1.5)  # nothing read for longer than stall_s
+            # Nothing read for longer than stall_s: the gateway gives up on the peer.
+            await wait_until_async(lambda: closing > 0, what="the slow-consumer close")
             ws.transport.resume_reading()
             async with asyncio.timeout(TIMEOUT_S * 2):
                 await ws.wait_closed()
