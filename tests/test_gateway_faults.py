@@ -27,6 +27,7 @@ from gateway_helpers import (
     wait_engine_ready,
     write_config,
 )
+from timing import scaled, wait_until_async
 from websockets.exceptions import ConnectionClosed
 
 from contract.errors import StreamexError
@@ -35,7 +36,7 @@ from contract.keys import out_stream, snap_key
 from contract.settings import Account, EngineConfig
 from contract.snapshot import decode_snapshot
 from contract.streams import events_of
-from streamex.client import OrderClient
+from streamex.client import ExecutionReport, OrderClient
 
 
 async def test_cancel_on_disconnect_cancels_only_that_connections_orders(
@@ -193,29 +194,33 @@ async def test_gateway_kill_9_loses_nothing_received(tmp_path: Path, redis_url: 
         traders = [asyncio.create_task(_trade_until_killed(url, account, side, stop, received,
                                                            unknown))
                    for account, side in ((ALICE, "buy"), (BOB, "sell"), (CAROL, "buy"))]
-        for _ in range(500):  # let orders flow, then crash the gateway mid-stream
-            if len(received) >= 150:
-                break
-            await asyncio.sleep(0.01)
+        # Let orders flow, then crash the gateway mid-stream.
+        await wait_until_async(lambda: len(received) >= 150, what="150 orders received")
         gateway.kill()
         stop.set()
-        await asyncio.wait_for(asyncio.gather(*traders), 10)
-        assert len(received) >= 150, gateway.log()
+        await asyncio.wait_for(asyncio.gather(*traders), scaled(10))
 
         client = aioredis.Redis.from_url(redis_url)
-        snap = decode_snapshot(await client.get(snap_key("BTC-USD")))
+        # The restarted gateway must rebuild from a snapshot plus the tail: wait for the
+        # engine to have written one (it may lag behind the XADDs on a loaded machine,
+        # and reading the key before that was a way for this test to fail).
+        raw = await wait_until_async(lambda: client.get(snap_key("BTC-USD")),
+                                     what="the engine's first snapshot")
+        snap = decode_snapshot(raw)
         assert snap.orders and snap.last_out_id != "0-0"
         gateway, url = await start_gateway_process(config_path, redis_url, log_path)
         clients = {a.id: await logged_on(url, a) for a in (ALICE, BOB, CAROL)}
         expected = {coid: order_id for coid, order_id in received.items()}
         # Resync: every received order is open, exactly as placed; nothing unasked-for.
-        for _ in range(200):
-            opened = {o.client_order_id: o for c in clients.values()
-                      for o in await c.open_orders("BTC-USD")}
-            if expected.keys() <= opened.keys():
-                break
-            await asyncio.sleep(0.05)
-        assert expected.keys() <= opened.keys(), len(expected.keys() - opened.keys())
+        async def open_now() -> dict[str, ExecutionReport]:
+            return {o.client_order_id or "": o for c in clients.values()
+                    for o in await c.open_orders("BTC-USD")}
+
+        async def all_open() -> bool:
+            return expected.keys() <= (await open_now()).keys()
+
+        await wait_until_async(all_open, what="every received order open after the restart")
+        opened = await open_now()
         assert {coid: o.order_id for coid, o in opened.items() if coid in expected} == expected
         assert opened.keys() <= expected.keys() | unknown
         assert all(o.qty == "0.0100" and o.leaves_qty == "0.0100" for o in opened.values())
@@ -236,14 +241,14 @@ async def test_gateway_kill_9_loses_nothing_received(tmp_path: Path, redis_url: 
         careful = await logged_on(url, BOB, cancel_on_disconnect=True)
         guarded = await careful.place("BTC-USD", "sell", "limit", "0.01", "160.00")
         assert await asyncio.to_thread(gateway.stop) == 0  # the loop must answer the close
-        for _ in range(200):
-            reasons = {e.reason for _, fields in await client.xrange(out_stream("BTC-USD"))
-                       for e in events_of(fields)
-                       if isinstance(e, Report) and e.order_id == guarded.order_id}
-            if "CANCEL_ON_DISCONNECT" in reasons:
-                break
-            await asyncio.sleep(0.02)
-        assert "CANCEL_ON_DISCONNECT" in reasons
+
+        async def canceled_on_disconnect() -> bool:
+            return "CANCEL_ON_DISCONNECT" in {
+                e.reason for _, fields in await client.xrange(out_stream("BTC-USD"))
+                for e in events_of(fields)
+                if isinstance(e, Report) and e.order_id == guarded.order_id}
+
+        await wait_until_async(canceled_on_disconnect, what="the disconnect cancel applied")
         await client.aclose()
         for c in (*clients.values(), careful):
             await c.close()
