@@ -32,16 +32,30 @@ from contract.market import DEFAULT_MARKETS, Market
 from contract.settings import EngineConfig
 from contract.snapshot import encode_snapshot
 from contract.streams import IN_FIELD
-from engine.connection import connect
 from engine.recovery import replay
 from engine.runner import EXIT_OK, EngineRunner
-from engine.scripts import call
+from engine.topology import Topology
 from matching.book import OrderBook
 from matching.snapshot import take_snapshot
 from streamex.gc_tuning import tune_gc
 from streamex.redis_server import RedisServer
 
 _FLOOR_GROUP = "floor"
+_RAW_REPLIES = ("XRANGE", "XREVRANGE", "XREAD", "XREADGROUP", "XAUTOCLAIM")
+
+
+def _raw_client(url: str) -> Any:
+    """A redis-py client whose stream replies stay raw (hiredis lists), like the engine's."""
+    import redis
+
+    client = redis.Redis.from_url(url, protocol=2)
+    for command in _RAW_REPLIES:
+        client.set_response_callback(command, lambda response, **options: response)
+    return client
+
+
+def call(client: Any, *args: Any) -> Any:
+    return client.execute_command(*args)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -112,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
         reference.apply(entry_id, cmd)
 
     with RedisServer() as server:
-        client = connect(server.url)
+        client = _raw_client(server.url)
         version = client.info("server")["redis_version"]
         _prefill(client, keys.input, flow)
         say(f"prefilled {len(flow)} orders into {keys.input} (redis {version})")
@@ -122,7 +136,9 @@ def run(args: argparse.Namespace) -> int:
 
         book = OrderBook(market)
         started = time.perf_counter()
-        replayed, _ = replay(client, book, keys, ZERO_ID, last_id)
+        topology = Topology([server.url])
+        replayed, _ = replay(topology, book, keys, ZERO_ID, last_id)
+        topology.close()
         replay_s = time.perf_counter() - started
         say(f"replay (no publish)     {replayed / replay_s:12,.0f} orders/s")
 

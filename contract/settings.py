@@ -16,7 +16,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Annotated, ClassVar
+from typing import Annotated, ClassVar, Literal
 
 import msgspec
 
@@ -62,16 +62,39 @@ class Account(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         return f"Account(id={self.id!r}, api_key={self.api_key!r})"
 
 
+Durability = Literal["async", "replicated"]
+
+
 class RedisConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """Where Redis is; ``url`` None means: start an embedded server."""
+    """Where Redis is; ``url`` None (and no ``urls``) means: start an embedded server."""
 
     url: NonEmptyStr | None = None
     password_file: NonEmptyStr | None = None
     """Read the password from this file (e.g. a Docker secret) rather than from ``url``."""
+    cluster: bool = False
+    """``url`` and ``urls`` are seed nodes of a Redis Cluster."""
+    urls: tuple[NonEmptyStr, ...] = ()
+    """More seed nodes of the cluster (any reachable one is enough to find the rest)."""
+    durability: Durability = "async"
+    """``replicated``: an order is ``received`` only once a replica holds it, and the
+    services publish only what a replica holds (cluster only; README, Durability)."""
+    wait_timeout_ms: Annotated[int, msgspec.Meta(ge=1, le=60_000)] = 1000
+    """With ``replicated``: how long ``received`` waits for a replica before giving up."""
 
     def __post_init__(self) -> None:
-        if self.url is not None and not self.url.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError("url: must start with redis://, rediss:// or unix://")
+        for i, url in enumerate((self.url, *self.urls)):
+            if url is not None and not url.startswith(("redis://", "rediss://", "unix://")):
+                where = "url" if self.url is not None and i == 0 else f"urls[{i - 1}]"
+                raise ValueError(f"{where}: must start with redis://, rediss:// or unix://")
+        if self.urls and not self.cluster:
+            raise ValueError("urls: only for a cluster (set cluster = true)")
+        if self.durability == "replicated" and not self.cluster:
+            raise ValueError("durability: replicated needs cluster = true")
+
+    @property
+    def seeds(self) -> tuple[str, ...]:
+        """Every URL given: ``url`` first, then ``urls``."""
+        return ((self.url,) if self.url is not None else ()) + self.urls
 
 
 class GatewayConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

@@ -63,44 +63,59 @@ def _read_command(consumer: str, count: int, streams: Sequence[str], block_ms: i
 
 
 class CommitChannel:
-    """A dedicated connection for the engine's hot path: commits and reads of new entries.
+    """A dedicated connection to one node: the engine's commits, reads and other calls.
 
     :meth:`send` writes ``EVALSHA COMMIT`` followed by an ``XREADGROUP`` of
     new entries (when ``read_count`` > 0) without waiting; the caller may
     apply the next batch while Redis works, then calls :meth:`receive`. One
-    round trip per batch; when the engine would otherwise go idle, the read
-    can BLOCK, so an idle market costs one round trip per command, not two.
-    :meth:`read` is a read alone. Commands are packed in C (hiredis) or by
-    :func:`resp_command`, and replies read raw: ~20 us less Python per call
-    than redis-py's ``execute_command``.
+    round trip per batch. When the market would otherwise go idle the read
+    can BLOCK and be *held*: :meth:`receive` returns after the commit's reply
+    and the read stays in flight, on the server, until entries arrive; the
+    caller watches :meth:`fileno` / :meth:`reply_ready` (several markets'
+    connections at once) and collects it with :meth:`take_read`. While a read
+    is held the connection takes no other command. :meth:`start_read` holds a
+    read alone, :meth:`read` waits for one, :meth:`call` runs any command.
+    Commands are packed in C (hiredis) or by :func:`resp_command`, and replies
+    read raw: ~20 us less Python per call than redis-py's ``execute_command``.
     """
 
     def __init__(self, client: redis.Redis) -> None:
         self._pool = client.connection_pool
         self._conn: Any = self._pool.get_connection()  # redis-py's Connection is untyped
         self._reading = False
+        self._held = False
+
+    @property
+    def read_held(self) -> bool:
+        """True while a held read's reply has not been taken."""
+        return self._held
 
     def send(self, keys: MarketKeys, epoch: int, consumer: str, prev_applied: bytes,
              ids: list[bytes], events: bytes, read_count: int,
-             read_streams: Sequence[str], block_ms: int | None = None) -> None:
+             read_streams: Sequence[str], block_ms: int | None = None,
+             hold_read: bool = False) -> None:
         """Publish ``events`` (encoded, b"" for none), record ``ids[-1]``, XACK ``ids``.
 
         Then read up to ``read_count`` new entries of ``read_streams`` (none
-        when 0), waiting up to ``block_ms`` for the first if given.
+        when 0), waiting up to ``block_ms`` for the first if given; with
+        ``hold_read`` that read's reply is left for :meth:`take_read`.
         """
+        assert not self._held, "a held read is in flight on this connection"
         packed = resp_command((
             "EVALSHA", COMMIT_SCRIPT.sha, 4, keys.input, keys.epoch, keys.output, keys.applied,
             epoch, ENGINE_GROUP, consumer, prev_applied, ids[-1], events), ids)
         if read_count:  # one write (redis-py sends each list item with its own sendall)
             packed += _read_command(consumer, read_count, read_streams, block_ms)
-        self._reading = bool(read_count)
+        self._reading = bool(read_count) and not hold_read
         self._conn.send_packed_command([packed])
+        self._held = bool(read_count) and hold_read
 
     def receive(self) -> tuple[bytes | None, float, StreamEntries]:
         """``(out entry id or None, perf_counter() at the commit's reply, entries read)``.
 
-        Raises :class:`Fenced`, :class:`StateLost` or :class:`CommitConflict`
-        (nothing committed; entries read meanwhile stay pending, for recovery).
+        The entries are ``[]`` when the read is held. Raises :class:`Fenced`,
+        :class:`StateLost` or :class:`CommitConflict` (nothing committed;
+        entries read meanwhile stay pending, for recovery).
         """
         error: redis.ResponseError | None = None
         out_id: bytes | None = None
@@ -111,6 +126,7 @@ class CommitChannel:
             error = exc
         committed_at = time.perf_counter()
         if self._reading:
+            self._reading = False
             try:
                 entries = self._conn.read_response() or []
             except redis.ResponseError as exc:
@@ -119,12 +135,45 @@ class CommitChannel:
             raise script_error(error) from None
         return out_id, committed_at, entries
 
+    def start_read(self, consumer: str, count: int, streams: Sequence[str],
+                   block_ms: int | None) -> None:
+        """Send a read whose reply :meth:`take_read` collects (it is held meanwhile)."""
+        assert not self._held, "a held read is in flight on this connection"
+        self._conn.send_packed_command([_read_command(consumer, count, streams, block_ms)])
+        self._held = True
+
     def read(self, consumer: str, count: int, streams: Sequence[str], block_ms: int | None
              ) -> StreamEntries:
         """New entries of ``streams`` (up to ``count`` each), waiting up to ``block_ms``."""
-        self._conn.send_packed_command([_read_command(consumer, count, streams, block_ms)])
-        reply: StreamEntries = self._conn.read_response() or []
+        self.start_read(consumer, count, streams, block_ms)
+        return self.take_read()
+
+    def reply_ready(self) -> bool:
+        """True when the held read's reply can be taken without waiting. O(1)."""
+        return self._held and bool(self._conn.can_read(timeout=0))
+
+    def fileno(self) -> int:
+        """The socket, for ``select`` over several connections' held reads."""
+        sock = self._conn._sock
+        if sock is None:
+            raise redis.ConnectionError("the connection is closed")
+        return int(sock.fileno())
+
+    def take_read(self) -> StreamEntries:
+        """The held read's entries (waits for them); raises its error mapped like a commit's."""
+        assert self._held, "no read is held"
+        self._held = False
+        try:
+            reply: StreamEntries = self._conn.read_response() or []
+        except redis.ResponseError as exc:
+            raise script_error(exc) from None
         return reply
+
+    def call(self, *args: str | int | bytes) -> Any:
+        """One command, its raw reply (redis-py's ``ResponseError`` for an error reply)."""
+        assert not self._held, "a held read is in flight on this connection"
+        self._conn.send_packed_command([_pack(*args)])
+        return self._conn.read_response()
 
     def close(self) -> None:
         self._conn.disconnect()

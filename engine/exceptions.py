@@ -5,6 +5,7 @@
     Exception
      +-- Fenced            another engine owns the market (newer epoch or lease): stop
      +-- StateLost         the epoch key or the group vanished (Redis lost its data): recover
+     |    +-- TopologyChanged  the market's slot is served elsewhere now (failover): reconnect
      +-- CommitConflict    the applied id moved, or the commit was refused: recover
      |    +-- Stolen          another consumer took delivery of entries: recover, claiming them
      |    +-- ScriptMissing   NOSCRIPT in a pipelined commit (nothing committed): reload, recover
@@ -22,6 +23,10 @@ class Fenced(Exception):
 
 class StateLost(Exception):
     """The market's epoch key is gone (Redis restarted without its data): recover again."""
+
+
+class TopologyChanged(StateLost):
+    """MOVED/ASK/READONLY/CLUSTERDOWN: the slot moved (a failover): new slot map, recover."""
 
 
 class CommitConflict(Exception):

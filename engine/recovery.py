@@ -34,7 +34,7 @@ from contract.market import Market
 from contract.snapshot import decode_snapshot
 from contract.streams import OUT_EVENTS_FIELD, OUT_INPUT_FIELD, RawEntry
 from engine.exceptions import RecoveryError
-from engine.scripts import call
+from engine.topology import Topology
 from matching.apply import apply_entries
 from matching.book import OrderBook
 from matching.snapshot import restore_book
@@ -60,34 +60,34 @@ class Recovered:
     backlog: list[RawEntry] = field(default_factory=list)
 
 
-def ensure_group(client: redis.Redis, keys: MarketKeys) -> None:
+def ensure_group(topology: Topology, keys: MarketKeys) -> None:
     """Create the ``engine`` group on ``:in`` at id 0 (and the stream); fine if it exists."""
     try:
-        call(client, "XGROUP", "CREATE", keys.input, ENGINE_GROUP, "0", "MKSTREAM")
+        topology.call(keys.input, "XGROUP", "CREATE", keys.input, ENGINE_GROUP, "0", "MKSTREAM")
     except redis.ResponseError as exc:
         if "BUSYGROUP" not in str(exc):
             raise
 
 
-def load_snapshot(client: redis.Redis, market: Market,
+def load_snapshot(topology: Topology, market: Market,
                   keys: MarketKeys) -> tuple[OrderBook, bytes, bytes]:
     """The book at the stored snapshot, its last input id and last ``:out`` id.
 
     No snapshot gives an empty book at ``0-0``. Raises :class:`RecoveryError`
     for a snapshot that cannot be decoded or belongs to another market.
     """
-    data = client.get(keys.snap)
+    data = topology.call(keys.snap, "GET", keys.snap)
     if data is None:
         return OrderBook(market), ZERO_ID, ZERO_ID
     try:
-        snap = decode_snapshot(data)  # type: ignore[arg-type]
+        snap = decode_snapshot(data)
         book = restore_book(market, snap)
     except (msgspec.DecodeError, ValueError) as exc:
         raise RecoveryError(f"{keys.snap}: unusable snapshot: {exc}") from None
     return book, snap.last_input_id.encode(), snap.last_out_id.encode()
 
 
-def replay(client: redis.Redis, book: OrderBook, keys: MarketKeys, after: bytes, upto: bytes,
+def replay(topology: Topology, book: OrderBook, keys: MarketKeys, after: bytes, upto: bytes,
            on_chunk: Callable[[], None] | None = None,
            chunk: int = REPLAY_CHUNK) -> tuple[int, bytes]:
     """Apply ``:in`` entries in ``(after, upto]`` to ``book`` without publishing.
@@ -102,8 +102,8 @@ def replay(client: redis.Redis, book: OrderBook, keys: MarketKeys, after: bytes,
         return 0, last
     start = b"(" + after if after != ZERO_ID else b"-"
     while True:
-        entries: list[RawEntry] = call(client, "XRANGE", keys.input, start, upto,
-                                       "COUNT", chunk)
+        entries: list[RawEntry] = topology.call(keys.input, "XRANGE", keys.input, start, upto,
+                                                "COUNT", chunk)
         if not entries:
             break
         # Small slices: events are dropped soon, so the garbage collector stays cheap.
@@ -120,14 +120,14 @@ def replay(client: redis.Redis, book: OrderBook, keys: MarketKeys, after: bytes,
     return count, last
 
 
-def check_out_seq(client: redis.Redis, keys: MarketKeys, book: OrderBook) -> bytes | None:
+def check_out_seq(topology: Topology, keys: MarketKeys, book: OrderBook) -> bytes | None:
     """Assert the book's ``seq`` equals the last event seq in ``:out``; return that entry's id.
 
     None when ``:out`` is empty (nothing to compare). Raises
     :class:`RecoveryError` on a mismatch: replay would publish seqs that
     collide with (or leave a gap after) what subscribers already saw.
     """
-    reply: list[Any] = call(client, "XREVRANGE", keys.output, "+", "-", "COUNT", 1)
+    reply: list[Any] = topology.call(keys.output, "XREVRANGE", keys.output, "+", "-", "COUNT", 1)
     if not reply:
         return None
     out_id, fields = reply[0]
@@ -142,7 +142,7 @@ def check_out_seq(client: redis.Redis, keys: MarketKeys, book: OrderBook) -> byt
     return out
 
 
-def claim_pending(client: redis.Redis, keys: MarketKeys, consumer: str,
+def claim_pending(topology: Topology, keys: MarketKeys, consumer: str,
                   applied: bytes) -> tuple[list[RawEntry], int]:
     """Claim every pending entry of the group for ``consumer``; ack the ones not to apply.
 
@@ -154,8 +154,8 @@ def claim_pending(client: redis.Redis, keys: MarketKeys, consumer: str,
     claimed: list[RawEntry] = []
     done: list[bytes] = []
     while True:
-        reply: list[Any] = call(client, "XAUTOCLAIM", keys.input, ENGINE_GROUP, consumer, 0, cursor,
-                                "COUNT", CLAIM_CHUNK)
+        reply: list[Any] = topology.call(keys.input, "XAUTOCLAIM", keys.input, ENGINE_GROUP,
+                                         consumer, 0, cursor, "COUNT", CLAIM_CHUNK)
         cursor = reply[0]
         for entry in reply[1]:
             if entry is None or entry[1] is None:  # deleted while pending (Redis 6.2 shape)
@@ -172,44 +172,44 @@ def claim_pending(client: redis.Redis, keys: MarketKeys, consumer: str,
     keep = [e for e in claimed if parse_id(e[0]) > floor]
     done.extend(e[0] for e in claimed if parse_id(e[0]) <= floor)
     for i in range(0, len(done), _ACK_CHUNK):
-        call(client, "XACK", keys.input, ENGINE_GROUP, *done[i:i + _ACK_CHUNK])
+        topology.call(keys.input, "XACK", keys.input, ENGINE_GROUP, *done[i:i + _ACK_CHUNK])
     return keep, len(done)
 
 
-def forget_idle_consumers(client: redis.Redis, keys: MarketKeys, consumer: str) -> int:
+def forget_idle_consumers(topology: Topology, keys: MarketKeys, consumer: str) -> int:
     """Delete the group's other consumers that hold no pending entry; returns how many."""
     removed = 0
-    for info in client.xinfo_consumers(keys.input, ENGINE_GROUP):
-        name = info["name"]
-        name_b = name if isinstance(name, bytes) else str(name).encode()
-        if info["pending"] == 0 and name_b != consumer.encode():
-            call(client, "XGROUP", "DELCONSUMER", keys.input, ENGINE_GROUP, name_b)
+    for info in topology.call(keys.input, "XINFO", "CONSUMERS", keys.input, ENGINE_GROUP):
+        fields = dict(zip(info[::2], info[1::2], strict=True))
+        name_b = fields[b"name"]
+        if fields[b"pending"] == 0 and name_b != consumer.encode():
+            topology.call(keys.input, "XGROUP", "DELCONSUMER", keys.input, ENGINE_GROUP, name_b)
             removed += 1
     return removed
 
 
-def recover(client: redis.Redis, market: Market, keys: MarketKeys, consumer: str,
+def recover(topology: Topology, market: Market, keys: MarketKeys, consumer: str,
             on_chunk: Callable[[], None] | None = None) -> Recovered:
     """Snapshot + replay + claim for one market; the caller holds the lease and epoch.
 
     Returns the book at the last applied id and the claimed backlog. Raises
     :class:`RecoveryError` if the streams disagree with the snapshot.
     """
-    ensure_group(client, keys)
-    book, snap_input, snap_out = load_snapshot(client, market, keys)
-    applied_raw = client.get(keys.applied)
+    ensure_group(topology, keys)
+    book, snap_input, snap_out = load_snapshot(topology, market, keys)
+    applied_raw = topology.call(keys.applied, "GET", keys.applied)
     applied: bytes = applied_raw if isinstance(applied_raw, bytes) else ZERO_ID
     if parse_id(applied) < parse_id(snap_input):
         log.warning("event=applied_behind_snapshot market=%s applied=%s snapshot=%s",
                     keys.symbol, applied.decode(), snap_input.decode())
         applied = snap_input
-    replayed, last = replay(client, book, keys, snap_input, applied, on_chunk)
+    replayed, last = replay(topology, book, keys, snap_input, applied, on_chunk)
     if replayed and last != applied:
         log.warning("event=replay_short market=%s replayed_to=%s applied=%s",
                     keys.symbol, last.decode(), applied.decode())
-    out_id = check_out_seq(client, keys, book)
-    backlog, skipped = claim_pending(client, keys, consumer, applied)
-    forget_idle_consumers(client, keys, consumer)
+    out_id = check_out_seq(topology, keys, book)
+    backlog, skipped = claim_pending(topology, keys, consumer, applied)
+    forget_idle_consumers(topology, keys, consumer)
     return Recovered(book=book, applied=applied, last_out_id=out_id or snap_out,
                      snapshot_input_id=snap_input, replayed=replayed, skipped=skipped,
                      backlog=backlog)

@@ -6,23 +6,27 @@ round-robins the markets this process serves:
 - a market whose lease another engine holds is a hot standby: the loop tries
   to take the lease every ``min(lease_ms / 10, 100 ms)`` and, once it has it,
   recovers the market (``engine.recovery``) and starts serving it;
-- a market it owns is renewed every ``lease_ms / 3`` and served in rounds:
+- a market it owns is renewed every ``lease_ms / 3`` and served in rounds on
+  a connection of its own to the node holding it (``engine.topology``):
   send the commit of the batch applied last round together with the read of
   more entries (``CommitChannel``, one round trip), apply the next batch
   while Redis works, then take the reply. Redis and Python thus run on two
   cores at once; a crash leaves at most two batches delivered but
   uncommitted, which recovery claims and applies again;
-- when no market has anything in hand, one ``XREADGROUP BLOCK`` over all
-  owned input streams waits for new entries (pipelined with the last commit,
-  so a lone command costs one round trip); while some markets are busy, the
-  idle ones are read (without BLOCK) every 2 ms, so none is starved;
+- a market with nothing in hand always has one ``XREADGROUP BLOCK`` in
+  flight on its connection (sent with its last commit, so a lone command
+  costs one round trip); the loop collects the replies that arrived, and
+  when no market has work it waits on all those connections at once
+  (``select``), so an idle market costs nothing and a busy one never delays
+  another, on one server or on a cluster's several primaries;
 - every ``snapshot_every`` commands or ``snapshot_interval_s`` seconds, at a
   round whose book state is fully committed, a snapshot is written and the
   streams trimmed behind it.
 
-Failures: a Redis disconnect or timeout is retried with exponential backoff
-(50 ms doubling to 2 s), then every market is taken over again and
-recovered. A stale epoch (another engine took over) stops the process with
+Failures: a Redis disconnect or timeout, or a cluster slot that moved (a
+failover: ``TopologyChanged``), is retried with exponential backoff (50 ms
+doubling to 2 s) on a fresh slot map, then every market is taken over again
+and recovered. A stale epoch (another engine took over) stops the process with
 :data:`EXIT_FENCED`. :meth:`EngineRunner.request_stop` (SIGTERM) commits the
 batch already applied, writes a snapshot per owned market, releases the
 leases and makes :meth:`EngineRunner.run` return 0.
@@ -31,6 +35,7 @@ leases and makes :meth:`EngineRunner.run` return 0.
 from __future__ import annotations
 
 import logging
+import select
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -45,12 +50,11 @@ from contract.settings import EngineConfig
 from contract.snapshot import encode_snapshot
 from contract.streams import RawEntry
 from engine.channel import CommitChannel, StreamEntries
-from engine.connection import connect
 from engine.exceptions import CommitConflict, Fenced, RecoveryError, StateLost
 from engine.lease import acquire, release, renew
 from engine.recovery import recover
-from engine.scripts import load_scripts
 from engine.snapshots import write_snapshot
+from engine.topology import Topology
 from matching.apply import apply_entries
 from matching.book import OrderBook
 from matching.snapshot import take_snapshot
@@ -63,7 +67,6 @@ EXIT_FENCED = 3
 
 _BACKOFF_FIRST_S = 0.05
 _BACKOFF_MAX_S = 2.0
-_IDLE_POLL_S = 0.002  # how often idle markets are read while others are busy
 _HEALTHY_S = 10.0  # served this long since connecting: the next failure starts a new backoff
 @dataclass
 class MarketStats:
@@ -112,7 +115,7 @@ class _MarketState:
         self.since_snapshot = 0
         self.snapshot_at = 0.0
         self.next_lease = 0.0
-        self.read_at = 0.0  # time.monotonic() of the last read of new entries
+        self.channel: CommitChannel | None = None  # the hot connection while owned
 
     def to_standby(self) -> None:
         """Forget ownership and state (rebuilt by recovery when the lease is taken again)."""
@@ -120,36 +123,40 @@ class _MarketState:
         self.ready = None
         self.in_hand = []
         self.next_lease = 0.0
+        if self.channel is not None:
+            self.channel.close()
+            self.channel = None
 
 
 class EngineRunner:
     """Serve ``markets`` from the Redis at ``redis_url`` as consumer ``consumer``.
 
-    ``consumer`` names this engine in the lease and the consumer group; a
-    restarted process that reuses the name takes its markets back at once,
-    a different name waits for the lease to expire. Call :meth:`run`.
+    ``redis_url`` is one URL, or several seed URLs of a cluster with
+    ``cluster``. ``consumer`` names this engine in the lease and the
+    consumer group; a restarted process that reuses the name takes its
+    markets back at once, a different name waits for the lease to expire.
+    Call :meth:`run`.
     """
 
-    def __init__(self, redis_url: str, markets: Sequence[Market], settings: EngineConfig,
-                 consumer: str, stats_interval_s: float = 60.0,
-                 record_latencies: bool = False) -> None:
+    def __init__(self, redis_url: str | Sequence[str], markets: Sequence[Market],
+                 settings: EngineConfig, consumer: str, stats_interval_s: float = 60.0,
+                 record_latencies: bool = False, cluster: bool = False) -> None:
         if not markets:
             raise ValueError("markets: at least one market is needed")
-        self.redis_url = redis_url
+        self.seeds = (redis_url,) if isinstance(redis_url, str) else tuple(redis_url)
+        self.cluster = cluster
         self.settings = settings
         self.consumer = consumer
         self.stats_interval_s = stats_interval_s
         self.record_latencies = record_latencies
         self._markets = [_MarketState(m) for m in markets]
         self._by_input_key = {m.keys.input.encode(): m for m in self._markets}
-        self._client: redis.Redis | None = None
-        self._channel: CommitChannel | None = None
+        self._topology: Topology | None = None
         self._stopping = False
         self._renew_every_s = settings.lease_ms / 3000
         self._poll_every_s = max(0.01, min(settings.lease_ms / 10_000, 0.1))
         self._block_s = min(settings.block_ms / 1000, self._renew_every_s)
         self._next_stats = 0.0
-        self._next_idle_poll = 0.0
         self._targets: dict[str, tuple[int, int]] | None = None  # until_applied of run()
 
     # -- control ---------------------------------------------------------------
@@ -223,25 +230,22 @@ class EngineRunner:
 
     def _connect(self) -> None:
         self._disconnect()
-        self._client = connect(self.redis_url, socket_timeout_s=self._block_s + 10.0)
-        self._client.ping()
-        load_scripts(self._client)
-        self._channel = CommitChannel(self._client)
-        for m in self._markets:
-            m.to_standby()
+        self._topology = Topology(self.seeds, cluster=self.cluster,
+                                  socket_timeout_s=self._block_s + 10.0)
+        self._topology.ping()
+        self._topology.load_scripts()
 
     def _disconnect(self) -> None:
-        if self._channel is not None:
-            self._channel.close()
-            self._channel = None
-        if self._client is not None:
-            self._client.close()
-            self._client = None
+        for m in self._markets:
+            m.to_standby()
+        if self._topology is not None:
+            self._topology.close()
+            self._topology = None
 
     @property
-    def client(self) -> redis.Redis:
-        assert self._client is not None, "not connected"
-        return self._client
+    def topology(self) -> Topology:
+        assert self._topology is not None, "not connected"
+        return self._topology
 
     def _serve(self, until_applied: Mapping[str, bytes] | None) -> None:
         self._targets = None if until_applied is None else {
@@ -263,10 +267,10 @@ class EngineRunner:
                 self._stopping = True
             if self._stopping and all(m.ready is None for m in self._markets):
                 break
-            if not worked:
-                self._wait()
-            elif now >= self._next_idle_poll:
-                self._poll_idle()
+            if worked:
+                self._collect(0.0)
+            else:
+                self._collect(self._wait_s())
             if now >= self._next_stats:
                 self._log_stats(now)
         self._shutdown()
@@ -289,7 +293,8 @@ class EngineRunner:
 
     def _round(self, m: _MarketState) -> None:
         """Commit the applied batch (reading more), applying the next one meanwhile."""
-        assert m.epoch is not None and self._channel is not None
+        channel = m.channel
+        assert m.epoch is not None and channel is not None and not channel.read_held
         n = self.settings.batch_size
         if m.ready is None:
             m.ready = self._apply(m, m.in_hand[:n])
@@ -308,17 +313,17 @@ class EngineRunner:
         block_ms = None
         if read and not overlap and not m.in_hand and not snapshot_due \
                 and not self._reaches_target(m, ready.ids[-1]):
-            # Nothing left to do after this commit: the read waits for the next
-            # entries of every owned market (as _wait would), saving a round trip.
-            streams, block_ms = self._idle_read(committing=m)
+            # Nothing left to do after this commit: the read waits for the market's next
+            # entries, held on its connection (_collect takes the reply), saving a round trip.
+            block_ms = self._block_ms()
         started = time.perf_counter()
-        self._channel.send(m.keys, m.epoch, self.consumer, m.applied, ready.ids, ready.events,
-                           read, streams, block_ms)
+        channel.send(m.keys, m.epoch, self.consumer, m.applied, ready.ids, ready.events,
+                     read, streams, block_ms, hold_read=block_ms is not None)
         following = self._apply(m, overlap) if overlap else None
-        out_id, committed_at, reply = self._channel.receive()
+        out_id, committed_at, reply = channel.receive()
         latency = committed_at - started
-        if read:
-            self._take(reply, streams)
+        if read and block_ms is None:
+            self._take(m, reply)
         m.applied = ready.ids[-1]
         m.ready = following
         if out_id is not None:
@@ -336,60 +341,50 @@ class EngineRunner:
         if snapshot_due and m.ready is None:
             self._snapshot(m)
 
-    def _idle_read(self, committing: _MarketState | None = None
-                   ) -> tuple[Sequence[str], int | None]:
-        """What a read made with nothing else to do covers: ``(input streams, BLOCK ms)``.
-
-        Every owned market's stream, waiting until the next lease action is
-        due (at most the block time); no wait while stopping or while another
-        market than ``committing`` (whose batch is being committed) has work.
-        """
-        owned = [m for m in self._markets if m.epoch is not None]
-        streams = [m.keys.input for m in owned]
-        if self._stopping or any((m.ready is not None and m is not committing) or m.in_hand
-                                 for m in owned):
-            return streams, None
-        return streams, max(1, int(self._wait_s() * 1000))
+    def _block_ms(self) -> int:
+        """BLOCK of a held read: until the next lease action is due, at most the block time."""
+        return max(1, int(self._wait_s() * 1000))
 
     def _wait_s(self) -> float:
         """How long the loop may wait: until the next lease action, at most the block time."""
         due = min(m.next_lease for m in self._markets) - time.monotonic()
         return max(0.001, min(self._block_s, due))
 
-    def _take(self, reply: StreamEntries, streams: Sequence[str]) -> None:
-        """Hand the entries of a read to their markets; note when each stream was read."""
-        now = time.monotonic()
-        by_key = self._by_input_key
-        for stream in streams:
-            by_key[stream.encode()].read_at = now
+    def _take(self, m: _MarketState, reply: StreamEntries) -> None:
+        """Hand the entries of a read of ``m``'s stream to ``m``."""
         for key, entries in reply:
-            by_key[key].in_hand += entries
+            target = self._by_input_key.get(key, m)
+            target.in_hand += entries
 
-    def _wait(self) -> None:
-        """Block until an owned input stream has new entries (or a lease action is due)."""
-        assert self._channel is not None
-        owned = [m for m in self._markets if m.epoch is not None]
-        if not owned or self._stopping:
-            self._sleep(self._wait_s())
-            return
-        streams, block_ms = self._idle_read()
-        self._take(self._channel.read(self.consumer, self.settings.batch_size, streams,
-                                      block_ms), streams)
+    def _collect(self, timeout_s: float) -> None:
+        """Take the held reads' replies that arrived; hold a read for every idle market.
 
-    def _poll_idle(self) -> None:
-        """While some markets are busy, read the idle ones too (no BLOCK), every 2 ms.
-
-        A market read within the last 2 ms (its commit reads) is not idle.
+        Waits up to ``timeout_s`` (0: not at all) for a first reply, with one
+        ``select`` over the markets' connections. O(owned markets).
         """
-        now = time.monotonic()
-        self._next_idle_poll = now + _IDLE_POLL_S
-        idle = [m.keys.input for m in self._markets
-                if m.epoch is not None and m.ready is None and not m.in_hand
-                and now - m.read_at >= _IDLE_POLL_S]
-        if not idle or self._stopping:
+        held: list[_MarketState] = []
+        for m in self._markets:
+            channel = m.channel
+            if channel is None or m.epoch is None:
+                continue
+            if not channel.read_held:
+                if self._stopping or m.ready is not None or m.in_hand:
+                    continue
+                channel.start_read(self.consumer, self.settings.batch_size, (m.keys.input,),
+                                   self._block_ms())
+            held.append(m)
+        if not held:
+            if timeout_s > 0:
+                self._sleep(timeout_s)
             return
-        assert self._channel is not None
-        self._take(self._channel.read(self.consumer, self.settings.batch_size, idle, None), idle)
+        ready = [m for m in held if m.channel is not None and m.channel.reply_ready()]
+        if not ready and timeout_s > 0:
+            fds = {m.channel.fileno(): m for m in held if m.channel is not None}
+            readable, _, _ = select.select(list(fds), [], [], timeout_s)
+            ready = [fds[fd] for fd in readable]
+        for m in ready:
+            assert m.channel is not None
+            self._take(m, m.channel.take_read())
 
     def _tend_leases(self, now: float) -> None:
         """Renew owned leases and try to take the others, each when due."""
@@ -397,10 +392,10 @@ class EngineRunner:
             if now < m.next_lease:
                 continue
             if m.epoch is not None:
-                renew(self.client, m.keys, self.consumer, self.settings.lease_ms, m.epoch)
+                renew(self.topology, m.keys, self.consumer, self.settings.lease_ms, m.epoch)
                 m.next_lease = now + self._renew_every_s
             elif not self._stopping:
-                epoch = acquire(self.client, m.keys, self.consumer, self.settings.lease_ms)
+                epoch = acquire(self.topology, m.keys, self.consumer, self.settings.lease_ms)
                 if epoch is None:
                     m.next_lease = now + self._poll_every_s
                     continue
@@ -413,13 +408,16 @@ class EngineRunner:
     def _renew_if_due(self, m: _MarketState) -> None:
         now = time.monotonic()
         if m.epoch is not None and now >= m.next_lease:
-            renew(self.client, m.keys, self.consumer, self.settings.lease_ms, m.epoch)
+            renew(self.topology, m.keys, self.consumer, self.settings.lease_ms, m.epoch)
             m.next_lease = now + self._renew_every_s
 
     def _recover(self, m: _MarketState) -> None:
         started = time.perf_counter()
-        rec = recover(self.client, m.market, m.keys, self.consumer,
+        rec = recover(self.topology, m.market, m.keys, self.consumer,
                       on_chunk=lambda: self._renew_if_due(m))
+        if m.channel is not None:
+            m.channel.close()
+        m.channel = self.topology.hot(m.keys.input)
         m.book = rec.book
         m.applied = rec.applied
         m.last_out_id = rec.last_out_id
@@ -443,7 +441,7 @@ class EngineRunner:
         assert m.epoch is not None and m.ready is None
         started = time.perf_counter()
         blob = encode_snapshot(take_snapshot(m.book, m.applied.decode(), m.last_out_id.decode()))
-        trimmed_in, trimmed_out = write_snapshot(self.client, m.keys, m.epoch, blob, m.applied,
+        trimmed_in, trimmed_out = write_snapshot(self.topology, m.keys, m.epoch, blob, m.applied,
                                                  self.settings.out_retention)
         m.since_snapshot = 0
         m.snapshot_at = time.monotonic()
@@ -459,7 +457,7 @@ class EngineRunner:
             if m.epoch is None:
                 continue
             self._snapshot(m)
-            release(self.client, m.keys, self.consumer, m.epoch)
+            release(self.topology, m.keys, self.consumer, m.epoch)
             log.info("event=stopped market=%s applied=%s seq=%d snapshot=written",
                      m.symbol, m.applied.decode(), m.book.seq)
             m.epoch = None
@@ -491,12 +489,14 @@ class EngineRunner:
     def _lag(self, m: _MarketState) -> int | None:
         """Entries in ``:in`` not yet delivered to the group (Redis 7's XINFO lag)."""
         try:
-            for group in self.client.xinfo_groups(m.keys.input):
-                if group["name"] in (ENGINE_GROUP, ENGINE_GROUP.encode()):
-                    lag = group.get("lag")
-                    return int(lag) if lag is not None else None
+            groups = self.topology.call(m.keys.input, "XINFO", "GROUPS", m.keys.input)
         except redis.ResponseError:
             return None
+        for group in groups:
+            fields = dict(zip(group[::2], group[1::2], strict=True))
+            if fields.get(b"name") == ENGINE_GROUP.encode():
+                lag = fields.get(b"lag")
+                return int(lag) if lag is not None else None
         return None
 
     def _sleep(self, seconds: float) -> None:

@@ -21,19 +21,28 @@ under its name, so the owner's next commit fails with ``Stolen`` before
 anything is published, and the owner recovers (claiming them back, in id
 order). The zombie's own commits fail on the epoch.
 
-:class:`Script` runs one with ``EVALSHA`` and maps its error replies to the
-exceptions of ``engine.exceptions`` (:func:`script_error`).
+:class:`Script` runs one with ``EVALSHA`` on the connection to the node of
+its keys and maps its error replies to the exceptions of
+``engine.exceptions`` (:func:`script_error`); ``engine.topology`` loads them
+on every primary.
 """
 
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from typing import Any, Protocol
 
 import redis
 
 from contract.streams import OUT_EVENTS_FIELD, OUT_INPUT_FIELD
-from engine.exceptions import CommitConflict, Fenced, ScriptMissing, StateLost, Stolen
+from engine.exceptions import (
+    CommitConflict,
+    Fenced,
+    ScriptMissing,
+    StateLost,
+    Stolen,
+    TopologyChanged,
+)
 
 # Largest number of ids passed to one XACK inside a script (Lua's unpack limit is ~8000).
 _ACK_CHUNK = 4000
@@ -118,9 +127,10 @@ return {trimmed_in, trimmed_out}
 """
 
 
-def call(client: redis.Redis, *args: Any) -> Any:
-    """Run one Redis command and return its reply (raw for stream commands, see ``connect``)."""
-    return client.execute_command(*args)  # type: ignore[no-untyped-call]
+class Caller(Protocol):
+    """A connection to the node of the script's keys (``engine.channel.CommitChannel``)."""
+
+    def call(self, *args: str | int | bytes) -> Any: ...
 
 
 class Script:
@@ -132,22 +142,32 @@ class Script:
         self.source = source
         self.sha = hashlib.sha1(source.encode()).hexdigest()
 
-    def __call__(self, client: redis.Redis, keys: tuple[str, ...], *args: Any) -> Any:
-        """Run the script; one round trip (two after a NOSCRIPT, which executed nothing)."""
+    def __call__(self, node: Caller, keys: tuple[str, ...], *args: str | int | bytes) -> Any:
+        """Run the script on ``node`` (the node of ``keys``); one round trip (two after a
+        NOSCRIPT, which executed nothing). Error replies raise ``engine.exceptions``'s."""
         try:
             try:
-                return call(client, "EVALSHA", self.sha, len(keys), *keys, *args)
+                return node.call("EVALSHA", self.sha, len(keys), *keys, *args)
             except redis.exceptions.NoScriptError:
-                call(client, "SCRIPT", "LOAD", self.source)
-                return call(client, "EVALSHA", self.sha, len(keys), *keys, *args)
+                node.call("SCRIPT", "LOAD", self.source)
+                return node.call("EVALSHA", self.sha, len(keys), *keys, *args)
         except redis.ResponseError as exc:
             raise script_error(exc) from None
 
 
+_MOVED = (redis.exceptions.MovedError, redis.exceptions.AskError,
+          redis.exceptions.ReadOnlyError, redis.exceptions.ClusterDownError,
+          redis.exceptions.TryAgainError)
+
+
 def script_error(exc: redis.ResponseError) -> Exception:
+    """The ``engine.exceptions`` error an error reply means (the reply itself if none)."""
     message = str(exc)
     if isinstance(exc, redis.exceptions.NoScriptError):
         return ScriptMissing(message)
+    if isinstance(exc, _MOVED) or message.startswith(("MOVED", "ASK", "READONLY",
+                                                      "CLUSTERDOWN", "TRYAGAIN")):
+        return TopologyChanged(message)
     if "FENCED" in message:
         return Fenced(message)
     if "NOEPOCH" in message or "NOGROUP" in message:
@@ -165,9 +185,3 @@ RELEASE_SCRIPT = Script(RELEASE)
 COMMIT_SCRIPT = Script(COMMIT)
 SNAPSHOT_SCRIPT = Script(SNAPSHOT)
 ALL_SCRIPTS = (ACQUIRE_SCRIPT, RENEW_SCRIPT, RELEASE_SCRIPT, COMMIT_SCRIPT, SNAPSHOT_SCRIPT)
-
-
-def load_scripts(client: redis.Redis) -> None:
-    """SCRIPT LOAD every script once (after connecting), so EVALSHA finds them."""
-    for script in ALL_SCRIPTS:
-        call(client, "SCRIPT", "LOAD", script.source)

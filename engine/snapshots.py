@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import redis
-
 from contract.keys import MarketKeys
 from engine.scripts import SNAPSHOT_SCRIPT
+from engine.topology import Topology
 
 
-def write_snapshot(client: redis.Redis, keys: MarketKeys, epoch: int, snapshot: bytes,
+def write_snapshot(topology: Topology, keys: MarketKeys, epoch: int, snapshot: bytes,
                    last_input_id: bytes, out_retention: int) -> tuple[int, int]:
     """Store ``snapshot`` (taken at ``last_input_id``) and trim both streams behind it.
 
@@ -17,6 +16,7 @@ def write_snapshot(client: redis.Redis, keys: MarketKeys, epoch: int, snapshot: 
     of entries trimmed from ``:in`` and ``:out``. One round trip.
     """
     trimmed_in, trimmed_out = SNAPSHOT_SCRIPT(
-        client, (keys.input, keys.epoch, keys.output, keys.snap), epoch, snapshot,
+        topology.control(keys.snap), (keys.input, keys.epoch, keys.output, keys.snap), epoch,
+        snapshot,
         last_input_id, out_retention)
     return int(trimmed_in), int(trimmed_out)

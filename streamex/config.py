@@ -188,7 +188,7 @@ def _config_error(exc: msgspec.ValidationError, schema: type[msgspec.Struct]) ->
         known = [f.encode_name for f in table.fields] if isinstance(table, mi.StructType) else []
         expected = f" (expected one of {', '.join(known)})" if known else ""
         return ConfigError(f"{_join(path, key['key'])}: unknown key{expected}")
-    if text.startswith("Expected `"):
+    if text.startswith(("Expected `", "Invalid enum value")):
         got = _GOT.search(text)
         must = _must_be(_type_at(schema, path), path, got["got"] if got else None) or text
         return ConfigError(f"{path}: {must}" if path else must)
@@ -249,6 +249,9 @@ def _must_be(node: mi.Type | None, path: str, got: str | None) -> str | None:
         return text + (' (write decimals as "0.01")' if got == "float" else "")
     if isinstance(node, mi.BoolType):
         return "must be true or false"
+    if isinstance(node, mi.LiteralType):
+        return "must be one of " + ", ".join(f'"{v}"' if isinstance(v, str) else str(v)
+                                             for v in node.values)
     if isinstance(node, mi.StructType):
         in_array = path.endswith("]") or not path
         return "must be a table" if in_array else f"must be a table ([{_table_name(path)}])"
@@ -278,27 +281,38 @@ def _table_name(path: str) -> str:
 def dump_config(config: Config) -> str:
     """The TOML text of ``config``; ``parse_config(tomllib.loads(text)) == config``.
 
-    Every section is written out in full (secrets included: keep the file
-    private); a section whose keys are all unset (``[redis]`` without a url)
-    is left out. O(markets + accounts).
+    Every key that differs from its default is written (secrets included:
+    keep the text private); a section left with no key is left out.
+    O(markets + accounts).
     """
     lines: list[str] = []
     tables: list[tuple[str, Any]] = []
-    for name, value in msgspec.to_builtins(config).items():
-        if isinstance(value, dict | list | tuple):
-            tables.append((name, value))
-        elif value is not None:  # top-level keys come before every table
-            lines.append(f"{name} = {_toml_value(value)}")
+    for field in msgspec.structs.fields(config):
+        value = getattr(config, field.name)
+        if isinstance(value, msgspec.Struct):
+            tables.append((f"[{field.name}]", [_changed(value)]))
+        elif isinstance(value, tuple) and value and isinstance(value[0], msgspec.Struct):
+            tables.append((f"[[{field.name}]]", [msgspec.to_builtins(v) for v in value]))
+        elif value is not None and value != field.default:
+            lines.append(f"{field.name} = {_toml_value(value)}")  # before every table
     if lines:
         lines.append("")
-    for name, value in tables:
-        one = isinstance(value, dict)  # a [section], else an array of [[tables]]
-        header = f"[{name}]" if one else f"[[{name}]]"
-        for table in [value] if one else value:
+    for header, items in tables:
+        for table in items:
             keys = [f"{key} = {_toml_value(v)}" for key, v in table.items() if v is not None]
             if keys:
                 lines += [header, *keys, ""]
     return "\n".join(lines)
+
+
+def _changed(section: msgspec.Struct) -> dict[str, Any]:
+    """The keys of ``section`` whose values differ from their defaults, as TOML values."""
+    out: dict[str, Any] = {}
+    for field in msgspec.structs.fields(section):
+        value = getattr(section, field.name)
+        if field.default is msgspec.NODEFAULT or value != field.default:
+            out[field.name] = msgspec.to_builtins(value)
+    return out
 
 
 def _toml_value(value: object) -> str:
@@ -308,7 +322,7 @@ def _toml_value(value: object) -> str:
         return "true" if value else "false"
     if type(value) in (int, float):
         return repr(value)
-    if isinstance(value, list):
+    if isinstance(value, list | tuple):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     raise TypeError(f"cannot write {value!r} as TOML")
 

@@ -62,8 +62,9 @@ def run(args: argparse.Namespace) -> int:
         print("streamex engine: --stats-interval: must be positive", file=sys.stderr)
         return EXIT_USAGE
     consumer = args.consumer or f"{socket.gethostname()}-{os.getpid()}"
-    runner = EngineRunner(url, markets, config.engine, consumer,
-                          stats_interval_s=args.stats_interval)
+    seeds = (url, *(u for u in config.redis.urls if u != url))
+    runner = EngineRunner(seeds, markets, config.engine, consumer,
+                          stats_interval_s=args.stats_interval, cluster=config.redis.cluster)
 
     def stop(signum: int, frame: types.FrameType | None) -> None:
         runner.request_stop()
