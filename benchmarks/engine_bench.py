@@ -19,7 +19,9 @@ last stdout line is JSON with ``orders``, ``orders_per_s``, ``floor_per_s``,
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import platform
 import sys
 import time
@@ -38,6 +40,7 @@ from engine.topology import Topology
 from matching.book import OrderBook
 from matching.snapshot import take_snapshot
 from streamex.gc_tuning import tune_gc
+from streamex.redis_cluster import LocalCluster
 from streamex.redis_server import RedisServer
 
 _FLOOR_GROUP = "floor"
@@ -64,6 +67,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="XREADGROUP COUNT for engine and floor (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=1, help="flow seed (default: %(default)s)")
     parser.add_argument("--json", action="store_true", help="print only the JSON line")
+    parser.add_argument("--cluster", type=int, metavar="N",
+                        help="also run on a local cluster of N primaries + N replicas, after "
+                             "the single server, in the same run")
 
 
 def _flow(market: Market, n: int, seed: int) -> list[tuple[str, Command]]:
@@ -125,8 +131,37 @@ def run(args: argparse.Namespace) -> int:
     for entry_id, cmd in flow:
         reference.apply(entry_id, cmd)
 
-    with RedisServer() as server:
-        client = _raw_client(server.url)
+    result = _measure(args, market, keys, flow, reference, None, say)
+    if result is None:
+        return 1
+    if args.cluster:
+        say(f"-- the same on a local cluster of {args.cluster} primaries + replicas --")
+        on_cluster = _measure(args, market, keys, flow, reference, args.cluster, say)
+        if on_cluster is None:
+            return 1
+        result["cluster"] = on_cluster
+        result["cluster_vs_single"] = round(on_cluster["orders_per_s"]
+                                            / result["orders_per_s"], 3)
+        say(f"cluster / single server: {result['cluster_vs_single']:.2f} of the orders/s")
+    assert parse_id(last_id) > parse_id(ZERO_ID)
+    print(json.dumps(result))
+    return 0
+
+
+def _measure(args: argparse.Namespace, market: Market, keys: MarketKeys,
+             flow: list[tuple[str, Command]], reference: OrderBook, cluster: int | None,
+             say: Any) -> dict[str, Any] | None:
+    """Floor, replay and engine on one embedded server, or on a ``cluster`` of N primaries
+    (the floor then runs against the node that holds the market). None on a wrong result."""
+    last_id = flow[-1][0].encode()
+    with contextlib.ExitStack() as stack:
+        if cluster is None:
+            server = stack.enter_context(RedisServer())
+            node_url, seeds = server.url, [server.url]
+        else:
+            local = stack.enter_context(LocalCluster(primaries=cluster))
+            node_url, seeds = local.node_of(keys.input).url, local.urls
+        client = _raw_client(node_url)
         version = client.info("server")["redis_version"]
         _prefill(client, keys.input, flow)
         say(f"prefilled {len(flow)} orders into {keys.input} (redis {version})")
@@ -136,7 +171,7 @@ def run(args: argparse.Namespace) -> int:
 
         book = OrderBook(market)
         started = time.perf_counter()
-        topology = Topology([server.url])
+        topology = Topology(seeds, cluster=cluster is not None)
         replayed, _ = replay(topology, book, keys, ZERO_ID, last_id)
         topology.close()
         replay_s = time.perf_counter() - started
@@ -144,8 +179,8 @@ def run(args: argparse.Namespace) -> int:
 
         settings = EngineConfig(batch_size=args.batch_size, snapshot_every=2**31 - 1,
                                 snapshot_interval_s=3600.0)
-        runner = EngineRunner(server.url, [market], settings, "bench",
-                              stats_interval_s=3600.0, record_latencies=True)
+        runner = EngineRunner(seeds, [market], settings, "bench", stats_interval_s=3600.0,
+                              record_latencies=True, cluster=cluster is not None)
         started = time.perf_counter()
         code = runner.run(until_applied={market.symbol: last_id})
         engine_s = time.perf_counter() - started
@@ -160,9 +195,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"streamex bench engine: wrong result: exit {code}, applied {stats.applied} of "
               f"{len(flow)}, engine book same={same}, replay book same={replay_same}",
               file=sys.stderr)
-        return 1
+        return None
     lat = stats.commit_latencies_s
-    result = {
+    result: dict[str, Any] = {
         "bench": "engine",
         "orders": len(flow),
         "batch_size": args.batch_size,
@@ -180,11 +215,11 @@ def run(args: argparse.Namespace) -> int:
         "engine_s": round(engine_s, 3),
         "redis": version,
         "python": platform.python_version(),
+        "load_1m": round(os.getloadavg()[0], 2),
     }
     say(f"engine (service path)   {result['orders_per_s']:12,} orders/s  "
         f"ratio {result['ratio']:.2f} of floor; {stats.batches} batches, commit p50 "
         f"{result['commit_ms_p50']} ms p99 {result['commit_ms_p99']} ms "
-        f"p99.9 {result['commit_ms_p999']} ms max {result['commit_ms_max']} ms")
-    assert parse_id(last_id) > parse_id(ZERO_ID)
-    print(json.dumps(result))
-    return 0
+        f"p99.9 {result['commit_ms_p999']} ms max {result['commit_ms_max']} ms "
+        f"(load {result['load_1m']})")
+    return result
