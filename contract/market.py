@@ -1,9 +1,20 @@
-"""Market specifications and exact decimal <-> integer (tick, lot) conversion.
+"""Market specifications and exact decimal <-> integer (tick, lot, asset unit) arithmetic.
 
 Prices and quantities are decimal strings on the wire and integers inside the
 engine: a price is a number of ticks (``price / tick_size``), a quantity a
-number of lots (``qty / lot_size``). No float is ever involved: strings are
-parsed digit by digit into integers and compared by exact integer arithmetic.
+number of lots (``qty / lot_size``), an amount of an asset a number of its
+smallest units (``amount * 10**decimals``). No float is ever involved:
+strings are parsed digit by digit into integers and compared by exact
+integer arithmetic.
+
+Fees (PROTOCOL.md, section A) are decimal fractions of a fill's notional,
+charged in the quote asset and rounded up to its unit. The rounding is per
+order, cumulative: after each fill the order has paid ``ceil(exact fees so
+far)``, so a fill pays ``ceil(F + n * rate) - ceil(F)`` (:meth:`Market.fee`).
+A single fill pays ``ceil(n * rate)``; an order's fills together never pay
+more than one unit above their exact fee, so a buy's hold
+(:meth:`Market.buy_hold`, at the taker rate, which is never below the maker
+rate) always covers everything its fills cost.
 """
 
 from __future__ import annotations
@@ -100,6 +111,15 @@ class Market(msgspec.Struct, frozen=True, dict=True, forbid_unknown_fields=True)
     max_qty: str
     min_price: str
     max_price: str
+    maker_fee: str = "0"
+    """Fee of a fill that rested (the maker's), a fraction of its notional: "0.001" = 10 bps."""
+    taker_fee: str = "0"
+    """Fee of a fill that took; never below maker_fee (a buy's hold is at this rate)."""
+    base_decimals: int | None = None
+    """Decimals of the base asset's unit; None: the lot's (``[[assets]]`` sets it)."""
+    quote_decimals: int | None = None
+    """Decimals of the quote asset's unit; None: the tick's plus the lot's, the finest a
+    notional needs (``[[assets]]`` sets it)."""
 
     # Derived at construction (kept in the instance __dict__, never encoded).
     tick: ClassVar[Scale]
@@ -108,6 +128,18 @@ class Market(msgspec.Struct, frozen=True, dict=True, forbid_unknown_fields=True)
     max_lots: ClassVar[int]
     min_ticks: ClassVar[int]
     max_ticks: ClassVar[int]
+    fee_den: ClassVar[int]
+    """Both fee rates are ``num / fee_den``."""
+    maker_num: ClassVar[int]
+    taker_num: ClassVar[int]
+    base_units: ClassVar[int]
+    """Decimals of the base asset's unit (resolved)."""
+    quote_units: ClassVar[int]
+    """Decimals of the quote asset's unit (resolved)."""
+    base_per_lot: ClassVar[int]
+    """Base units in one lot."""
+    quote_per_tick_lot: ClassVar[int]
+    """Quote units of one tick times one lot: ``notional = ticks * lots * this``."""
 
     def __post_init__(self) -> None:
         if not _SYMBOL.fullmatch(self.symbol):
@@ -142,6 +174,97 @@ class Market(msgspec.Struct, frozen=True, dict=True, forbid_unknown_fields=True)
         derived["max_lots"] = bounds["max_qty"]
         derived["min_ticks"] = bounds["min_price"]
         derived["max_ticks"] = bounds["max_price"]
+        self._derive_fees_and_units(derived)
+
+    def _derive_fees_and_units(self, derived: dict[str, object]) -> None:
+        rates: dict[str, tuple[int, int]] = {}
+        for name in ("maker_fee", "taker_fee"):
+            try:
+                digits, exp = parse_decimal(getattr(self, name))
+            except ValueError as exc:
+                raise ValueError(f"{name}: {exc}") from None
+            if digits >= 10**exp:
+                raise ValueError(f"{name}: must be below 1 (a fraction: \"0.001\" is 10 bps)")
+            rates[name] = (digits, exp)
+        exp = max(e for _, e in rates.values())
+        maker = rates["maker_fee"][0] * 10 ** (exp - rates["maker_fee"][1])
+        taker = rates["taker_fee"][0] * 10 ** (exp - rates["taker_fee"][1])
+        if maker > taker:
+            raise ValueError("maker_fee: greater than taker_fee (a buy's hold is at the "
+                             "taker rate and must cover a maker fill too)")
+        derived["fee_den"] = 10**exp
+        derived["maker_num"] = maker
+        derived["taker_num"] = taker
+        tick, lot = self.tick, self.lot
+        need_base = lot.decimals
+        need_quote = tick.decimals + lot.decimals
+        for name, value, need in (("base_decimals", self.base_decimals, need_base),
+                                  ("quote_decimals", self.quote_decimals, need_quote)):
+            if value is not None and not need <= value <= 18:
+                why = ("lot_size" if name == "base_decimals"
+                       else "tick_size x lot_size, the finest notional")
+                raise ValueError(f"{name}: must be in {need}..18 ({why} needs {need})")
+        base_units = need_base if self.base_decimals is None else self.base_decimals
+        quote_units = need_quote if self.quote_decimals is None else self.quote_decimals
+        # Resolved into the fields too: a Market built from its wire form is equal to it.
+        msgspec.structs.force_setattr(self, "base_decimals", base_units)
+        msgspec.structs.force_setattr(self, "quote_decimals", quote_units)
+        derived["base_units"] = base_units
+        derived["quote_units"] = quote_units
+        derived["base_per_lot"] = lot.step_units * 10 ** (base_units - lot.decimals)
+        derived["quote_per_tick_lot"] = (tick.step_units * lot.step_units
+                                         * 10 ** (quote_units - need_quote))
+
+    # -- amounts: quote and base units ------------------------------------------
+
+    def notional(self, ticks: int, lots: int) -> int:
+        """Quote units of ``lots`` at ``ticks``: exact. O(1)."""
+        return ticks * lots * self.quote_per_tick_lot
+
+    def fee(self, fee_num: int, notional: int, maker: bool) -> tuple[int, int]:
+        """One fill's fee: ``(quote units charged, the order's new fee_num)``.
+
+        ``fee_num`` is the order's exact fees so far times ``fee_den`` (0 at
+        first); the fill pays what brings the order's total to
+        ``ceil(exact total)``. O(1).
+        """
+        after = fee_num + notional * (self.maker_num if maker else self.taker_num)
+        den = self.fee_den
+        return -(-after // den) - (-(-fee_num // den)), after
+
+    def buy_hold(self, ticks: int, lots: int) -> int:
+        """What a buy of ``lots`` at ``ticks`` holds: notional + its taker fee, rounded up."""
+        notional = self.notional(ticks, lots)
+        return notional + -(-notional * self.taker_num // self.fee_den)
+
+    def base_amount(self, lots: int) -> int:
+        """Base units in ``lots``."""
+        return lots * self.base_per_lot
+
+    def format_quote(self, units: int) -> str:
+        """Quote units -> an amount string with the quote asset's decimals."""
+        return _format_units(units, self.quote_units)
+
+    def format_base(self, units: int) -> str:
+        """Base units -> an amount string with the base asset's decimals."""
+        return _format_units(units, self.base_units)
+
+    def parse_quote(self, text: object, field_name: str = "quote_qty") -> int:
+        """A positive quote amount string -> quote units, or StreamexError INVALID_QTY."""
+        try:
+            digits, exp = parse_decimal(text)
+        except ValueError:
+            raise StreamexError(INVALID_QTY, f"{field_name}: must be a positive decimal string "
+                                             "like \"100.5\"") from None
+        if digits == 0:
+            raise StreamexError(INVALID_QTY, f"{field_name}: must be greater than zero")
+        if exp > self.quote_units:
+            raise StreamexError(INVALID_QTY, f"{field_name}: at most {self.quote_units} decimals "
+                                             f"({self.quote})")
+        units: int = digits * 10 ** (self.quote_units - exp)
+        if units > 10**30:
+            raise StreamexError(INVALID_QTY, f"{field_name}: too large")
+        return units
 
     # -- edges: wire strings -> integers -------------------------------------
 
@@ -212,9 +335,10 @@ class Market(msgspec.Struct, frozen=True, dict=True, forbid_unknown_fields=True)
                 text = f"{whole}.{frac}" if frac else whole
         return text
 
-    def to_wire(self) -> dict[str, str]:
-        """The ``markets`` entry of PROTOCOL.md as a dict (the declared fields)."""
-        return msgspec.structs.asdict(self)
+    def to_wire(self) -> dict[str, str | int]:
+        """The ``markets`` entry of PROTOCOL.md as a dict."""
+        wire: dict[str, str | int] = msgspec.structs.asdict(self)
+        return wire
 
 
 DEFAULT_MARKETS = (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -152,3 +153,75 @@ def test_market_construction_names_the_field(changes: dict[str, str], message: s
 def test_to_wire_round_trips() -> None:
     for market in DEFAULT_MARKETS:
         assert Market(**market.to_wire()) == market
+
+
+# -- fees and asset units (PROTOCOL.md section A) ---------------------------------------
+
+FEE_MARKET = Market("BTC-USD", "BTC", "USD", "0.01", "0.0001", "0.0001", "1000", "0.01",
+                    "1000000", maker_fee="0.001", taker_fee="0.0025")
+
+
+def test_units_of_an_asset_follow_tick_and_lot() -> None:
+    m = FEE_MARKET
+    assert (m.base_units, m.quote_units, m.base_per_lot, m.quote_per_tick_lot) == (4, 6, 1, 1)
+    assert m.notional(m.parse_price("60000.00"), m.parse_qty("0.5")) == 30_000_000_000
+    assert m.format_quote(30_000_000_000) == "30000.000000"
+    assert m.format_base(m.base_amount(m.parse_qty("0.5"))) == "0.5000"
+    coarse = Market("ETH-USD", "ETH", "USD", "0.5", "0.01", "0.01", "10", "1", "9000",
+                    base_decimals=8, quote_decimals=8)
+    assert coarse.base_per_lot == 10**6  # 0.01 ETH in 1e-8 units
+    assert coarse.quote_per_tick_lot == 5 * 1 * 10**5  # 0.5 x 0.01 = 0.005 USD in 1e-8 units
+    assert Market(**coarse.to_wire()) == coarse
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"maker_fee": "1"}, "maker_fee: must be below 1"),
+    ({"taker_fee": "-0.1"}, "taker_fee: not a plain decimal"),
+    ({"maker_fee": "0.002", "taker_fee": "0.001"}, "maker_fee: greater than taker_fee"),
+    ({"quote_decimals": 5}, "quote_decimals: must be in 6..18"),
+    ({"base_decimals": 3}, "base_decimals: must be in 4..18"),
+])
+def test_bad_fees_and_decimals_are_named(changes: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        msgspec.structs.replace(FEE_MARKET, **changes)
+
+
+def test_a_single_fill_pays_its_fee_rounded_up() -> None:
+    m = FEE_MARKET
+    assert m.fee(0, 1_000_000, maker=False) == (2500, 25_000_000)  # 1 USD x 25 bps
+    assert m.fee(0, 1, maker=True)[0] == 1  # 0.001 of a unit: rounded up to one
+    assert m.fee(0, 0, maker=True) == (0, 0)
+
+
+@given(st.lists(st.tuples(st.integers(0, 10**12), st.booleans()), max_size=30))
+def test_an_orders_fees_total_its_exact_fee_rounded_up_once(fills: list[tuple[int, bool]]
+                                                            ) -> None:
+    m = FEE_MARKET
+    fee_num = paid = 0
+    for notional, maker in fills:
+        charged, fee_num = m.fee(fee_num, notional, maker)
+        assert 0 <= charged <= notional  # a seller's proceeds never go negative
+        paid += charged
+    exact = sum(n * (m.maker_num if mk else m.taker_num) for n, mk in fills)
+    assert paid == -(-exact // m.fee_den)  # ceil(exact total): at most one unit above it
+
+
+@given(st.integers(1, 10**6), st.integers(1, 10**6),
+       st.lists(st.tuples(st.integers(1, 10**6), st.integers(1, 1000), st.booleans()),
+                max_size=20))
+def test_a_buys_hold_covers_whatever_its_fills_cost(limit: int, lots: int,
+                                                    fills: list[tuple[int, int, bool]]) -> None:
+    """Fills at or below the limit, of at most the order's lots, maker or taker."""
+    m = FEE_MARKET
+    hold = m.buy_hold(limit, lots)
+    spent = fee_num = 0
+    left = lots
+    for price, qty, maker in fills:
+        qty = min(qty, left)
+        if qty == 0:
+            break
+        notional = m.notional(min(price, limit), qty)
+        fee, fee_num = m.fee(fee_num, notional, maker)
+        spent += notional + fee
+        left -= qty
+    assert spent <= hold
