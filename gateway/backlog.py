@@ -2,7 +2,8 @@
 
 Admission control reads :meth:`BacklogMonitor.backlog` (O(1), no I/O) before
 accepting new orders; one task (:meth:`BacklogMonitor.run`) re-measures every
-``refresh_s`` with one pipeline for all markets. The measurement is the
+``refresh_s`` with one pipeline for all markets (a redis-py cluster pipeline
+on a cluster: one per node). The measurement is the
 engine group's ``lag`` (entries not yet delivered) plus its ``pending``
 (delivered, not yet acknowledged) from ``XINFO GROUPS``; before any engine
 created the group, or when Redis cannot compute the lag, it is ``XLEN``
@@ -17,9 +18,8 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
-import redis.asyncio as aioredis
-
 from contract.keys import ENGINE_GROUP, in_stream
+from redisio.client import AnyRedis
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 class BacklogMonitor:
     """Estimated unapplied entries per market: last measurement + entries added since."""
 
-    def __init__(self, redis: aioredis.Redis, symbols: Iterable[str],
+    def __init__(self, redis: AnyRedis, symbols: Iterable[str],
                  refresh_s: float = 0.1) -> None:
         self._redis = redis
         self._symbols = list(symbols)
@@ -47,7 +47,8 @@ class BacklogMonitor:
             self._added[symbol] += n
 
     async def refresh(self) -> None:
-        """Measure every market now (one pipeline); raises the Redis error if it fails."""
+        """Measure every market now (one pipeline; on a cluster redis-py sends one per
+        node); raises the Redis error if it fails, after updating the markets measured."""
         pipe = self._redis.pipeline(transaction=False)
         for symbol in self._symbols:
             key = in_stream(symbol)
@@ -55,14 +56,18 @@ class BacklogMonitor:
             pipe.xlen(key)
         added_before = dict(self._added)
         results = await pipe.execute(raise_on_error=False)
+        failed: Exception | None = None
         for i, symbol in enumerate(self._symbols):
             groups, length = results[2 * i], results[2 * i + 1]
             if isinstance(length, Exception):
-                raise length
+                failed = failed or length  # that market's node: keep its estimate growing
+                continue
             self._measured[symbol] = _unapplied(groups, int(length))
             # Entries added while the measurement was in flight may be counted
             # twice until the next refresh: an over-estimate, never an under-estimate.
             self._added[symbol] -= added_before[symbol]
+        if failed is not None:
+            raise failed
 
     async def run(self) -> None:
         """Refresh every ``refresh_s`` until cancelled; failures are logged and retried."""

@@ -2,20 +2,34 @@
 
 :meth:`ExecutionRouter.load` rebuilds the view from each market's snapshot and
 the ``:out`` entries after it (call it before serving); :meth:`ExecutionRouter.run`
-then follows ``:out`` with one blocking ``XREAD`` over all markets (on its own
-connection, see :class:`~redisio.tail.StreamTail`) and, for
-every ``Report`` and ``CancelRejected``, updates the view and hands the encoded
-``executions`` push to ``deliver(account, frame)``, which sends it to that
-account's connections only (nothing is encoded when ``wanted(account)`` is
-False: the account has no connection here). Cost per event: one decode (shared by the whole
-entry), one format and one encode, whatever the number of connections.
+then follows ``:out`` with blocking ``XREAD`` (on connections of its own, see
+:class:`~redisio.tail.StreamTail`): one per group of streams that one command
+may cover (``Topology.groups``: all markets on a single server, each slot's in
+a cluster), each in a task of its own with its own positions, so a failover
+holds up only the markets of the failed node. For every ``Report`` and
+``CancelRejected`` it updates the view and hands the encoded ``executions``
+push to ``deliver(account, frame)``, which sends it to that account's
+connections only (nothing is encoded when ``wanted(account)`` is False: the
+account has no connection here). Cost per event: one decode (shared by the
+whole entry), one format and one encode, whatever the number of connections.
+
+Events whose ``seq`` the router already handled for that market are skipped:
+after a failover with asynchronous replication, an engine may publish events
+again under seqs that were already routed (the writes that carried them were
+lost); clients get no second report. An entry starting at seq 1 starts
+the market's history anew (Redis restarted empty) and is never skipped.
+With replica reads (``durability =
+"replicated"``) the snapshot and ``:out`` are read from a replica of each
+market's primary, so nothing is reported that a failover could take back.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 
@@ -27,56 +41,101 @@ from contract.streams import OUT_INPUT_FIELD, events_of, field_of
 from gateway.orders_view import OpenOrdersView
 from gateway.reports import cancel_rejected_of, push_frame, report_of
 from redisio.tail import StreamTail
+from redisio.topology import Topology, TopologyError
 
 log = logging.getLogger(__name__)
 
 Deliver = Callable[[str, bytes], None]
+T = TypeVar("T")
 
 
 BLOCK_MS = 1000
 """XREAD BLOCK of the :out reader: the longest it waits for new events."""
+START_RETRY_S = 10.0
+"""How long :meth:`ExecutionRouter.load` waits for the slot map to name a node to read."""
+FIRST_SEQ = 1
+"""The seq of a market's first event."""
+
+
+class _Group:
+    """Streams read by one XREAD, their positions and the tail reading them."""
+
+    __slots__ = ("tail", "positions")
+
+    def __init__(self, tail: StreamTail, keys: list[bytes]) -> None:
+        self.tail = tail
+        self.positions: dict[bytes, bytes] = dict.fromkeys(keys, b"0-0")
 
 
 class ExecutionRouter:
-    """One reader of all markets' ``:out`` streams per gateway process."""
+    """The reader of all markets' ``:out`` streams of one gateway process."""
 
-    def __init__(self, redis: aioredis.Redis, markets: Iterable[Market], view: OpenOrdersView,
-                 deliver: Deliver, wanted: Callable[[str], bool], block_ms: int = BLOCK_MS,
-                 count: int = 500) -> None:
-        self._redis = redis
-        self._tail = StreamTail(redis, count)
+    def __init__(self, redis: Topology | aioredis.Redis, markets: Iterable[Market],
+                 view: OpenOrdersView, deliver: Deliver, wanted: Callable[[str], bool],
+                 block_ms: int = BLOCK_MS, count: int = 500) -> None:
+        topology = redis if isinstance(redis, Topology) else Topology.of_client(redis)
         self._markets = {m.symbol: m for m in markets}
         self._by_key = {out_stream(s).encode(): m for s, m in self._markets.items()}
+        self._groups = [_Group(StreamTail(topology, count), keys)
+                        for keys in topology.groups(self._by_key)]
         self._view = view
         self._deliver = deliver
         self._wanted = wanted
         self._block_ms = block_ms
-        self._positions: dict[bytes, bytes] = {k: b"0-0" for k in self._by_key}
+        self._last_seq = dict.fromkeys(self._markets, -1)
         self.entries = 0
+        self.duplicates = 0
+        """Events skipped because their seq was already handled."""
 
     async def load(self) -> None:
         """Snapshot + catch-up for every market; returns once the view is current."""
-        for key, market in self._by_key.items():
-            data: bytes | None = await self._redis.get(snap_key(market.symbol))  # type: ignore[assignment]
-            if data is None:
-                continue
-            try:
-                snap = decode_snapshot(data)
-            except Exception as exc:  # a foreign or corrupt snapshot: follow :out from the start
-                log.error("%s: cannot decode snapshot (%r); reading events from the start",
-                          market.symbol, exc)
-                continue
-            self._view.load_snapshot(snap)
-            self._positions[key] = snap.last_out_id.encode()
-        while await self._read(None):
-            pass
+        for group in self._groups:
+            for key in group.positions:
+                market = self._by_key[key]
+                snap_name = snap_key(market.symbol)
+                data: bytes | None = await self._at_start(group.tail.call, snap_name, "GET",
+                                                          snap_name)
+                if data is None:
+                    continue
+                try:
+                    snap = decode_snapshot(data)
+                except Exception as exc:  # foreign or corrupt: follow :out from the start
+                    log.error("%s: cannot decode snapshot (%r); reading events from the start",
+                              market.symbol, exc)
+                    continue
+                self._view.load_snapshot(snap)
+                self._last_seq[market.symbol] = snap.seq
+                group.positions[key] = snap.last_out_id.encode()
+            while await self._at_start(self._read, group, None):
+                pass
 
-    async def run(self) -> None:
-        """Follow ``:out`` until cancelled; Redis errors are logged and retried with backoff."""
+    async def _at_start(self, call: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """``call(*args)``, retried while the slot map is not settled (a node just
+        promoted, a replica not yet known everywhere): up to :data:`START_RETRY_S`."""
+        deadline = time.monotonic() + START_RETRY_S
         delay = 0.05
         while True:
             try:
-                if await self._read(self._block_ms):
+                return await call(*args)
+            except TopologyError as exc:
+                if time.monotonic() > deadline:
+                    raise
+                log.info("loading the view: %s; retrying in %.2f s", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+
+    async def run(self) -> None:
+        """Follow ``:out`` until cancelled; Redis errors are logged and retried with backoff."""
+        if len(self._groups) == 1:
+            await self._follow(self._groups[0])
+        else:
+            await asyncio.gather(*(self._follow(group) for group in self._groups))
+
+    async def _follow(self, group: _Group) -> None:
+        delay = 0.05
+        while True:
+            try:
+                if await self._read(group, self._block_ms):
                     # Let the sessions' writers send the reports just queued before
                     # this task writes its next XREAD: a report goes out one
                     # system call (~20-40 us on loopback) sooner.
@@ -85,26 +144,29 @@ class ExecutionRouter:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning("reading event streams failed: %r; retrying in %.2f s", exc, delay)
+                log.warning("reading event streams %s failed: %r; retrying in %.2f s",
+                            b",".join(group.positions).decode(), exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
 
-    async def _read(self, block_ms: int | None) -> int:
-        """One XREAD over all markets; returns how many entries it handled."""
-        reply = await self._tail.read(self._positions, block_ms)
+    async def _read(self, group: _Group, block_ms: int | None) -> int:
+        """One XREAD over the group's markets; returns how many entries it handled."""
+        positions = group.positions
+        reply = await group.tail.read(positions, block_ms)
         handled = 0
         for key, entries in reply:
             market = self._by_key[key]
             for entry_id, fields in entries:
                 self._handle(market, fields)
-                self._positions[key] = entry_id
+                positions[key] = entry_id
                 handled += 1
         self.entries += handled
         return handled
 
     async def close(self) -> None:
-        """Close the reader's connection (after cancelling :meth:`run`)."""
-        await self._tail.close()
+        """Close the readers' connections (after cancelling :meth:`run`)."""
+        for group in self._groups:
+            await group.tail.close()
 
     def _handle(self, market: Market, fields: list[bytes]) -> None:
         symbol = market.symbol
@@ -116,7 +178,14 @@ class ExecutionRouter:
         view = self._view
         deliver = self._deliver
         wanted = self._wanted
+        last = self._last_seq[symbol]
+        if events and events[0].seq == FIRST_SEQ:
+            last = FIRST_SEQ - 1  # the market's history starts anew (Redis lost everything)
         for event in events:
+            if event.seq <= last:
+                self.duplicates += 1
+                continue
+            last = event.seq
             view.apply_event(symbol, event)
             if isinstance(event, Report):
                 if wanted(event.account):
@@ -125,6 +194,7 @@ class ExecutionRouter:
                 # The view is exactly as of this event: the order, if still open, as it is.
                 order = view.find(symbol, event.account, event.order_id, event.client_order_id)
                 deliver(event.account, push_frame(cancel_rejected_of(market, event, order)))
+        self._last_seq[symbol] = last
         last_input = field_of(fields, OUT_INPUT_FIELD)
         if last_input:
             view.set_applied(symbol, last_input.decode())

@@ -1,8 +1,11 @@
 """The order-entry service of one process: websocket listener plus its Redis tasks.
 
-``Gateway(config, redis_url)`` owns one XADD batcher, one event-stream
-reader (:class:`~gateway.router.ExecutionRouter`), one backlog monitor, the
-open-orders view and the logged-on sessions. :meth:`Gateway.start` rebuilds
+``Gateway(config, redis_url)`` owns the Redis topology (``config.redis``: one
+server or a cluster's seeds; ``redis_url`` overrides its ``url``), one XADD
+batcher, one event-stream reader (:class:`~gateway.router.ExecutionRouter`),
+one backlog monitor, the open-orders view and the logged-on sessions. With
+``durability = "replicated"`` an order is ``received`` once a replica holds it
+(``WAIT``), and reports come from what the replicas hold. :meth:`Gateway.start` rebuilds
 the view, starts the tasks and listens; :meth:`Gateway.close` stops listening,
 lets closing sessions send their cancel-on-disconnect commands, then stops the
 tasks. The service keeps no state of its own that Redis does not have: after a
@@ -31,7 +34,7 @@ from gateway.client_ids import InFlightClientIds
 from gateway.orders_view import OpenOrdersView
 from gateway.router import ExecutionRouter
 from gateway.session import Session
-from redisio.client import redis_client
+from redisio.topology import Topology
 
 log = logging.getLogger(__name__)
 
@@ -47,20 +50,29 @@ def wall_ms() -> int:
 class Gateway:
     """One order-entry process. Use ``async with Gateway(...) as g: await g.start(...)``."""
 
-    def __init__(self, config: Config, redis_url: str, *, backlog_refresh_s: float = 0.1,
-                 clock_ms: Callable[[], int] = wall_ms) -> None:
+    def __init__(self, config: Config, redis_url: str | None = None, *,
+                 backlog_refresh_s: float = 0.1, clock_ms: Callable[[], int] = wall_ms) -> None:
         self.config = config
         self.limits = config.limits
         self.accounts_by_api_key = config.accounts_by_api_key
         self.markets = config.markets_by_symbol
         self.markets_result = {"markets": [m.to_wire() for m in config.markets]}
         self.now_ms = clock_ms
-        self.redis = redis_client(redis_url)
+        settings = config.redis
+        url = redis_url or settings.url
+        if url is None:
+            raise ValueError("redis_url: no Redis URL given, and none in the config")
+        replicated = settings.durability == "replicated"
+        self.topology = Topology((url, *(u for u in settings.urls if u != url)),
+                                 cluster=settings.cluster, replica_reads=replicated)
+        self.redis = self.topology.client
         self.view = OpenOrdersView(self.markets)
         self.client_ids = InFlightClientIds(self.view)
         self.backlog = BacklogMonitor(self.redis, self.markets, backlog_refresh_s)
-        self.batcher = XaddBatcher(self.redis, on_added=self.backlog.added)
-        self.router = ExecutionRouter(self.redis, config.markets, self.view,
+        self.batcher = XaddBatcher(self.topology, on_added=self.backlog.added,
+                                   wait_replicas=1 if replicated else 0,
+                                   wait_timeout_ms=settings.wait_timeout_ms)
+        self.router = ExecutionRouter(self.topology, config.markets, self.view,
                                       self._deliver, self._wanted)
         self.sessions: dict[str, set[Session]] = {}
         self._account_buckets: dict[str, TokenBucket] = {}
@@ -74,6 +86,7 @@ class Gateway:
         ``host``/``port`` default to the config's ``[gateway]``; port 0 picks a
         free one. Raises the Redis error if Redis cannot be reached.
         """
+        await self.topology.initialize()
         await self.router.load()
         await self.backlog.refresh()
         self._tasks = [asyncio.create_task(coro) for coro in
@@ -97,7 +110,7 @@ class Gateway:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
         await self.router.close()
-        await self.redis.aclose()
+        await self.topology.aclose()
 
     async def serve_forever(self) -> None:
         """Wait until the listener or one of the Redis tasks stops (it re-raises its error)."""

@@ -7,6 +7,15 @@ without a snapshot) and hand every entry's batch to ``publish``. When the
 events do not follow on (the stream was trimmed past the feed's position), the
 feed restores a newer snapshot and carries on; until one exists it waits.
 
+The snapshot, the backward scan and the stream are all read on the reader's
+own connection to the node that serves the market (``redisio.topology``:
+the server, a cluster's primary for the market's slot, or a replica of it
+with replica reads, ``durability = "replicated"``). When that node fails,
+hangs or no longer serves the market (a failover), the slot map is reloaded
+and the reader reconnects where it says, retrying with a growing delay (up
+to :data:`RETRY_S`) from the same position; subscribers just see no
+messages meanwhile.
+
 The reader holds nothing that the snapshot and the stream cannot rebuild, so
 any number of feed processes can follow the same market.
 """
@@ -16,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import cast
+from typing import Any, cast
 
 import msgspec
 import redis.asyncio as aioredis
@@ -29,6 +38,7 @@ from contract.snapshot import Snapshot, decode_snapshot
 from contract.streams import events_of
 from marketdata.feed import Batch, MarketFeed, SeqGap
 from redisio.tail import StreamTail
+from redisio.topology import Node, Topology
 
 log = logging.getLogger("streamex.marketdata")
 
@@ -38,9 +48,11 @@ LAST_TRADE_SCAN_ENTRIES = 2000
 """How far back (``:out`` entries) the start-up looks for the last trade."""
 GAP_RETRY_S = 0.5
 RETRY_S = 1.0
+"""Longest delay between two attempts to reach Redis (the first is after FIRST_RETRY_S)."""
+FIRST_RETRY_S = 0.05
 
 Publish = Callable[[MarketFeed, Batch], None]
-Entries = list[tuple[bytes, dict[bytes, bytes]]]
+Entries = list[tuple[bytes, list[bytes]]]
 
 
 class MarketReader:
@@ -51,29 +63,42 @@ class MarketReader:
     the start-up snapshot is loaded and reading has begun.
     """
 
-    def __init__(self, client: aioredis.Redis, feed: MarketFeed, publish: Publish) -> None:
-        self.client = client
+    def __init__(self, client: Topology | aioredis.Redis, feed: MarketFeed,
+                 publish: Publish) -> None:
+        self.topology = client if isinstance(client, Topology) else Topology.of_client(client)
         self.feed = feed
         self.publish = publish
         self.position = "0-0"
         self.ready = asyncio.Event()
         self.gaps = 0
         self._stream = out_stream(feed.symbol).encode()
-        self._tail = StreamTail(client, READ_COUNT)
+        self._tail = StreamTail(self.topology, READ_COUNT)
         self._snap_key = snap_key(feed.symbol)
+        self._delay = FIRST_RETRY_S
+
+    @property
+    def node(self) -> Node | None:
+        """The node the market is read from now (None before the first read)."""
+        return self._tail.node
 
     async def run(self) -> None:
         """Load the start-up snapshot, then follow the stream until cancelled.
 
-        A lost Redis connection is retried (from the same position) every
+        A lost Redis connection (or a failover) is retried from the same
+        position, after a delay doubling from :data:`FIRST_RETRY_S` to
         :data:`RETRY_S`; subscribers just see no messages meanwhile.
         """
-        while True:
-            try:
-                await self._follow()
-            except (RedisConnectionError, RedisTimeoutError) as exc:
-                log.warning("%s: redis: %s; retrying in %.1f s", self.feed.symbol, exc, RETRY_S)
-                await asyncio.sleep(RETRY_S)
+        try:
+            while True:
+                try:
+                    await self._follow()
+                except (RedisConnectionError, RedisTimeoutError) as exc:
+                    log.warning("%s: redis: %s; retrying in %.2f s", self.feed.symbol, exc,
+                                self._delay)
+                    await asyncio.sleep(self._delay)
+                    self._delay = min(self._delay * 2, RETRY_S)
+        finally:
+            await self._tail.close()
 
     async def _follow(self) -> None:
         if not self.ready.is_set():
@@ -81,6 +106,7 @@ class MarketReader:
             self.ready.set()
         while True:
             reply = await self._tail.read({self._stream: self.position.encode()}, BLOCK_MS)
+            self._delay = FIRST_RETRY_S
             for _key, entries in reply:
                 for entry_id, fields in entries:
                     try:
@@ -112,7 +138,7 @@ class MarketReader:
         At start-up (``newer_than=-1``) a missing snapshot means: start at ``0-0``.
         """
         while True:
-            raw = cast(bytes | None, await self.client.get(self._snap_key))
+            raw = cast(bytes | None, await self._call("GET", self._snap_key))
             snap = None if raw is None else decode_snapshot(raw)
             if snap is None and newer_than < 0:
                 self.position = "0-0"
@@ -133,8 +159,8 @@ class MarketReader:
         end = snap.last_out_id
         scanned = 0
         while scanned < LAST_TRADE_SCAN_ENTRIES:
-            entries = cast(Entries, await self.client.xrevrange(self._stream, max=end, min="-",
-                                                                count=100))
+            entries = cast(Entries, await self._call("XREVRANGE", self._stream, end, "-",
+                                                     "COUNT", 100))
             if not entries:
                 return None
             for entry_id, fields in entries:
@@ -144,3 +170,7 @@ class MarketReader:
                 end = "(" + entry_id.decode()
             scanned += len(entries)
         return None
+
+    async def _call(self, *args: Any) -> Any:
+        """One command on the node (and connection) the stream is read from."""
+        return await self._tail.call(self._stream, *args)

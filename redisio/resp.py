@@ -9,9 +9,11 @@ each gets a future; ``data_received`` parses replies with hiredis and
 resolves the futures in order. Pipelining is free: send several commands,
 await the last future.
 
-It connects with the settings of an existing redis-py client (host and
-port, or unix socket path; username, password, database; TLS for
-``rediss://``), so every process still takes one Redis URL. A lost
+It connects with the settings of an existing redis-py client
+(:meth:`RespConnection.open`: host and port, or unix socket path; username,
+password, database; TLS for ``rediss://``), or with such settings for one
+node of a cluster (:meth:`RespConnection.connect`, see ``redisio.topology``),
+optionally ``READONLY`` for reads on a replica. A lost
 connection fails every waiting future with redis-py's ``ConnectionError``;
 open a new one. A cancelled future's reply is read and dropped, so the
 replies that follow stay matched.
@@ -23,6 +25,7 @@ import asyncio
 import socket
 import ssl
 from collections import deque
+from collections.abc import Mapping
 from typing import Any, cast
 
 import hiredis
@@ -50,8 +53,18 @@ class RespConnection(asyncio.Protocol):
         Raises redis-py's ``ConnectionError`` (or ``TimeoutError``, or the
         server's ``ResponseError`` to AUTH/SELECT).
         """
-        pool: Any = client.connection_pool
-        kw = pool.connection_kwargs
+        return await cls.connect(connection_kwargs(client))
+
+    @classmethod
+    async def connect(cls, kw: Mapping[str, Any], *, readonly: bool = False) -> RespConnection:
+        """Connect with redis-py style connection settings ``kw`` (see :func:`connection_kwargs`).
+
+        ``kw``: ``path`` (a unix socket) or ``host``/``port``; ``username``,
+        ``password``, ``db``, ``socket_connect_timeout``; ``ssl`` (bool) and the
+        ``ssl_*`` settings. ``readonly`` sends ``READONLY`` (reads on a cluster
+        replica). Raises redis-py's ``ConnectionError`` (or ``TimeoutError``,
+        or the server's ``ResponseError`` to AUTH/SELECT/READONLY).
+        """
         loop = asyncio.get_running_loop()
         timeout_s = kw.get("socket_connect_timeout") or CONNECT_TIMEOUT_S
         protocol: RespConnection
@@ -60,8 +73,7 @@ class RespConnection(asyncio.Protocol):
                 if kw.get("path"):
                     _, protocol = await loop.create_unix_connection(cls, kw["path"])
                 else:
-                    tls = _tls_context(kw) if "ssl" in pool.connection_class.__name__.lower() \
-                        else None
+                    tls = _tls_context(kw) if kw.get("ssl") else None
                     host = kw.get("host") or "localhost"
                     _, protocol = await loop.create_connection(
                         cls, host, kw.get("port") or 6379, ssl=tls,
@@ -76,6 +88,8 @@ class RespConnection(asyncio.Protocol):
                                  else ("AUTH", kw["password"]))
                 if kw.get("db"):
                     setup.append(("SELECT", int(kw["db"])))
+                if readonly:
+                    setup.append(("READONLY",))
                 if setup:
                     futures = protocol.send([hiredis.pack_command(c)  # type: ignore[arg-type]
                                              for c in setup])
@@ -155,7 +169,15 @@ class RespConnection(asyncio.Protocol):
                 future.set_exception(error)
 
 
-def _tls_context(kw: dict[str, Any]) -> ssl.SSLContext:
+def connection_kwargs(client: aioredis.Redis) -> dict[str, Any]:
+    """The connection settings of ``client`` for :meth:`RespConnection.connect`."""
+    pool: Any = client.connection_pool
+    kw = dict(pool.connection_kwargs)
+    kw["ssl"] = "ssl" in pool.connection_class.__name__.lower()
+    return kw
+
+
+def _tls_context(kw: Mapping[str, Any]) -> ssl.SSLContext:
     context = ssl.create_default_context(cafile=kw.get("ssl_ca_certs"))
     if kw.get("ssl_cert_reqs") in ("none", ssl.CERT_NONE):
         context.check_hostname = False

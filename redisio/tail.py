@@ -5,15 +5,23 @@ is on the path of every execution report and every market-data message.
 redis-py's ``xread`` spends ~30 us of Python per call on its retry wrapper,
 pool checkout, fork check and reply callbacks, and its reply reaches the
 caller a task wake-up after it arrives; :class:`StreamTail` keeps its own
-:class:`~redisio.resp.RespConnection` (same server and settings as the
-client), writes the command packed by hiredis (C) and returns the raw RESP2
-reply: entries are ``(id, [name, value, ...])`` with flat field lists (read
-them with ``contract.streams.field_of``/``events_of``).
+:class:`~redisio.resp.RespConnection`, writes the command packed by hiredis
+(C) and returns the raw RESP2 reply: entries are ``(id, [name, value, ...])``
+with flat field lists (read them with ``contract.streams.field_of``/``events_of``).
+
+A tail reads streams of one group (``Topology.groups``: on a single server
+any, in a cluster those of one slot) from the node the topology names for
+them: the primary, or with replica reads a replica (``READONLY``). Its
+:meth:`StreamTail.call` runs other commands on that same node (a snapshot
+``GET`` read where the stream is read).
 
 A read that gets no reply within ``BLOCK`` + ``timeout_margin_s`` seconds
 (Redis hung, or the network dropped without a reset) raises
-``redis.exceptions.TimeoutError``; any failure drops the connection, and
-the next read opens another. Callers retry from their last position.
+``redis.exceptions.TimeoutError``; a ``MOVED``/``ASK``/``CLUSTERDOWN``
+reply raises :class:`~redisio.topology.TopologyError` (a ``ConnectionError``).
+Any failure drops the connection and, for a lost connection, a timeout or a
+redirect, reloads the slot map: the next read connects to whatever node
+serves the streams then. Callers retry from their last position.
 """
 
 from __future__ import annotations
@@ -24,9 +32,12 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from hiredis import pack_command
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from redisio.resp import RespConnection
+from redisio.topology import Key, Node, Topology, TopologyError, is_cluster_error
 
 Entry = tuple[bytes, list[bytes]]
 """A stream entry: its id and its flat field list ``[name, value, ...]``."""
@@ -36,26 +47,39 @@ TIMEOUT_MARGIN_S = 5.0
 
 
 class StreamTail:
-    """One dedicated connection for ``XREAD [BLOCK]`` over some streams.
+    """One dedicated connection for ``XREAD [BLOCK]`` over the streams of one group.
 
-    Not safe for concurrent use: one task reads at a time. Cost per read:
-    one packed write and one reply parse in C, plus ~5 us of Python.
+    ``source`` is a :class:`~redisio.topology.Topology` (or a single-server
+    redis-py client). ``replica``: read from a replica (default: the
+    topology's ``replica_reads``). Not safe for concurrent use: one task
+    reads at a time. Cost per read: one packed write and one reply parse in
+    C, plus ~5 us of Python.
     """
 
-    def __init__(self, client: aioredis.Redis, count: int,
-                 timeout_margin_s: float = TIMEOUT_MARGIN_S) -> None:
-        self._client = client
+    def __init__(self, source: Topology | aioredis.Redis, count: int,
+                 timeout_margin_s: float = TIMEOUT_MARGIN_S, *,
+                 replica: bool | None = None) -> None:
+        self._topology = source if isinstance(source, Topology) else Topology.of_client(source)
+        self._replica = self._topology.replica_reads if replica is None else replica
         self._conn: RespConnection | None = None
+        self._node: Node | None = None
+        self._epoch = -1
         self._count = count
         self._margin_s = timeout_margin_s
+
+    @property
+    def node(self) -> Node | None:
+        """The node of the current connection (None before the first read)."""
+        return self._node
 
     async def read(self, positions: Mapping[bytes, bytes], block_ms: int | None
                    ) -> list[tuple[bytes, list[Entry]]]:
         """Entries after each stream's position: ``[(key, entries), ...]``, ``[]`` if none.
 
         ``block_ms`` None returns at once; otherwise waits up to that long for
-        the first new entry. Raises redis-py's ``ConnectionError`` or
-        ``TimeoutError`` (and ``ResponseError`` for a Redis error reply).
+        the first new entry. Raises redis-py's ``ConnectionError`` (including
+        :class:`~redisio.topology.TopologyError`) or ``TimeoutError`` (and
+        ``ResponseError`` for another Redis error reply).
         """
         args: list[bytes | str | int] = ["XREAD", "COUNT", self._count]
         if block_ms is not None:
@@ -64,28 +88,66 @@ class StreamTail:
         args += positions.keys()
         args += positions.values()
         packed: bytes = pack_command(tuple(args))  # type: ignore[arg-type]  # stub wants a 1-tuple
-        timeout_s = (block_ms or 0) / 1000 + self._margin_s
-        try:
-            async with asyncio.timeout(timeout_s):
-                conn = self._conn
-                if conn is None or conn.closed:
-                    conn = self._conn = await RespConnection.open(self._client)
-                reply: Any = await conn.send([packed])[0]
-        except TimeoutError:
-            await self.close()
-            raise RedisTimeoutError(f"no XREAD reply within {timeout_s:.1f} s") from None
-        except BaseException:
-            # Cancelled or failed mid-command: a BLOCK may still be pending on the
-            # server and would hold up the next read; a fresh connection does not.
-            await self.close()
-            raise
+        reply = await self._send(next(iter(positions)), packed, (block_ms or 0) / 1000)
         if not reply:
             return []
         # RespConnection speaks RESP2 whatever the client was configured with: a list.
         return [(key, entries) for key, entries in reply]
+
+    async def call(self, key: Key, *args: Any) -> Any:
+        """One command about ``key`` (one of this tail's streams, or a key of its slot)
+        on the tail's node and connection; the raw RESP2 reply. Raises as :meth:`read`."""
+        packed: bytes = pack_command(args)
+        return await self._send(key, packed, 0.0)
 
     async def close(self) -> None:
         """Drop the connection (the next read opens another)."""
         conn, self._conn = self._conn, None
         if conn is not None:
             conn.close()
+
+    async def _send(self, key: Key, packed: bytes, wait_s: float) -> Any:
+        timeout_s = wait_s + self._margin_s
+        try:
+            async with asyncio.timeout(timeout_s):
+                conn = self._conn
+                if conn is None or conn.closed or self._epoch != self._topology.epoch:
+                    conn = await self._connect(key)
+                reply: Any = await conn.send([packed])[0]
+        except TimeoutError:
+            await self._lost()
+            raise RedisTimeoutError(f"no reply from Redis within {timeout_s:.1f} s") from None
+        except ResponseError as exc:
+            if is_cluster_error(exc):
+                where = self._node.name if self._node is not None else "Redis"
+                await self._lost()
+                raise TopologyError(f"{where}: {exc}") from exc
+            raise
+        except RedisConnectionError:
+            await self._lost()
+            raise
+        except BaseException:
+            # Cancelled or failed mid-command: a BLOCK may still be pending on the
+            # server and would hold up the next read; a fresh connection does not.
+            await self.close()
+            raise
+        return reply
+
+    async def _connect(self, key: Key) -> RespConnection:
+        """The connection to ``key``'s node now: the current one if the node is the same."""
+        epoch = self._topology.epoch
+        node = self._topology.node_for(key, replica=self._replica)
+        conn = self._conn
+        if conn is None or conn.closed or node != self._node:
+            await self.close()
+            self._node = node
+            conn = self._conn = await self._topology.connect(node)
+        self._epoch = epoch
+        return conn
+
+    async def _lost(self) -> None:
+        """The node failed, hung or no longer serves the streams: drop the connection and
+        reload the slot map (a failover may be under way)."""
+        await self.close()
+        self._node = None
+        await self._topology.refresh()

@@ -1,8 +1,9 @@
 """``streamex gateway``: the order-entry websocket gateway in the foreground.
 
-Runs on uvloop until SIGINT/SIGTERM, then closes connections (sending the
-cancel-on-disconnect commands) and exits 0. Logs
-``event=listening service=gateway url=ws://HOST:PORT/`` once it accepts
+Redis is ``[redis]`` of the config (one server, or a cluster's seeds) with
+``--redis-url`` as the first seed. Runs on uvloop until SIGINT/SIGTERM, then
+closes connections (sending the cancel-on-disconnect commands) and exits 0.
+Logs ``event=listening service=gateway url=ws://HOST:PORT/`` once it accepts
 connections (with ``--port 0``, the port picked). Exit code 1 on a bad config
 or unreachable Redis.
 """
@@ -35,6 +36,8 @@ async def _serve(args: argparse.Namespace, config: Config, redis_url: str) -> in
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
+    # config.redis: one server or a cluster, durability; redis_url (--redis-url, else
+    # [redis] url) is its first seed.
     async with Gateway(config, redis_url) as gateway:
         host, port = await gateway.start(args.host, args.port)
         tune_gc()

@@ -1,10 +1,12 @@
 """``streamex marketdata``: the public market-data websocket service.
 
 Follows every configured market's engine snapshot and event stream on Redis
-and serves ``book``, ``trades``, ``ticker`` and ``heartbeat`` to websocket
-subscribers (PROTOCOL.md). Logs ``event=listening service=marketdata
-url=ws://HOST:PORT/`` once the snapshots are loaded and the port is bound
-(with ``--port 0`` this names the port picked). Stops on SIGINT or SIGTERM.
+(one server, or a cluster: ``[redis] cluster``, ``--redis-url`` the first
+seed; read from replicas with ``durability = "replicated"``) and serves
+``book``, ``trades``, ``ticker`` and ``heartbeat`` to websocket subscribers
+(PROTOCOL.md). Logs ``event=listening service=marketdata url=ws://HOST:PORT/``
+once the snapshots are loaded and the port is bound (with ``--port 0`` this
+names the port picked). Stops on SIGINT or SIGTERM.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import argparse
 import asyncio
 import signal
 import sys
+
+import redis
 
 from contract.settings import Config
 from marketdata.outbox import DEFAULT_LIMIT
@@ -56,15 +60,17 @@ async def _serve(config: Config, redis_url: str, host: str, port: int, queue_lim
     from marketdata.service import MarketDataService
 
     md = config.marketdata
-    service = MarketDataService(config.markets, redis_url, queue_limit=queue_limit,
-                                request_rate=md.request_rate, request_burst=md.request_burst)
+    # --redis-url (else [redis] url) is the first seed; [redis] says cluster or not.
+    service = MarketDataService(config.markets, redis_url, redis=config.redis,
+                                queue_limit=queue_limit, request_rate=md.request_rate,
+                                request_burst=md.request_burst)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
         await service.start(host, port)
-    except (OSError, TimeoutError) as exc:
+    except (OSError, TimeoutError, redis.RedisError) as exc:
         print(f"streamex marketdata: cannot start: {exc}", file=sys.stderr)
         await service.close()
         return 1

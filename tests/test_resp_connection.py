@@ -14,7 +14,7 @@ from hiredis import pack_command
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
-from redisio.resp import RespConnection
+from redisio.resp import RespConnection, connection_kwargs
 from streamex.redis_server import RedisServer, free_port
 
 LOOPS: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {
@@ -149,5 +149,32 @@ def test_nothing_listening_is_a_connection_error(
                 await RespConnection.open(client)
         finally:
             await client.aclose()
+
+    run(scenario())
+
+
+def test_connects_with_plain_connection_settings(
+        run: Callable[[Coroutine[Any, Any, Any]], Any], redis_server: RedisServer) -> None:
+    """``connect(kwargs)`` (a cluster node's settings) logs in like ``open(client)``;
+    ``READONLY`` is sent when asked (a server without cluster support refuses it)."""
+    with redis.Redis.from_url(redis_server.url) as admin:
+        admin.config_set("requirepass", "s3cret")
+    settings = {"host": "127.0.0.1", "port": redis_server.port, "password": "s3cret",
+                "ssl": False}
+
+    async def scenario() -> None:
+        conn = await RespConnection.connect(settings)
+        try:
+            assert await conn.send([cmd("PING")])[0] == b"PONG"
+        finally:
+            conn.close()
+        client = aioredis.Redis.from_url(f"redis://:s3cret@127.0.0.1:{redis_server.port}/2")
+        try:
+            assert connection_kwargs(client)["db"] == 2
+            assert connection_kwargs(client)["ssl"] is False
+        finally:
+            await client.aclose()
+        with pytest.raises(ResponseError, match="cluster support disabled"):
+            await RespConnection.connect(settings, readonly=True)
 
     run(scenario())

@@ -15,6 +15,7 @@ from timing import scaled, wait_until_async
 
 from contract.streams import events_of, field_of
 from redisio.tail import Entry, StreamTail
+from redisio.topology import Topology
 from streamex.redis_server import RedisServer
 
 A, B = b"sx:{A}:out", b"sx:{B}:out"
@@ -130,3 +131,19 @@ def test_fields_are_read_from_flat_lists_and_mappings() -> None:
     assert events_of(flat) == [] and events_of({b"e": b"\x90"}) == []
     with pytest.raises(KeyError):
         events_of([b"in", b"5-0"])
+
+
+async def test_call_runs_on_the_tails_own_connection(client: aioredis.Redis) -> None:
+    """A snapshot GET is read where the stream is: the tail's node, on its connection."""
+    await client.set("sx:{A}:snap", b"state")
+    added = await client.xadd(A, {b"e": b"1"})
+    tail = StreamTail(Topology.of_client(client), count=10)
+    try:
+        first = await tail.call(A, "CLIENT", "ID")
+        assert await tail.call(A, "GET", "sx:{A}:snap") == b"state"
+        assert plain(await tail.read({A: b"0-0"}, None)) == {A: [(added, [b"e", b"1"])]}
+        assert await tail.call(A, "CLIENT", "ID") == first
+        assert tail.node is not None and tail.node.name.endswith(
+            f":{client.connection_pool.connection_kwargs['port']}")
+    finally:
+        await tail.close()
