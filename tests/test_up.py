@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -25,154 +24,10 @@ from pathlib import Path
 import pytest
 import redis
 from timing import scaled
+from up_helpers import Up, alive, cmdline, files_containing, processes_using
 
 from streamex.client import MarketDataClient, OrderClient
-from streamex.config import with_password
 from streamex.redis_server import RedisServer, free_port
-
-START_TIMEOUT_S = 40.0
-STOP_TIMEOUT_S = 30.0
-
-
-class Up:
-    """A running ``streamex up`` with the endpoints and accounts from its banner."""
-
-    def __init__(self, data_dir: Path | None, log_path: Path, server: str | None = None,
-                 extra: tuple[str, ...] = (), env: dict[str, str] | None = None,
-                 redis_password: str | None = None) -> None:
-        self.data_dir = data_dir
-        self.log_path = log_path
-        self.gateway_port = free_port()
-        self.marketdata_port = free_port()
-        self._log = log_path.open("ab")
-        where = ("--data-dir", str(data_dir)) if data_dir is not None else ()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "streamex", "up", *where,
-             "--gateway-port", str(self.gateway_port),
-             "--marketdata-port", str(self.marketdata_port), *extra],
-            stdout=self._log, stderr=subprocess.STDOUT,
-            env={**os.environ, **(env or {}),
-                 **({"STREAMEX_REDIS_SERVER": server} if server else {})},
-        )
-        self.accounts = self._wait_banner()
-        banner = self.log_path.read_text()
-        found = re.search(r"redis +((?:redis|unix)://\S+)", banner)
-        assert found is not None
-        self.banner_redis_url = found.group(1)
-        auth = re.search(r'REDISCLI_AUTH=("\$\(cat \S+\)"|\S+) redis-cli', banner)
-        self.password: str | None = redis_password
-        if auth is not None:
-            kept = re.fullmatch(r'"\$\(cat (\S+)\)"', auth.group(1))
-            self.password = Path(kept.group(1)).read_text().strip() if kept else auth.group(1)
-        self.redis_url = (with_password(self.banner_redis_url, self.password)
-                          if self.password else self.banner_redis_url)
-        with redis.Redis.from_url(self.redis_url) as client:
-            self.redis_pid = int(client.info("server")["process_id"])
-            self.redis_clients = client.client_list()
-        self.descendants = descendants(self.proc.pid)
-
-    @property
-    def gateway_url(self) -> str:
-        return f"ws://127.0.0.1:{self.gateway_port}/"
-
-    @property
-    def marketdata_url(self) -> str:
-        return f"ws://127.0.0.1:{self.marketdata_port}/"
-
-    def _wait_banner(self) -> list[tuple[str, str]]:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            text = self.log_path.read_text(errors="replace")
-            if "Press Ctrl-C to stop." in text:
-                assert "streamex is up" in text, text
-                return re.findall(r"api_key=(\S+) secret=(\S+)", text)
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.1)
-        self.proc.kill()
-        raise AssertionError(f"streamex up did not start:\n{self.log_path.read_text()}")
-
-    def kill(self) -> None:
-        """SIGKILL ``streamex up`` itself, as an OOM killer or a crash would."""
-        self.proc.kill()
-        self.proc.wait(10)
-        self._log.close()
-
-    def stop(self) -> int:
-        """SIGTERM like a service manager would; the exit code."""
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(STOP_TIMEOUT_S)
-        finally:
-            if self.proc.poll() is None:
-                self.proc.kill()
-            self._log.close()
-
-
-def descendants(pid: int) -> list[int]:
-    """Every live process below ``pid`` (children of children included)."""
-    parents: dict[int, int] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(") ", 1)[1].split()
-            except (OSError, IndexError):
-                continue
-            parents[int(entry)] = int(fields[1])
-    found: list[int] = []
-    todo = [pid]
-    while todo:
-        parent = todo.pop()
-        kids = [p for p, pp in parents.items() if pp == parent]
-        found += kids
-        todo += kids
-    return found
-
-
-def cmdline(pid: int) -> bytes:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return b""
-
-
-def files_containing(root: Path, needles: list[str]) -> list[str]:
-    """Files under ``root`` whose bytes contain any of ``needles``."""
-    hits = []
-    for path in root.rglob("*"):
-        try:
-            if path.is_file() and not path.is_symlink():
-                data = path.read_bytes()
-            else:
-                continue
-        except OSError:
-            continue
-        hits += [f"{path}: {n[:6]}..." for n in needles if n.encode() in data]
-    return hits
-
-
-def processes_using(path: Path) -> list[str]:
-    """Command lines of live processes mentioning ``path`` (children of ``up`` do)."""
-    found = []
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-            state = Path(f"/proc/{pid}/stat").read_text().split(") ")[-1][:1]
-        except OSError:
-            continue
-        if str(path) in cmdline and state != "Z":
-            found.append(f"{pid}: {cmdline}")
-    return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().split(") ")[-1][:1]
-    except OSError:
-        return False
-    return state != "Z"
 
 
 @pytest.fixture
@@ -245,8 +100,8 @@ def test_up_trades_stops_cleanly_and_keeps_the_book(data_dir: Path, tmp_path: Pa
     assert code == 0, log
     assert "exited with code" not in log, log
     assert processes_using(data_dir) == []
-    assert not any(_alive(pid) for pid in up.descendants)
-    assert not _alive(up.redis_pid)
+    assert not any(alive(pid) for pid in up.descendants)
+    assert not alive(up.redis_pid)
     for path in [data_dir, *data_dir.rglob("*")]:  # owner-only: data, AOF, password, accounts
         mode = path.stat().st_mode & 0o777
         assert mode & 0o077 == 0, f"{path} is {oct(mode)}"
@@ -260,7 +115,7 @@ def test_up_trades_stops_cleanly_and_keeps_the_book(data_dir: Path, tmp_path: Pa
     finally:
         assert again.stop() == 0, again.log_path.read_text()
     assert processes_using(data_dir) == []
-    assert not _alive(again.redis_pid)
+    assert not alive(again.redis_pid)
 
 
 def test_up_refuses_a_port_that_is_taken(tmp_path: Path) -> None:
@@ -290,10 +145,10 @@ def test_up_killed_with_sigkill_leaves_no_process(data_dir: Path, tmp_path: Path
 
 def _wait_all_gone(up: Up, timeout_s: float = 20.0) -> None:
     deadline = time.monotonic() + timeout_s
-    while any(_alive(p) for p in up.descendants) and time.monotonic() < deadline:
+    while any(alive(p) for p in up.descendants) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not [p for p in up.descendants if _alive(p)], "a child outlived streamex up"
-    assert not _alive(up.redis_pid), "the embedded Redis outlived streamex up"
+    assert not [p for p in up.descendants if alive(p)], "a child outlived streamex up"
+    assert not alive(up.redis_pid), "the embedded Redis outlived streamex up"
 
 
 def _secrets_of(up: Up) -> list[str]:
