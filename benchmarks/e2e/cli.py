@@ -61,6 +61,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="highest rate a sweep tries")
     parser.add_argument("--plot", metavar="FILE", help="write a PNG of the results (matplotlib)")
     parser.add_argument("--json", action="store_true", help="print a JSON object last")
+    parser.add_argument("--cluster", type=int, metavar="N",
+                        help="run on one server, then on a local cluster of N primaries + N "
+                             "replicas, in the same run, and compare")
+    parser.add_argument("--durability", choices=("async", "replicated"),
+                        help="with --cluster: also run the cluster with this durability "
+                             "(replicated: received after a replica has the order)")
 
 
 async def _markets_of(endpoints: Endpoints, count: int) -> tuple[Market, ...]:
@@ -96,6 +102,13 @@ def _check_args(args: argparse.Namespace) -> str | None:
             return "--url needs --md-url"
         if not args.api_key or len(args.api_key) != len(args.secret):
             return "--url needs --api-key and --secret (one --secret per --api-key)"
+    if args.cluster is not None:
+        if args.url or args.sweep or args.plot:
+            return "--cluster starts its exchanges: no --url, --sweep or --plot with it"
+        if not 1 <= args.cluster <= 16:
+            return "--cluster: 1..16 primaries"
+    elif args.durability:
+        return "--durability needs --cluster"
     if args.plot:
         try:
             importlib.import_module("matplotlib")
@@ -109,6 +122,8 @@ def run(args: argparse.Namespace) -> int:
     if problem:
         print(f"streamex bench e2e: {problem}", file=sys.stderr)
         return 2
+    if args.cluster is not None:
+        return _compare_layouts(args)
     progress = sys.stderr.isatty()
     results: list[RunResult] = []
     steps: list[dict[str, Any]] = []
@@ -149,3 +164,34 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(final), flush=True)
     return 0 if all(s["aborted"] is None for s in steps) else 1
+
+
+def _compare_layouts(args: argparse.Namespace) -> int:
+    """The same load on one server, then on a local cluster (async, and ``--durability``)."""
+    layouts: list[tuple[str, int | None, str | None]] = [
+        ("single", None, None), ("cluster", args.cluster, "async")]
+    if args.durability == "replicated":
+        layouts.append(("cluster_replicated", args.cluster, "replicated"))
+    out: dict[str, Any] = {}
+    for name, cluster, durability in layouts:
+        print(f"-- {name}: " + (f"cluster of {cluster} primaries, durability {durability}"
+                                if cluster else "one server"), flush=True)
+        try:
+            with exchange(args, cluster, durability) as endpoints:
+                result = _one_run(endpoints, bench_markets(args.markets), args.rate, args,
+                                  sys.stderr.isatty())
+        except (RuntimeError, OSError, TimeoutError, ConnectionClosed) as exc:
+            print(f"streamex bench e2e: {name}: {exc}", file=sys.stderr)
+            return 1
+        s = summary(result)
+        print(render(s), flush=True)
+        out[name] = s
+        if s["aborted"] is not None:
+            return 1
+    for name in [n for n, _, _ in layouts if n != "single"]:
+        out[f"{name}_p50_vs_single"] = round(out[name]["p50_us"] / out["single"]["p50_us"], 3)
+        out[f"{name}_p99_vs_single"] = round(out[name]["p99_us"] / out["single"]["p99_us"], 3)
+    print("  ".join(f"{k} {v}" for k, v in out.items() if k.endswith("_vs_single")), flush=True)
+    if args.json:
+        print(json.dumps(out), flush=True)
+    return 0

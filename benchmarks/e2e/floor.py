@@ -84,6 +84,13 @@ async def raw_ping(url: str, samples: int) -> Histogram | None:
                                                        where.get("port", 6379))
     hist = Histogram()
     try:
+        if where.get("password"):  # the embedded servers need it: log in first, untimed
+            auth = [b"AUTH", *([where["username"].encode()] if where.get("username") else []),
+                    where["password"].encode()]
+            writer.write(b"*%d\r\n" % len(auth)
+                         + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in auth))
+            if not (await reader.readline()).startswith(b"+OK"):
+                return None
         for k in range(samples + samples // 10):
             t = time.monotonic_ns()
             writer.write(b"*1\r\n$4\r\nPING\r\n")

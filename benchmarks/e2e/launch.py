@@ -59,7 +59,10 @@ class LocalExchange:
     waits for the orderly shutdown (engines snapshot), killing after 30 s.
     """
 
-    def __init__(self, markets: int, workdir: Path) -> None:
+    def __init__(self, markets: int, workdir: Path, cluster: int | None = None,
+                 durability: str | None = None) -> None:
+        self.cluster = cluster
+        self.durability = durability
         self.markets = bench_markets(markets)
         self.workdir = workdir
         self.log_path = workdir / "exchange.log"
@@ -85,7 +88,9 @@ class LocalExchange:
         # The configuration (with the accounts' secrets) goes on stdin: no file holds it.
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "streamex", "up", "--config", "-",
-             "--gateway-port", str(gw_port), "--marketdata-port", str(md_port)],
+             "--gateway-port", str(gw_port), "--marketdata-port", str(md_port),
+             *(("--cluster", str(self.cluster)) if self.cluster else ()),
+             *(("--durability", self.durability) if self.durability else ())],
             stdout=subprocess.PIPE, stderr=log, stdin=subprocess.PIPE, text=True,
         )
         log.close()
@@ -99,6 +104,8 @@ class LocalExchange:
             raise RuntimeError("the exchange did not start:\n" + "\n".join(banner)
                                + self.log_tail())
         match = next((m for m in (re.match(r"\s*redis\s+((?:redis|unix)://\S+)", line)
+                                  or re.match(r"\s*redis\s+cluster of .* seed (redis://\S+)",
+                                              line)
                                   for line in banner) if m), None)
         auth = next((m for m in (re.match(r"\s*redis-cli\s+REDISCLI_AUTH=(\S+) ", line)
                                  for line in banner) if m), None)
@@ -155,14 +162,16 @@ class LocalExchange:
 
 
 @contextlib.contextmanager
-def exchange(args: argparse.Namespace) -> Iterator[Endpoints]:
-    """The endpoints of ``--url`` as given, or of a :class:`LocalExchange` for the block."""
+def exchange(args: argparse.Namespace, cluster: int | None = None,
+             durability: str | None = None) -> Iterator[Endpoints]:
+    """The endpoints of ``--url`` as given, or of a :class:`LocalExchange` for the block
+    (on a local cluster of ``cluster`` primaries with ``durability``, when given)."""
     if args.url:
         yield Endpoints(args.url, args.md_url, tuple(zip(args.api_key, args.secret,
                                                          strict=True)), args.redis_url)
         return
     with tempfile.TemporaryDirectory(prefix="streamex-bench-") as tmp:
-        local = LocalExchange(args.markets, Path(tmp))
+        local = LocalExchange(args.markets, Path(tmp), cluster, durability)
         endpoints = local.start()
         print(f"started the exchange: {endpoints.url} {endpoints.md_url} redis "
               f"{display_url(endpoints.redis_url) if endpoints.redis_url else None}",
