@@ -71,8 +71,8 @@ class CommitChannel:
     round trip per batch. When the market would otherwise go idle the read
     can BLOCK and be *held*: :meth:`receive` returns after the commit's reply
     and the read stays in flight, on the server, until entries arrive; the
-    caller watches :meth:`fileno` / :meth:`reply_ready` (several markets'
-    connections at once) and collects it with :meth:`take_read`. While a read
+    caller watches :meth:`fileno` with ``select`` and :meth:`buffered` (several
+    markets' connections at once) and collects it with :meth:`take_read`. While a read
     is held the connection takes no other command. :meth:`start_read` holds a
     read alone, :meth:`read` waits for one, :meth:`call` runs any command.
     Commands are packed in C (hiredis) or by :func:`resp_command`, and replies
@@ -148,9 +148,14 @@ class CommitChannel:
         self.start_read(consumer, count, streams, block_ms)
         return self.take_read()
 
-    def reply_ready(self) -> bool:
-        """True when the held read's reply can be taken without waiting. O(1)."""
-        return self._held and bool(self._conn.can_read(timeout=0))
+    def buffered(self) -> bool:
+        """True when (part of) the held read's reply is already read from the socket.
+
+        No system call: the bytes are in the parser's buffer, so ``select`` on
+        the socket would not see them. O(1).
+        """
+        reader = getattr(self._conn._parser, "_reader", None)
+        return self._held and reader is not None and bool(reader.has_data())
 
     def fileno(self) -> int:
         """The socket, for ``select`` over several connections' held reads."""

@@ -267,8 +267,8 @@ class EngineRunner:
                 self._stopping = True
             if self._stopping and all(m.ready is None for m in self._markets):
                 break
-            if worked:
-                self._collect(0.0)
+            if worked and any(m.ready is not None or m.in_hand for m in self._markets):
+                self._collect(0.0)  # more to do: only take the replies already here
             else:
                 self._collect(self._wait_s())
             if now >= self._next_stats:
@@ -377,8 +377,12 @@ class EngineRunner:
             if timeout_s > 0:
                 self._sleep(timeout_s)
             return
-        ready = [m for m in held if m.channel is not None and m.channel.reply_ready()]
-        if not ready and timeout_s > 0:
+        ready = [m for m in held if m.channel is not None and m.channel.buffered()]
+        if not ready and len(held) == 1 and timeout_s > 0:
+            # One market waiting: its read's own BLOCK (at most the wait) is the timeout,
+            # and a blocking receive costs one system call, where select costs two.
+            ready = held
+        elif not ready:
             fds = {m.channel.fileno(): m for m in held if m.channel is not None}
             readable, _, _ = select.select(list(fds), [], [], timeout_s)
             ready = [fds[fd] for fd in readable]

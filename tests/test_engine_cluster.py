@@ -77,7 +77,8 @@ def write_cluster_config(directory: Path, cluster: LocalCluster, *markets: Marke
     lines = ["[redis]", "cluster = true", f'url = "{cluster.url}"', f"urls = [{urls}]", "",
              "[engine]", *(f"{k} = {v!r}" for k, v in engine.items()), ""]
     for m in markets:
-        lines += ["[[markets]]", *(f'{k} = "{v}"' for k, v in m.to_wire().items()), ""]
+        lines += ["[[markets]]", *(f"{k} = {v!r}" if isinstance(v, int) else f'{k} = "{v}"'
+                                   for k, v in m.to_wire().items()), ""]
     path = directory / "cluster.toml"
     path.write_text("\n".join(lines))
     return path
