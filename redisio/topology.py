@@ -34,6 +34,7 @@ lost in a failover); it retries until a replica is back.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -174,8 +175,10 @@ class Topology:
         task, self._refreshing = self._refreshing, None
         if task is not None:
             task.cancel()
+        nodes = self._cluster_nodes()
         if self._owned:
             await self.client.aclose()
+            await _disconnect(nodes)
 
     # -- where keys live ------------------------------------------------------------
 
@@ -240,6 +243,7 @@ class Topology:
 
     async def _reload(self) -> None:
         assert self._cluster is not None
+        before = self._cluster_nodes()
         try:
             await self._cluster.nodes_manager.initialize()
             self.epoch += 1
@@ -248,6 +252,16 @@ class Topology:
         finally:
             self._refreshed_at = time.monotonic()
             self._refreshing = None
+        # redis-py drops the ClusterNode objects a reload replaces without always closing
+        # their connections (sockets to a dead primary): close what is no longer in use.
+        now = {id(n) for n in self._cluster_nodes()}
+        await _disconnect([n for n in before if id(n) not in now])
+
+    def _cluster_nodes(self) -> list[Any]:
+        if self._cluster is None:
+            return []
+        manager = self._cluster.nodes_manager
+        return [*manager.nodes_cache.values(), *manager.startup_nodes.values()]
 
     def _node(self, host: str, port: int, replica: bool) -> Node:
         name = f"{host}:{port}"
@@ -256,6 +270,12 @@ class Topology:
             node = self._nodes[(name, replica)] = Node(
                 name, {**self._base, "host": host, "port": port}, replica)
         return node
+
+
+async def _disconnect(nodes: list[Any]) -> None:
+    for node in nodes:
+        with contextlib.suppress(Exception):
+            await node.disconnect()
 
 
 def _node_of_client(client: aioredis.Redis) -> Node:

@@ -258,6 +258,10 @@ class LocalCluster:
                             return False
                     elif repl.get("master_link_status") != "up":
                         return False
+                    # Every node's slot map names each range's replicas too (gossip).
+                    for entry in c.execute_command("CLUSTER", "SLOTS"):
+                        if len(entry) - 2 < 1 + self.replicas:
+                            return False
             return True
 
         self.wait_for(ok, timeout_s, "cluster_state:ok with every replica in sync")

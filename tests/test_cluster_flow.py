@@ -36,6 +36,8 @@ from contract.streams import events_of
 from streamex.client import ExecutionReport, MarketDataClient, OrderClient
 from streamex.config import dump_config
 
+pytestmark = pytest.mark.usefixtures("cluster_garbage")
+
 SOL = Market("SOL-USD", "SOL", "USD", "0.01", "0.0001", "0.0001", "1000", "0.01", "1000000")
 X1 = Market("X1-USD", "X1", "USD", "0.01", "0.0001", "0.0001", "1000", "0.01", "1000000")
 MARKETS = (*DEFAULT_MARKETS, SOL, X1)

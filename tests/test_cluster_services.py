@@ -31,7 +31,7 @@ import redis
 import redis.asyncio.cluster as aiocluster
 import redis.cluster
 from gateway_helpers import ALICE, logged_on, make_config, next_report, running_gateway
-from timing import scaled, wait_until_async
+from timing import scaled, wait_until, wait_until_async
 
 from contract.events import Event, Report, encode_events
 from contract.keys import in_stream, out_stream
@@ -47,6 +47,8 @@ from marketdata.service import MarketDataService
 from redisio.topology import Topology
 from streamex.redis_cluster import LocalCluster
 from streamex.redis_server import RedisServer
+
+pytestmark = pytest.mark.usefixtures("cluster_garbage")
 
 BTC, ETH = DEFAULT_MARKETS
 SOL = Market("SOL-USD", "SOL", "USD", "0.01", "0.0001", "0.0001", "1000", "0.01", "1000000")
@@ -75,6 +77,11 @@ def admin(cluster: LocalCluster) -> Iterator[redis.cluster.RedisCluster]:
     cluster.wait_healthy(scaled(30))
     c = cluster.client()
     c.flushall(target_nodes=redis.cluster.RedisCluster.PRIMARIES)
+    # The replicas empty too (the tests read them) before the test starts.
+    for node in cluster.nodes:
+        with redis.Redis.from_url(node.url) as direct:
+            wait_until(lambda d=direct: d.dbsize() == 0,  # type: ignore[misc]
+                       what=f"node :{node.port} flushed")
     yield c
     c.close()
 

@@ -37,6 +37,8 @@ from contract.market import DEFAULT_MARKETS, Market
 from streamex.redis_cluster import LocalCluster
 from streamex.redis_server import find_server_binary, valkey_binary
 
+pytestmark = pytest.mark.usefixtures("cluster_garbage")
+
 BTC, ETH = DEFAULT_MARKETS
 SOL = Market("SOL-USD", "SOL", "USD", "0.01", "0.0001", "0.0001", "1000", "0.01", "1000000")
 X1 = Market("X1-USD", "X1", "USD", "0.01", "0.0001", "0.0001", "1000", "0.01", "1000000")
@@ -67,6 +69,10 @@ def client(cluster: LocalCluster) -> Iterator[redis.cluster.RedisCluster]:
     cluster.wait_healthy(scaled(30))
     c = cluster.client()
     c.flushall(target_nodes=redis.cluster.RedisCluster.PRIMARIES)
+    for node in cluster.nodes:  # replicas included: a later failover promotes one
+        with redis.Redis.from_url(node.url) as direct:
+            wait_until(lambda d=direct: d.dbsize() == 0,  # type: ignore[misc]
+                       what=f"node :{node.port} flushed")
     yield c
     c.close()
 
