@@ -39,7 +39,14 @@ class Message(msgspec.Struct, tag_field="kind", array_like=True, frozen=True, gc
 
 
 class Place(Message, tag="place", frozen=True):
-    """Place a new order. Its order id is the input stream entry id."""
+    """Place a new order. Its order id is the input stream entry id (or, for a command the
+    risk stage forwarded, the id it carries: ``contract.streams.FORWARD_ID_FIELD``).
+
+    A market buy by budget carries ``quote_qty`` (quote units: the most it may spend,
+    fees included) and ``qty`` 0: it fills while the next fill and its fee fit in what
+    is left of ``quote_qty``, and the rest expires (its reports' ``qty`` is the filled
+    quantity). ``quote_qty`` is 0 for every other order.
+    """
 
     account: str
     side: Side
@@ -50,6 +57,7 @@ class Place(Message, tag="place", frozen=True):
     post_only: bool = False
     client_order_id: str | None = None
     stp: StpMode = "cancel_taker"
+    quote_qty: int = 0
 
     def invalid_field(self) -> str | None:
         """Why a ``Place`` built in Python is not valid (``"side: 'Buy' is not ..."``), or None.

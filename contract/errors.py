@@ -19,6 +19,8 @@ DUPLICATE_CLIENT_ORDER_ID = "DUPLICATE_CLIENT_ORDER_ID"
 UNKNOWN_ORDER = "UNKNOWN_ORDER"
 RATE_LIMITED = "RATE_LIMITED"
 OVERLOADED = "OVERLOADED"
+INSUFFICIENT_FUNDS = "INSUFFICIENT_FUNDS"
+"""A hold (order, amend) or a withdrawal that does not fit in the account's available."""
 INTERNAL = "INTERNAL"
 
 # Reasons that appear only in execution reports.
@@ -43,6 +45,7 @@ ERROR_CODES = frozenset(
         UNKNOWN_ORDER,
         RATE_LIMITED,
         OVERLOADED,
+        INSUFFICIENT_FUNDS,
         INTERNAL,
     }
 )

@@ -26,7 +26,9 @@ class Report(Message, tag="report", frozen=True):
     ``price`` is 0 for market orders; ``cum_notional`` is ``sum(ticks * lots)``
     of the order's fills, from which the average price is derived exactly.
     ``last_qty``/``last_price`` are 0 and ``trade_id`` None unless ``exec_type``
-    is ``"trade"``.
+    is ``"trade"``. ``fee`` is the quote units this fill cost the order (0 on
+    non-trade reports; ``contract.market.Market.fee``: per order, cumulative,
+    rounded up), always in the market's quote asset.
     """
 
     seq: int
@@ -49,6 +51,7 @@ class Report(Message, tag="report", frozen=True):
     liquidity: Liquidity | None
     trade_id: int | None
     reason: str | None
+    fee: int = 0
 
 
 class CancelRejected(Message, tag="cancel_rejected", frozen=True):

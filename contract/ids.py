@@ -20,9 +20,21 @@ def parse_id(entry_id: bytes | str) -> tuple[int, int]:
     """
     text = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
     ms, _, n = text.partition("-")
+    n, _, _shard = n.partition("-")  # an order id of risk shard K > 0 ends in "-K"
     return int(ms), int(n or 0)
 
 
 def ts_of(entry_id: str) -> int:
     """Milliseconds part of an entry id ``"<ms>-<n>"``: the time of the entry."""
     return int(entry_id.partition("-")[0])
+
+
+def stage_order_id(entry_id: bytes | str, shard: int) -> str:
+    """The order (or request) id of a risk-stage input entry of shard ``shard``.
+
+    Shard 0 keeps the entry id (``"<ms>-<n>"``, as without the risk stage);
+    shard K > 0 appends ``"-K"`` (``"<ms>-<n>-K"``) so ids of different shards
+    never collide in one market. :func:`parse_id` and :func:`ts_of` read both.
+    """
+    text = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+    return text if shard == 0 else f"{text}-{shard}"

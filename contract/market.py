@@ -53,7 +53,7 @@ def parse_decimal(text: object) -> tuple[int, int]:
     return int(whole + frac), len(frac)
 
 
-def _format_units(units: int, decimals: int) -> str:
+def format_units(units: int, decimals: int) -> str:
     """Format ``units * 10**-decimals`` with exactly ``decimals`` fraction digits."""
     if decimals == 0:
         return str(units)
@@ -86,7 +86,7 @@ class Scale:
         return None
 
     def format(self, steps: int) -> str:
-        return _format_units(steps * self.step_units, self.decimals)
+        return format_units(steps * self.step_units, self.decimals)
 
 
 class Market(msgspec.Struct, frozen=True, dict=True, forbid_unknown_fields=True):
@@ -243,11 +243,11 @@ class Market(msgspec.Struct, frozen=True, dict=True, forbid_unknown_fields=True)
 
     def format_quote(self, units: int) -> str:
         """Quote units -> an amount string with the quote asset's decimals."""
-        return _format_units(units, self.quote_units)
+        return format_units(units, self.quote_units)
 
     def format_base(self, units: int) -> str:
         """Base units -> an amount string with the base asset's decimals."""
-        return _format_units(units, self.base_units)
+        return format_units(units, self.base_units)
 
     def parse_quote(self, text: object, field_name: str = "quote_qty") -> int:
         """A positive quote amount string -> quote units, or StreamexError INVALID_QTY."""
@@ -325,7 +325,7 @@ class Market(msgspec.Struct, frozen=True, dict=True, forbid_unknown_fields=True)
         q, r = divmod(scaled_num, lots)
         if 2 * r > lots or (2 * r == lots and q % 2):
             q += 1
-        text = _format_units(q, self.tick.decimals + extra)
+        text = format_units(q, self.tick.decimals + extra)
         if "." in text:
             text = text.rstrip("0")
             whole, _, frac = text.partition(".")
@@ -343,5 +343,7 @@ class Market(msgspec.Struct, frozen=True, dict=True, forbid_unknown_fields=True)
 
 DEFAULT_MARKETS = (
     Market("BTC-USD", "BTC", "USD", "0.01", "0.0001", "0.0001", "1000", "0.01", "1000000"),
-    Market("ETH-USD", "ETH", "USD", "0.01", "0.001", "0.001", "10000", "0.01", "100000"),
+    # USD has one unit on every market: the finest any of them needs (BTC-USD: 6 decimals).
+    Market("ETH-USD", "ETH", "USD", "0.01", "0.001", "0.001", "10000", "0.01", "100000",
+           quote_decimals=6),
 )

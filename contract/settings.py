@@ -20,7 +20,7 @@ from typing import Annotated, ClassVar, Literal
 
 import msgspec
 
-from contract.market import DEFAULT_MARKETS, Market
+from contract.market import DEFAULT_MARKETS, Market, parse_decimal
 
 Port = Annotated[int, msgspec.Meta(ge=1, le=65535)]
 Count = Annotated[int, msgspec.Meta(ge=1, le=2**31 - 1)]
@@ -52,14 +52,38 @@ class EngineConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class Account(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """A trading account: logon is an HMAC-SHA256 of the timestamp and key by ``secret``."""
+    """A trading account: logon is an HMAC-SHA256 of the timestamp and key by ``secret``.
+
+    ``balances`` (asset -> decimal amount) are deposited once when the risk
+    stage first sees the account (refs ``initial:<account>:<asset>``).
+    """
 
     id: NonEmptyStr
     api_key: NonEmptyStr
     secret: NonEmptyStr
+    balances: dict[str, str] = {}
 
     def __repr__(self) -> str:  # the secret stays out of logs and tracebacks
         return f"Account(id={self.id!r}, api_key={self.api_key!r})"
+
+
+class AssetConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """An asset's unit: amounts are integers of ``10**-decimals``."""
+
+    asset: Annotated[str, msgspec.Meta(pattern="^[A-Z0-9]{1,12}$")]
+    decimals: Annotated[int, msgspec.Meta(ge=0, le=18)]
+
+
+class RiskConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """The risk stage (balances, holds, fees; ARCHITECTURE.md, "The risk stage")."""
+
+    enabled: bool = False
+    """False: no balances, orders go straight to the markets (a venue whose members do
+    their own risk checks)."""
+    shards: Annotated[int, msgspec.Meta(ge=1, le=256)] = 1
+    """Accounts are spread over this many risk engines: crc32(account) mod shards."""
+    fee_account: NonEmptyStr = "fees"
+    """Account credited with every fee."""
 
 
 Durability = Literal["async", "replicated"]
@@ -142,6 +166,8 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True, dict=True)
     marketdata: MarketDataConfig = MarketDataConfig()
     engine: EngineConfig = EngineConfig()
     limits: LimitsConfig = LimitsConfig()
+    assets: tuple[AssetConfig, ...] = ()
+    risk: RiskConfig = RiskConfig()
 
     # Derived at construction (kept in the instance __dict__: never encoded, not compared).
     markets_by_symbol: ClassVar[Mapping[str, Market]]
@@ -150,6 +176,8 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True, dict=True)
     def __post_init__(self) -> None:
         if not self.markets:
             raise ValueError("markets: must list at least one market")
+        msgspec.structs.force_setattr(self, "markets", _with_asset_units(self.markets,
+                                                                         self.assets))
         by_symbol: dict[str, Market] = {}
         for i, market in enumerate(self.markets):
             if market.symbol in by_symbol:
@@ -164,9 +192,54 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True, dict=True)
                 raise ValueError(f"accounts[{i}].api_key: duplicate api_key")
             ids.add(account.id)
             by_key[account.api_key] = account
+            for asset, amount in account.balances.items():
+                try:
+                    parse_decimal(amount)
+                except ValueError as exc:
+                    raise ValueError(f"accounts[{i}].balances.{asset}: {exc}") from None
+                if asset not in self.asset_units:
+                    raise ValueError(f"accounts[{i}].balances.{asset}: no market trades "
+                                     f"{asset!r}")
         self.__dict__["markets_by_symbol"] = MappingProxyType(by_symbol)
         self.__dict__["accounts_by_api_key"] = MappingProxyType(by_key)
+
+    @property
+    def asset_units(self) -> dict[str, int]:
+        """Decimals of every asset the markets trade. O(markets)."""
+        units: dict[str, int] = {}
+        for m in self.markets:
+            units[m.base] = m.base_units
+            units[m.quote] = m.quote_units
+        return units
 
     def market(self, symbol: str) -> Market:
         """The market listed as ``symbol``; raises ``KeyError`` if it is not listed. O(1)."""
         return self.markets_by_symbol[symbol]
+
+
+def _with_asset_units(markets: tuple[Market, ...],
+                      assets: tuple[AssetConfig, ...]) -> tuple[Market, ...]:
+    """``markets`` with one unit per asset: its ``[[assets]]`` row, else the finest any
+    of its markets needs or names (PROTOCOL.md, section A). Raises ``ValueError`` for a row too
+    coarse for a market's lot or notional, or a duplicate row."""
+    rows: dict[str, int] = {}
+    for i, a in enumerate(assets):
+        if a.asset in rows:
+            raise ValueError(f"assets[{i}].asset: duplicate asset {a.asset!r}")
+        rows[a.asset] = a.decimals
+    need: dict[str, int] = {}
+    for m in markets:
+        need[m.base] = max(need.get(m.base, 0), m.base_units)
+        need[m.quote] = max(need.get(m.quote, 0), m.quote_units)
+    units = {asset: rows.get(asset, n) for asset, n in need.items()}
+    out = []
+    for i, m in enumerate(markets):
+        if (m.base_units, m.quote_units) == (units[m.base], units[m.quote]):
+            out.append(m)
+            continue
+        try:
+            out.append(msgspec.structs.replace(m, base_decimals=units[m.base],
+                                               quote_decimals=units[m.quote]))
+        except ValueError as exc:
+            raise ValueError(f"markets[{i}] with [[assets]]: {exc}") from None
+    return tuple(out)

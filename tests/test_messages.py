@@ -62,7 +62,7 @@ def test_commands_round_trip(cmd: Command) -> None:
 
 def test_commands_are_compact_tagged_arrays() -> None:
     assert msgspec.msgpack.decode(encode_command(Place("A", "buy", "limit", 5, 100))) == [
-        "place", "A", "buy", "limit", 5, 100, "GTC", False, None, "cancel_taker"]
+        "place", "A", "buy", "limit", 5, 100, "GTC", False, None, "cancel_taker", 0]
     assert msgspec.msgpack.decode(encode_command(CancelAll("A"))) == [
         "cancel_all", "A", None, "USER_CANCEL"]
     assert msgspec.msgpack.decode(encode_command(Cancel("A", "1-0"))) == [
