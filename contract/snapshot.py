@@ -5,13 +5,19 @@ A snapshot holds every resting order in priority order, the counters
 entry applied and the last ``:out`` entry written. The engine writes it
 (``matching.snapshot`` takes and restores the book); the gateway and market
 data load it to start their views. Cost: O(number of resting orders).
+
+Versions: 2 (written) appended ``RestingOrder.fee_num`` and
+``Snapshot.risk_seqs``; a version-1 snapshot (without them) still decodes,
+with their defaults (no fees charged yet, no forwarded command applied).
 """
 
 from __future__ import annotations
 
 import msgspec
 
-SNAPSHOT_VERSION = 1
+SNAPSHOT_VERSION = 2
+READABLE_VERSIONS = frozenset({1, 2})
+"""Versions :func:`decode_snapshot` accepts."""
 
 
 class RestingOrder(msgspec.Struct, array_like=True, frozen=True, gc=False):
@@ -28,6 +34,8 @@ class RestingOrder(msgspec.Struct, array_like=True, frozen=True, gc=False):
     post_only: bool
     stp: str
     prio: int
+    fee_num: int = 0
+    """Its exact fees so far times the market's ``fee_den`` (``Market.fee``); v2."""
 
 
 class Snapshot(msgspec.Struct, array_like=True, frozen=True):
@@ -35,6 +43,8 @@ class Snapshot(msgspec.Struct, array_like=True, frozen=True):
 
     ``orders`` are bids best-first then asks best-first, each level in time
     priority. ``last_out_id`` is the ``:out`` entry holding event ``seq``.
+    ``risk_seqs`` (v2): ``(risk shard, highest risk_seq applied from it)``,
+    ascending by shard (``matching.apply``).
     """
 
     version: int
@@ -45,6 +55,7 @@ class Snapshot(msgspec.Struct, array_like=True, frozen=True):
     trade_id: int
     prio: int
     orders: list[RestingOrder]
+    risk_seqs: list[tuple[int, int]] = msgspec.field(default_factory=list)
 
 
 _encoder = msgspec.msgpack.Encoder()
@@ -58,8 +69,7 @@ def encode_snapshot(snap: Snapshot) -> bytes:
 def decode_snapshot(data: bytes) -> Snapshot:
     """Decode a snapshot; raises ``msgspec.DecodeError`` or ``ValueError`` if foreign."""
     snap = _decoder.decode(data)
-    if snap.version != SNAPSHOT_VERSION:
-        raise ValueError(f"snapshot version {snap.version} is not {SNAPSHOT_VERSION}")
+    if snap.version not in READABLE_VERSIONS:
+        raise ValueError(f"snapshot version {snap.version} is not one of "
+                         f"{sorted(READABLE_VERSIONS)}")
     return snap
-
-

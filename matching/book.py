@@ -7,6 +7,18 @@ are input entry ids, and ``seq``/``trade_id`` are counters kept in the state,
 so the same commands always give byte-identical events. Save and restore the
 whole state with ``matching.snapshot``.
 
+Fees: every trade report carries ``fee``, what the fill costs that order in
+quote units (``Market.fee``: per order, cumulative, rounded up; the order
+keeps ``fee_num``), at the maker or taker rate by its liquidity. A market buy
+by budget (``Place.quote_qty``, ``qty`` 0) takes, at each price, the largest
+number of lots whose notional plus taker fee fits in what is left of its
+budget (one integer division, see :meth:`OrderBook._execute_budget`).
+
+Commands the risk stage forwarded (``matching.apply``) carry their own order
+id: :meth:`OrderBook.apply_at` takes the id and the time separately, and
+``risk_seqs`` (risk shard -> highest ``risk_seq`` applied) is kept here so
+that it travels in the snapshot.
+
 Layout: each side is a ``SortedList`` of prices plus a dict price -> Level;
 a Level keeps its orders in an ``OrderedDict`` (FIFO with O(1) removal from
 anywhere). Costs: resting an order O(log L) for a new level else O(1); a
@@ -58,6 +70,8 @@ class Order(msgspec.Struct, gc=False):
     post_only: bool
     stp: str
     prio: int
+    fee_num: int = 0
+    """Exact fees charged so far times ``market.fee_den`` (``Market.fee``)."""
 
     @property
     def status(self) -> str:
@@ -96,6 +110,11 @@ class OrderBook:
         self.seq = 0
         self.trade_id = 0
         self.prio = 0
+        # taker_num >= maker_num: no taker rate, no fees at all (the default markets).
+        self._fee = market.fee if market.taker_num else None
+        self._per_tick_lot = market.quote_per_tick_lot
+        # Risk shard -> the highest risk_seq applied from it (matching.apply).
+        self.risk_seqs: dict[int, int] = {}
         # Best prices cached (None = side empty): read on every command.
         self.best_bid_price: int | None = None
         self.best_ask_price: int | None = None
@@ -162,10 +181,37 @@ class OrderBook:
         if self._touched_bids or self._touched_asks:
             self._emit_book_update(ts, events)
 
-    def reject_input(self, input_id: str, reason: str = errors.BAD_REQUEST) -> list[Event]:
-        """Answer an undecodable input entry with one ``InputRejected`` event."""
+    def apply_at(self, input_id: str, ts: int, cmd: Command, events: list[Event]) -> None:
+        """:meth:`apply_into` with the time given apart from the id.
+
+        ``input_id`` is the order id of a place and the request id of a cancel
+        or amend (a forwarded command's own id); ``ts`` (ms) stamps the events.
+        The same dispatch as :meth:`apply_into`, kept apart so that its hot
+        path stays as it is.
+        """
+        t = type(cmd)
+        if t is Place:
+            self._place(input_id, ts, cmd, events)  # type: ignore[arg-type]
+        elif t is Cancel:
+            self._cancel(input_id, ts, cmd, events)  # type: ignore[arg-type]
+        elif t is Amend:
+            self._amend(input_id, ts, cmd, events)  # type: ignore[arg-type]
+        elif t is CancelAll:
+            self._cancel_all(ts, cmd, events)  # type: ignore[arg-type]
+        else:
+            raise TypeError(f"not a command: {cmd!r}")
+        if self._touched_bids or self._touched_asks:
+            self._emit_book_update(ts, events)
+
+    def reject_input(self, input_id: str, reason: str = errors.BAD_REQUEST,
+                     ts: int | None = None) -> list[Event]:
+        """Answer an undecodable input entry with one ``InputRejected`` event.
+
+        ``ts`` defaults to the milliseconds of ``input_id``.
+        """
         self.seq += 1
-        return [InputRejected(self.seq, ts_of(input_id), input_id, reason)]
+        return [InputRejected(self.seq, ts_of(input_id) if ts is None else ts, input_id,
+                              reason)]
 
     # -- reports --------------------------------------------------------------
 
@@ -201,7 +247,12 @@ class OrderBook:
                   cmd.tif if is_limit else ("FOK" if cmd.tif == "FOK" else "IOC"),
                   cmd.price if is_limit else 0, cmd.qty, 0, cmd.qty, 0, cmd.post_only, cmd.stp, 0)
         reason = None
-        if not market.min_lots <= cmd.qty <= market.max_lots:
+        if cmd.quote_qty:
+            # A budget: only a market buy, with qty 0, not FOK (it could never be "all").
+            if cmd.quote_qty < 0 or is_limit or cmd.side != "buy" or cmd.qty or \
+                    cmd.tif == "FOK":
+                reason = errors.BAD_REQUEST
+        elif not market.min_lots <= cmd.qty <= market.max_lots:
             reason = errors.INVALID_QTY
         elif is_limit and not market.min_ticks <= cmd.price <= market.max_ticks:
             reason = errors.INVALID_PRICE
@@ -223,6 +274,8 @@ class OrderBook:
         ))
         if is_limit and o.tif == "GTC" and not self._crosses(o):
             self._rest(o)  # the common case: a passive order rests at once
+        elif cmd.quote_qty:
+            self._execute_budget(ts, o, cmd.quote_qty, events)
         else:
             self._execute(ts, o, events)
 
@@ -284,6 +337,9 @@ class OrderBook:
         limit = None if o.type == "market" else o.price
         account, stp, taker_id = o.account, o.stp, o.order_id
         maker_side = "sell" if buy else "buy"
+        fee = self._fee
+        per_tick_lot = self._per_tick_lot
+        maker_fee = taker_fee = 0
         seq = self.seq
         while o.leaves:
             price = self.best_ask_price if buy else self.best_bid_price
@@ -329,6 +385,10 @@ class OrderBook:
                 if maker_done:
                     del queue[maker.order_id]
                     self._forget(maker)
+                if fee is not None:
+                    quote = notional * per_tick_lot
+                    maker_fee, maker.fee_num = fee(maker.fee_num, quote, True)
+                    taker_fee, o.fee_num = fee(o.fee_num, quote, False)
                 events.append(Trade(seq + 1, ts, trade_id, price, qty, o.side,  # type: ignore[arg-type]
                                     maker.order_id, taker_id))
                 events.append(Report(
@@ -336,18 +396,131 @@ class OrderBook:
                     maker.side, maker.type, maker.tif, maker.price, maker.qty,  # type: ignore[arg-type]
                     "trade", "filled" if maker_done else "partially_filled", qty, price,
                     maker.cum_qty, maker.leaves, maker.cum_notional, "maker", trade_id, None,
+                    maker_fee,
                 ))
                 events.append(Report(
                     seq + 3, ts, account, taker_id, o.client_order_id, o.side, o.type,  # type: ignore[arg-type]
                     o.tif, o.price, o.qty, "trade",  # type: ignore[arg-type]
                     "partially_filled" if o.leaves else "filled", qty, price, o.cum_qty,
-                    o.leaves, o.cum_notional, "taker", trade_id, None,
+                    o.leaves, o.cum_notional, "taker", trade_id, None, taker_fee,
                 ))
                 seq += 3
             if not queue:
                 self._drop_level(maker_side, price)
         self.seq = seq
         return False
+
+    def _execute_budget(self, ts: int, o: Order, budget: int, events: list[Event]) -> None:
+        """Fill a market buy by budget (``quote_qty``) against the asks; it never rests.
+
+        At each maker it takes the largest ``k`` lots (at most the maker's) whose
+        notional ``k * u`` (``u`` = quote units of a lot at this price) plus the
+        fee they add fit in ``left``, the budget not yet spent. With ``F`` the
+        order's ``fee_num``, ``D`` = ``fee_den``, ``t`` = taker rate numerator
+        and ``C = ceil(F / D)`` (fees charged so far), the fill pays
+        ``k*u + ceil((F + k*u*t) / D) - C``, which fits iff
+        ``k*u*(D + t) <= (left + C) * D - F`` (``k*u`` is an integer), so
+        ``k = ((left + C) * D - F) // (u * (D + t))``: exact, no loop per lot.
+
+        Its reports' ``qty`` is the quantity filled so far and ``leaves_qty`` 0.
+        A fill that leaves too little for one more lot at its own price (asks
+        further on are never cheaper) is ``filled``: the budget is spent as far
+        as lots allow, as a Binance ``quoteOrderQty`` order ends ``FILLED``.
+        Otherwise the order ends with one ``expired`` report (its ``cum_qty``
+        may be 0): reason ``STP`` if self-trade prevention stopped it, else
+        ``NO_LIQUIDITY``: no ask is left, or none the rest of the budget can pay
+        for a lot of (Binance: ``EXPIRED``, the book could not fill it).
+        """
+        market = self.market
+        den = market.fee_den
+        scale = den + market.taker_num  # (D + t): quote units * D per unit of notional
+        fee = market.fee
+        per_tick_lot = market.quote_per_tick_lot
+        levels, touched = self.asks, self._touched_asks
+        account, stp, taker_id = o.account, o.stp, o.order_id
+        left = budget
+        reason: str | None = errors.NO_LIQUIDITY
+        done = False
+        seq = self.seq
+        while not done:
+            price = self.best_ask_price
+            if price is None:
+                break
+            level = levels[price]
+            queue = level.orders
+            unit = price * per_tick_lot * scale
+            while queue:
+                maker = next(iter(queue.values()))
+                if maker.account == account and stp != "none":
+                    if stp == "cancel_taker":
+                        reason = errors.STP
+                        done = True
+                        break
+                    touched[price] = None
+                    del queue[maker.order_id]
+                    level.total -= maker.leaves
+                    self._forget(maker)
+                    self.seq = seq
+                    maker.leaves = 0
+                    self._report(ts, maker, "canceled", "canceled", events, errors.STP)
+                    seq = self.seq
+                    if stp == "cancel_both":
+                        reason = errors.STP
+                        done = True
+                        break
+                    continue
+                fee_num = o.fee_num
+                fits = ((left - (-fee_num // den)) * den - fee_num) // unit
+                if fits == 0:
+                    done = True  # not one lot more at this price, nor at any later one
+                    break
+                qty = maker.leaves if maker.leaves < fits else fits
+                self.trade_id += 1
+                trade_id = self.trade_id
+                notional = qty * price
+                quote = notional * per_tick_lot
+                maker_fee, maker.fee_num = fee(maker.fee_num, quote, True)
+                taker_fee, fee_num = fee(fee_num, quote, False)
+                o.fee_num = fee_num
+                left -= quote + taker_fee
+                maker.cum_qty += qty
+                maker.leaves -= qty
+                maker.cum_notional += notional
+                o.cum_qty += qty
+                o.qty = o.cum_qty
+                o.cum_notional += notional
+                level.total -= qty
+                touched[price] = None
+                maker_done = maker.leaves == 0
+                if maker_done:
+                    del queue[maker.order_id]
+                    self._forget(maker)
+                # Filled: the rest cannot pay for one more lot at this price.
+                done = ((left - (-fee_num // den)) * den - fee_num) < unit
+                events.append(Trade(seq + 1, ts, trade_id, price, qty, "buy",
+                                    maker.order_id, taker_id))
+                events.append(Report(
+                    seq + 2, ts, maker.account, maker.order_id, maker.client_order_id,
+                    maker.side, maker.type, maker.tif, maker.price, maker.qty,  # type: ignore[arg-type]
+                    "trade", "filled" if maker_done else "partially_filled", qty, price,
+                    maker.cum_qty, maker.leaves, maker.cum_notional, "maker", trade_id, None,
+                    maker_fee,
+                ))
+                events.append(Report(
+                    seq + 3, ts, account, taker_id, o.client_order_id, "buy", "market",
+                    o.tif, 0, o.qty, "trade",  # type: ignore[arg-type]
+                    "filled" if done else "partially_filled", qty, price, o.cum_qty,
+                    0, o.cum_notional, "taker", trade_id, None, taker_fee,
+                ))
+                seq += 3
+                if done:
+                    reason = None
+                    break
+            if not queue:
+                self._drop_level("sell", price)
+        self.seq = seq
+        if reason is not None:
+            self._report(ts, o, "expired", "expired", events, reason)
 
     def _rest(self, o: Order) -> None:
         self.prio += 1
@@ -548,6 +721,8 @@ class OrderBook:
         assert self.best_ask_price == (self.ask_prices[0] if self.ask_prices else None)
         if self.bid_prices and self.ask_prices:
             assert self.bid_prices[-1] < self.ask_prices[0], "book is crossed"
+        market = self.market
+        per_tick_lot, taker_num = market.quote_per_tick_lot, market.taker_num
         seen: dict[str, Order] = {}
         for side, levels in (("buy", self.bids), ("sell", self.asks)):
             for price, level in levels.items():
@@ -561,6 +736,8 @@ class OrderBook:
                     assert 0 < o.leaves == o.qty - o.cum_qty, f"bad leaves {oid}"
                     assert o.type == "limit" and o.tif == "GTC"
                     assert o.prio > last_prio, f"priority out of order at {side} {price}"
+                    assert 0 <= o.fee_num <= o.cum_notional * per_tick_lot * taker_num, \
+                        f"fee_num {o.fee_num} beyond the taker rate of its fills: {oid}"
                     last_prio = o.prio
                     assert oid not in seen
                     seen[oid] = o
@@ -573,6 +750,8 @@ class OrderBook:
                  if o.client_order_id is not None}
         assert coids == self.client_ids, "client order id index != orders"
         assert not self._touched_bids and not self._touched_asks
+        assert all(type(k) is int and type(v) is int and k >= 0 and v >= 0
+                   for k, v in self.risk_seqs.items()), "bad risk_seqs"
 
 
 def _prio(o: Order) -> int:

@@ -1,7 +1,8 @@
 """Take and restore a book's complete state (schema: ``contract.snapshot``).
 
-A snapshot holds every resting order in priority order, the counters
-(``seq``, ``trade_id``, priority) and where the stream stood: the last input
+A snapshot holds every resting order in priority order (with its fees so
+far, ``fee_num``), the counters (``seq``, ``trade_id``, priority), the
+highest ``risk_seq`` applied per risk shard, and where the stream stood: the last input
 entry applied and the last ``:out`` entry written. Restoring it and applying
 the commands that followed gives byte-identical events to never having
 stopped. Cost: O(number of resting orders) both ways.
@@ -24,9 +25,9 @@ def take_snapshot(book: OrderBook, last_input_id: str = "0-0",
             for o in levels[price].orders.values():
                 orders.append(RestingOrder(o.order_id, o.account, o.client_order_id, o.side,
                                            o.price, o.qty, o.cum_qty, o.cum_notional,
-                                           o.post_only, o.stp, o.prio))
+                                           o.post_only, o.stp, o.prio, o.fee_num))
     return Snapshot(SNAPSHOT_VERSION, book.symbol, last_input_id, last_out_id, book.seq,
-                    book.trade_id, book.prio, orders)
+                    book.trade_id, book.prio, orders, sorted(book.risk_seqs.items()))
 
 
 def restore_book(market: Market, snap: Snapshot) -> OrderBook:
@@ -38,7 +39,8 @@ def restore_book(market: Market, snap: Snapshot) -> OrderBook:
     book.trade_id = snap.trade_id
     for r in snap.orders:
         o = Order(r.order_id, r.account, r.client_order_id, r.side, "limit", "GTC", r.price,
-                  r.qty, r.cum_qty, r.qty - r.cum_qty, r.cum_notional, r.post_only, r.stp, r.prio)
+                  r.qty, r.cum_qty, r.qty - r.cum_qty, r.cum_notional, r.post_only, r.stp, r.prio,
+                  r.fee_num)
         if o.side == "buy":
             levels, prices = book.bids, book.bid_prices
         else:
@@ -54,6 +56,7 @@ def restore_book(market: Market, snap: Snapshot) -> OrderBook:
         if o.client_order_id is not None:
             book.client_ids[(o.account, o.client_order_id)] = o
     book.prio = snap.prio
+    book.risk_seqs = dict(snap.risk_seqs)
     book.best_bid_price = book.bid_prices[-1] if book.bid_prices else None
     book.best_ask_price = book.ask_prices[0] if book.ask_prices else None
     return book

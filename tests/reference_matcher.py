@@ -8,13 +8,23 @@ orders live in one list in arrival order, a side's queue is that list filtered
 and stably sorted by price, and the book update is the difference of the level
 totals before and after the command. It must never import ``matching.book``.
 
+Fees are kept as exact fractions per order (``fractions.Fraction`` of the
+market's fee strings): a fill pays what brings the order's total paid to
+``ceil(exact fees so far)``. A market buy by budget (``quote_qty``) tries
+quantities one lot at a time and takes the largest whose notional plus fee
+fits in what is left. Forwarded commands (risk stage): :meth:`apply` takes the
+id and the time apart, and :meth:`apply_forwarded` drops a ``(shard,
+risk_seq)`` at or below the highest applied from that shard.
+
 Cost: O(resting orders) per fill, per lookup and per command (tests only).
 """
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass, field
+from fractions import Fraction
 
 from contract.commands import (
     Amend,
@@ -32,6 +42,7 @@ from contract.events import (
     CancelRejected,
     Event,
     ExecType,
+    InputRejected,
     Liquidity,
     Report,
     Status,
@@ -41,7 +52,7 @@ from contract.market import Market
 
 Book = tuple[list[tuple[int, int]], list[tuple[int, int]]]
 OpenOrder = tuple[str, str | None, str, int, int, int, int]
-QueueEntry = tuple[str, str, str | None, str, int, int, int, int, bool, str]
+QueueEntry = tuple[str, str, str | None, str, int, int, int, int, bool, str, Fraction]
 
 
 @dataclass
@@ -61,6 +72,9 @@ class RefOrder:
     cum_qty: int = 0
     cum_notional: int = 0
     arrival: int = 0
+    quote_qty: int = 0  # a market buy by budget (qty then follows cum_qty)
+    fee_exact: Fraction = Fraction(0)  # exact fees of its fills so far
+    fee_paid: int = 0  # what its fills were charged: ceil(fee_exact)
 
     @property
     def leaves(self) -> int:
@@ -85,6 +99,7 @@ class ReferenceMatcher:
     arrivals: int = 0
     resting: list[RefOrder] = field(default_factory=list)  # arrival order
     events: list[Event] = field(default_factory=list)
+    risk_seqs: dict[int, int] = field(default_factory=dict)
 
     # -- views ----------------------------------------------------------------
 
@@ -112,13 +127,26 @@ class ReferenceMatcher:
     def queue(self) -> list[QueueEntry]:
         """Every resting order: bids best first, then asks best first, FIFO per level."""
         return [(o.order_id, o.account, o.client_order_id, o.side, o.price, o.qty, o.cum_qty,
-                 o.cum_notional, o.post_only, o.stp)
+                 o.cum_notional, o.post_only, o.stp, o.fee_exact)
                 for side in ("buy", "sell") for o in self.side_queue(side)]
 
     # -- commands -------------------------------------------------------------
 
-    def apply(self, input_id: str, cmd: Command) -> list[Event]:
-        ts = int(input_id.split("-")[0])
+    def apply_forwarded(self, entry_id: str, shard: int, risk_seq: int, order_id: str,
+                        cmd: Command) -> list[Event]:
+        """A command the risk stage forwarded: at most once per ``(shard, risk_seq)``."""
+        if risk_seq <= self.risk_seqs.get(shard, -1):
+            return []
+        self.risk_seqs[shard] = risk_seq
+        return self.apply(order_id, cmd, int(entry_id.split("-")[0]))
+
+    def reject_input(self, input_id: str, ts: int, reason: str) -> list[Event]:
+        self.seq += 1
+        return [InputRejected(self.seq, ts, input_id, reason)]
+
+    def apply(self, input_id: str, cmd: Command, ts: int | None = None) -> list[Event]:
+        if ts is None:
+            ts = int(input_id.split("-")[0])
         self.events = []
         bids_before, asks_before = self.book()
         if isinstance(cmd, Place):
@@ -148,13 +176,32 @@ class ReferenceMatcher:
         ))
 
     def _fill_report(self, ts: int, o: RefOrder, qty: int, price: int,
-                     liquidity: Liquidity) -> None:
+                     liquidity: Liquidity, fee: int, status: Status | None = None) -> None:
         self.seq += 1
+        if status is None:
+            status = "filled" if o.leaves == 0 else "partially_filled"
         self.events.append(Report(
             self.seq, ts, o.account, o.order_id, o.client_order_id, o.side, o.type, o.tif,
-            o.price, o.qty, "trade", "filled" if o.leaves == 0 else "partially_filled", qty,
-            price, o.cum_qty, o.leaves, o.cum_notional, liquidity, self.trade_id, None,
+            o.price, o.qty, "trade", status, qty,
+            price, o.cum_qty, o.leaves, o.cum_notional, liquidity, self.trade_id, None, fee,
         ))
+
+    def _fee(self, o: RefOrder, notional: int, liquidity: Liquidity) -> tuple[int, Fraction]:
+        """What a fill of ``notional`` quote units charges ``o``, and its new exact total."""
+        rate = Fraction(self.market.maker_fee if liquidity == "maker"
+                        else self.market.taker_fee)
+        exact = o.fee_exact + notional * rate
+        return math.ceil(exact) - o.fee_paid, exact
+
+    def _charge(self, o: RefOrder, notional: int, liquidity: Liquidity) -> int:
+        fee, o.fee_exact = self._fee(o, notional, liquidity)
+        o.fee_paid += fee
+        return fee
+
+    def _cost(self, o: RefOrder, price: int, qty: int) -> int:
+        """Notional plus taker fee of a fill of ``qty`` lots at ``price`` for ``o``."""
+        notional = self.market.notional(price, qty)
+        return notional + self._fee(o, notional, "taker")[0]
 
     def _reject(self, ts: int, request_id: str, account: str, order_id: str | None,
                 client_order_id: str | None, reason: str) -> None:
@@ -175,9 +222,15 @@ class ReferenceMatcher:
         limit = cmd.type == "limit"
         tif: Tif = cmd.tif if limit or cmd.tif == "FOK" else "IOC"
         o = RefOrder(input_id, cmd.account, cmd.client_order_id, cmd.side, cmd.type, tif,
-                     cmd.price if limit else 0, cmd.qty, cmd.post_only, cmd.stp)
+                     cmd.price if limit else 0, cmd.qty, cmd.post_only, cmd.stp,
+                     quote_qty=cmd.quote_qty)
         reason = None
-        if not self.market.min_lots <= cmd.qty <= self.market.max_lots:
+        budget = cmd.type == "market" and cmd.side == "buy" and cmd.qty == 0 \
+            and cmd.tif != "FOK"
+        if cmd.quote_qty != 0:
+            if cmd.quote_qty < 0 or not budget:
+                reason = "BAD_REQUEST"
+        elif not self.market.min_lots <= cmd.qty <= self.market.max_lots:
             reason = "INVALID_QTY"
         elif limit and not self.market.min_ticks <= cmd.price <= self.market.max_ticks:
             reason = "INVALID_PRICE"
@@ -191,7 +244,60 @@ class ReferenceMatcher:
             self._report(ts, o, "rejected", "rejected", reason)
             return
         self._report(ts, o, "new", "new")
-        self._take(ts, o)
+        if o.quote_qty:
+            self._take_budget(ts, o)
+        else:
+            self._take(ts, o)
+
+    def _take_budget(self, ts: int, o: RefOrder) -> None:
+        """A market buy by budget: as many lots as fit, maker after maker; never rests."""
+        left = o.quote_qty
+        reason: str | None = "NO_LIQUIDITY"
+        while True:
+            reachable = self._crossing("buy", "market", 0)
+            if not reachable:
+                break
+            maker = reachable[0]
+            if maker.account == o.account and o.stp != "none":
+                if o.stp == "cancel_taker":
+                    reason = "STP"
+                    break
+                self.resting.remove(maker)
+                self._report(ts, maker, "canceled", "canceled", "STP")
+                if o.stp == "cancel_both":
+                    reason = "STP"
+                    break
+                continue
+            price = maker.price
+            qty = 0
+            while qty < maker.leaves and self._cost(o, price, qty + 1) <= left:
+                qty += 1
+            if qty == 0:
+                break  # the budget cannot pay for one more lot here
+            notional = self.market.notional(price, qty)
+            self.trade_id += 1
+            maker.cum_qty += qty
+            maker.cum_notional += qty * price
+            o.cum_qty += qty
+            o.qty = o.cum_qty
+            o.cum_notional += qty * price
+            maker_fee = self._charge(maker, notional, "maker")
+            taker_fee = self._charge(o, notional, "taker")
+            left -= notional + taker_fee
+            if maker.leaves == 0:
+                self.resting.remove(maker)
+            filled = self._cost(o, price, 1) > left
+            self.seq += 1
+            self.events.append(Trade(self.seq, ts, self.trade_id, price, qty, "buy",
+                                     maker.order_id, o.order_id))
+            self._fill_report(ts, maker, qty, price, "maker", maker_fee)
+            self._fill_report(ts, o, qty, price, "taker", taker_fee,
+                              "filled" if filled else "partially_filled")
+            if filled:
+                reason = None
+                break
+        if reason is not None:
+            self._report(ts, o, "expired", "expired", reason)
 
     def _fillable(self, o: RefOrder) -> int:
         available = 0
@@ -230,13 +336,16 @@ class ReferenceMatcher:
             for party in (maker, o):
                 party.cum_qty += qty
                 party.cum_notional += qty * price
+            notional = self.market.notional(price, qty)
+            maker_fee = self._charge(maker, notional, "maker")
+            taker_fee = self._charge(o, notional, "taker")
             if maker.leaves == 0:
                 self.resting.remove(maker)
             self.seq += 1
             self.events.append(Trade(self.seq, ts, self.trade_id, price, qty, o.side,
                                      maker.order_id, o.order_id))
-            self._fill_report(ts, maker, qty, price, "maker")
-            self._fill_report(ts, o, qty, price, "taker")
+            self._fill_report(ts, maker, qty, price, "maker", maker_fee)
+            self._fill_report(ts, o, qty, price, "taker", taker_fee)
         if o.leaves == 0:
             return
         if stopped_by_stp:
@@ -318,6 +427,13 @@ def _changed(before: dict[int, int], after: dict[int, int],
 # -- random workload ----------------------------------------------------------
 
 WORKLOAD_MARKET = Market("TST-USD", "TST", "USD", "1", "1", "1", "20", "98", "104")
+# The same market with fees: one quote unit per tick x lot (fees round up a lot), and one
+# with a tenth of a unit, so that fees of 15 and 25 bps have fractions to carry.
+FEE_MARKET = Market("TST-USD", "TST", "USD", "1", "1", "1", "20", "98", "104",
+                    maker_fee="0.001", taker_fee="0.002")
+FINE_FEE_MARKET = Market("TST-USD", "TST", "USD", "1", "1", "1", "20", "98", "104",
+                         maker_fee="0.0015", taker_fee="0.0025", quote_decimals=1)
+WORKLOAD_MARKETS = (WORKLOAD_MARKET, FEE_MARKET, FINE_FEE_MARKET)
 ACCOUNTS = ("A", "B", "C", "D")
 SIDES: tuple[Side, ...] = ("buy", "sell")
 TIFS: tuple[Tif, ...] = ("GTC", "GTC", "GTC", "GTC", "IOC", "FOK")
@@ -341,6 +457,7 @@ class Workload:
     """
 
     rng: random.Random
+    market: Market = WORKLOAD_MARKET  # budgets are scaled to its quote unit
     ms: int = 1_700_000_000_000
     n: int = 0
     issued: list[tuple[str, str, str | None]] = field(default_factory=list)
@@ -394,11 +511,34 @@ class Workload:
             ids = [i for i, _, _ in rng.sample(self.issued, min(3, len(self.issued)))]
         return CancelAll(account, ids, rng.choice(("USER_CANCEL", "CANCEL_ON_DISCONNECT")))
 
+    def budget(self) -> int:
+        """A market buy's ``quote_qty``: from less than one lot to a sweep of several levels."""
+        return budget_of(self.market, self.rng.randint(0, 1_200))
+
     def _place(self, account: str) -> Place:
         rng = self.rng
+        if rng.random() < 0.05:
+            return self._budget_place(account)
         side = rng.choice(SIDES)
         type_: OrderType = "market" if rng.random() < 0.08 else "limit"
         price = rng.choice(BUY_PRICES if side == "buy" else SELL_PRICES)
         return Place(account, side, type_, rng.choice(QTYS), price if type_ == "limit" else 0,
                      rng.choice(TIFS), rng.random() < 0.1, rng.choice(CLIENT_IDS),
                      rng.choice(STP_MODES))
+
+    def _budget_place(self, account: str) -> Place:
+        """A market buy by budget; rarely an invalid one (on a sell, a limit, with qty, FOK)."""
+        rng = self.rng
+        roll = rng.random()
+        side: Side = "sell" if roll < 0.03 else "buy"
+        type_: OrderType = "limit" if 0.03 <= roll < 0.06 else "market"
+        qty = rng.choice(QTYS) if 0.06 <= roll < 0.09 else 0
+        tif: Tif = "FOK" if 0.09 <= roll < 0.11 else rng.choice(("GTC", "IOC"))
+        return Place(account, side, type_, qty, rng.choice(BUY_PRICES) if type_ == "limit" else 0,
+                     tif, rng.random() < 0.03, rng.choice(CLIENT_IDS), rng.choice(STP_MODES),
+                     self.budget())
+
+
+def budget_of(market: Market, ticks_lots: int) -> int:
+    """A budget of about ``ticks_lots`` tick x lots of ``market``, plus a few quote units."""
+    return market.notional(ticks_lots, 1) + ticks_lots % 7

@@ -3,31 +3,61 @@
 Every command goes to both; the full event lists must be equal (and encode to
 the same bytes), the books must agree on depth, open orders per account and
 the exact queue order, and ``OrderBook._check()`` must pass after each one.
+
+Markets with and without maker/taker fees; market buys by budget; and
+commands forwarded by the risk stage, as raw entries through
+``matching.apply.apply_entries``, re-forwarded now and then (a replay must be
+dropped without any event, exactly once applied).
 """
 
 from __future__ import annotations
 
 import random
 from collections.abc import Iterable
+from fractions import Fraction
 
+import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+)
 from reference_matcher import (
     ACCOUNTS,
     BUY_PRICES,
     CLIENT_IDS,
+    FEE_MARKET,
+    FINE_FEE_MARKET,
     PRICES,
     QTYS,
     SELL_PRICES,
     STP_MODES,
     WORKLOAD_MARKET,
+    WORKLOAD_MARKETS,
     ReferenceMatcher,
     Workload,
+    budget_of,
 )
 
-from contract.commands import Amend, Cancel, CancelAll, Command, Place, Side, StpMode, Tif
+from contract.commands import (
+    Amend,
+    Cancel,
+    CancelAll,
+    Command,
+    Place,
+    Side,
+    StpMode,
+    Tif,
+    encode_command,
+)
 from contract.events import Event, Report, Trade, decode_events, encode_events
+from contract.market import Market
+from contract.streams import forward_entry
+from matching.apply import apply_entries
 from matching.book import OrderBook
 from matching.snapshot import take_snapshot
 
@@ -46,10 +76,66 @@ def assert_same_state(book: OrderBook, ref: ReferenceMatcher) -> None:
         got = [(o.order_id, o.client_order_id, o.side, o.price, o.qty, o.cum_qty,
                 o.cum_notional) for o in book.open_orders(account)]
         assert got == ref.open_orders(account), account
+    den = book.market.fee_den
     queue = [(r.order_id, r.account, r.client_order_id, r.side, r.price, r.qty, r.cum_qty,
-              r.cum_notional, r.post_only, r.stp) for r in take_snapshot(book).orders]
+              r.cum_notional, r.post_only, r.stp, Fraction(r.fee_num, den))
+             for r in take_snapshot(book).orders]
     assert queue == ref.queue()
     assert (book.seq, book.trade_id) == (ref.seq, ref.trade_id)
+    assert book.risk_seqs == ref.risk_seqs
+
+
+class Feeder:
+    """Applies each command to the book and the reference, directly or as forwarded.
+
+    A forwarded command is a raw ``:in`` entry (``forward_entry``) applied with
+    ``apply_entries``; the feeder remembers what it forwarded so that it can
+    re-forward an old entry (under a new market entry id), which both must drop.
+    """
+
+    def __init__(self, market: Market) -> None:
+        self.book = OrderBook(market)
+        self.ref = ReferenceMatcher(market)
+        self.audit = EventAudit()
+        self.risk_seq = {0: 0, 3: 0}  # shard -> the last risk_seq issued
+        self.forwarded: list[list[bytes]] = []
+        self.risk_ids = 0
+        self.dropped = 0
+
+    def direct(self, input_id: str, cmd: Command) -> list[Event]:
+        want = self.ref.apply(input_id, cmd)
+        got = self.book.apply(input_id, cmd)
+        self.check(input_id, got, want, cmd)
+        return got
+
+    def forward(self, input_id: str, cmd: Command, shard: int, gap: int = 1) -> tuple[
+            str, list[Event]]:
+        """Forward ``cmd`` as risk shard ``shard``'s next command; ``(its order id, events)``."""
+        self.risk_seq[shard] += gap
+        self.risk_ids += 1
+        order_id = f"{1_600_000_000_000 + self.risk_ids}-0-{shard}"
+        fields = forward_entry(encode_command(cmd), shard, self.risk_seq[shard], order_id)
+        self.forwarded.append(fields)
+        want = self.ref.apply_forwarded(input_id, shard, self.risk_seq[shard], order_id, cmd)
+        got: list[Event] = []
+        apply_entries(self.book, [[input_id.encode(), fields]], got)
+        self.check(input_id, got, want, cmd)
+        return order_id, got
+
+    def replay(self, input_id: str, index: int) -> None:
+        """Re-forward the ``index``-th forwarded entry: dropped, no event, nothing changes."""
+        seq = self.book.seq
+        got: list[Event] = []
+        apply_entries(self.book, [[input_id.encode(), self.forwarded[index]]], got)
+        assert got == [] and self.book.seq == seq
+        self.dropped += 1
+
+    def check(self, input_id: str, got: list[Event], want: list[Event], cmd: Command) -> None:
+        assert got == want, (input_id, cmd)
+        encoded = encode_events(got)
+        assert encoded == encode_events(want)
+        assert decode_events(encoded) == got
+        self.audit.check(input_id, got, self.book.market)
 
 
 class EventAudit:
@@ -59,8 +145,9 @@ class EventAudit:
         self.seq = 0
         self.trade_id = 0
         self.fills: dict[str, tuple[int, int]] = {}  # order_id -> (cum_qty, cum_notional)
+        self.fees: dict[str, tuple[int, int]] = {}  # order_id -> (fees paid, exact x fee_den)
 
-    def check(self, input_id: str, events: Iterable[Event]) -> None:
+    def check(self, input_id: str, events: Iterable[Event], market: Market = MARKET) -> None:
         ts = int(input_id.split("-")[0])
         for e in events:
             assert e.seq == self.seq + 1, "seq not contiguous"
@@ -71,8 +158,10 @@ class EventAudit:
                 self.trade_id = e.trade_id
             if not isinstance(e, Report):
                 continue
+            budget = e.type == "market" and e.side == "buy" and e.qty == e.cum_qty \
+                and e.leaves_qty == 0  # a market buy by budget: qty is what it filled
             if e.status in ("new", "partially_filled"):
-                assert e.qty == e.cum_qty + e.leaves_qty and e.leaves_qty > 0
+                assert e.qty == e.cum_qty + e.leaves_qty and (e.leaves_qty > 0 or budget)
             else:
                 assert e.leaves_qty == 0
             cum_qty, notional = self.fills.get(e.order_id, (0, 0))
@@ -85,8 +174,16 @@ class EventAudit:
                             else e.last_price >= e.price), "taker filled through its limit"
                 cum_qty, notional = cum_qty + e.last_qty, notional + e.last_qty * e.last_price
                 self.fills[e.order_id] = (cum_qty, notional)
+                # Fees: the order has paid ceil(its exact fees) after every fill.
+                paid, exact = self.fees.get(e.order_id, (0, 0))
+                rate = market.maker_num if e.liquidity == "maker" else market.taker_num
+                exact += market.notional(e.last_price, e.last_qty) * rate
+                paid += e.fee
+                assert paid == -(-exact // market.fee_den), "fee not the cumulative ceiling"
+                self.fees[e.order_id] = (paid, exact)
             else:
                 assert (e.liquidity, e.trade_id, e.last_qty, e.last_price) == (None, None, 0, 0)
+                assert e.fee == 0, "a fee on a report that is not a fill"
             assert (e.cum_qty, e.cum_notional) == (cum_qty, notional)
 
 
@@ -95,27 +192,34 @@ class MatchingModel(RuleBasedStateMachine):
 
     def __init__(self) -> None:
         super().__init__()
-        self.book = OrderBook(MARKET)
-        self.ref = ReferenceMatcher(MARKET)
-        self.audit = EventAudit()
+        self.feeder = Feeder(MARKET)
         self.ms = 1_700_000_000_000
         self.n = 0
         self.issued: list[tuple[str, str, str | None]] = []
 
-    def run(self, cmd: Command, same_ms: bool) -> None:
+    @initialize(market=st.sampled_from(WORKLOAD_MARKETS))
+    def choose_market(self, market: Market) -> None:
+        self.feeder = Feeder(market)
+
+    @property
+    def book(self) -> OrderBook:
+        return self.feeder.book
+
+    @property
+    def ref(self) -> ReferenceMatcher:
+        return self.feeder.ref
+
+    def next_id(self, same_ms: bool) -> str:
         if same_ms:
             self.n += 1
         else:
             self.ms += 1
             self.n = 0
-        input_id = f"{self.ms}-{self.n}"
-        want = self.ref.apply(input_id, cmd)
-        got = self.book.apply(input_id, cmd)
-        assert got == want
-        encoded = encode_events(got)
-        assert encoded == encode_events(want)
-        assert decode_events(encoded) == got
-        self.audit.check(input_id, got)
+        return f"{self.ms}-{self.n}"
+
+    def run(self, cmd: Command, same_ms: bool) -> None:
+        input_id = self.next_id(same_ms)
+        self.feeder.direct(input_id, cmd)
         if isinstance(cmd, Place):
             self.issued.append((input_id, cmd.account, cmd.client_order_id))
 
@@ -166,6 +270,51 @@ class MatchingModel(RuleBasedStateMachine):
         price = data.draw(st.sampled_from(BUY_PRICES if side == "buy" else SELL_PRICES))
         self.run(Place(account, side, "limit", qty, price, "GTC", False, coid, stp), same_ms)
 
+    @rule(account=st.sampled_from(ACCOUNTS), ticks_lots=st.integers(0, 1_500),
+          stp=st.sampled_from(STP_MODES), coid=st.sampled_from(CLIENT_IDS),
+          same_ms=st.booleans(), forwarded=st.booleans())
+    def budget_buy(self, account: str, ticks_lots: int, stp: StpMode, coid: str | None,
+                   same_ms: bool, forwarded: bool) -> None:
+        """A market buy by budget, from below one lot's cost to a sweep of the asks."""
+        cmd = Place(account, "buy", "market", 0, 0, "IOC", False, coid, stp,
+                    budget_of(self.book.market, ticks_lots))
+        if forwarded:
+            self.forward(cmd, same_ms, 0, 1)
+        else:
+            self.run(cmd, same_ms)
+
+    @rule(data=st.data(), shard=st.sampled_from((0, 3)), gap=st.sampled_from((1, 1, 1, 2)),
+          same_ms=st.booleans())
+    def forwarded_command(self, data: st.DataObject, shard: int, gap: int,
+                          same_ms: bool) -> None:
+        """A place, cancel or amend the risk stage forwarded (its own ids)."""
+        kind = data.draw(st.sampled_from(["place", "place", "cancel", "amend"]))
+        if kind == "place" or not self.issued:
+            side: Side = data.draw(st.sampled_from(("buy", "sell")))
+            price = data.draw(st.sampled_from(BUY_PRICES if side == "buy" else SELL_PRICES))
+            cmd: Command = Place(data.draw(st.sampled_from(ACCOUNTS)), side, "limit",
+                                 data.draw(st.sampled_from(QTYS)), price,
+                                 data.draw(st.sampled_from(("GTC", "GTC", "IOC"))), False,
+                                 data.draw(st.sampled_from(CLIENT_IDS)))
+        elif kind == "cancel":
+            cmd = Cancel(*self.target(data))
+        else:
+            account, order_id, coid = self.target(data)
+            cmd = Amend(account, order_id, coid, data.draw(st.sampled_from(QTYS)), None)
+        self.forward(cmd, same_ms, shard, gap)
+
+    def forward(self, cmd: Command, same_ms: bool, shard: int, gap: int) -> None:
+        order_id, _ = self.feeder.forward(self.next_id(same_ms), cmd, shard, gap)
+        if isinstance(cmd, Place):
+            self.issued.append((order_id, cmd.account, cmd.client_order_id))
+
+    @precondition(lambda self: self.feeder.forwarded)
+    @rule(data=st.data(), same_ms=st.booleans())
+    def reforward(self, data: st.DataObject, same_ms: bool) -> None:
+        """The risk stage forwards again an entry the market has applied: dropped."""
+        index = data.draw(st.integers(0, len(self.feeder.forwarded) - 1))
+        self.feeder.replay(self.next_id(same_ms), index)
+
     @precondition(lambda self: self.issued)
     @rule(data=st.data(), same_ms=st.booleans())
     def cancel(self, data: st.DataObject, same_ms: bool) -> None:
@@ -195,25 +344,49 @@ MatchingModel.TestCase.settings = settings(
 TestMatchingModel = MatchingModel.TestCase
 
 
-def test_seeded_random_run_matches_reference() -> None:
-    """20,000 seeded random commands: same events and same book after each one."""
-    workload = Workload(random.Random(20240917))
-    book = OrderBook(MARKET)
-    ref = ReferenceMatcher(MARKET)
-    audit = EventAudit()
+@pytest.mark.parametrize(("market", "n"), [(WORKLOAD_MARKET, 20_000), (FEE_MARKET, 10_000),
+                                           (FINE_FEE_MARKET, 10_000)],
+                         ids=["no-fees", "fees", "fine-fees"])
+def test_seeded_random_run_matches_reference(market: Market, n: int) -> None:
+    """Seeded random commands: same events and same book after each one.
+
+    A tenth of the commands arrive forwarded by one of two risk shards, and
+    every 50th step re-forwards an entry already applied.
+    """
+    rng = random.Random(20240917)
+    workload = Workload(random.Random(20240917), market)
+    feeder = Feeder(market)
+    book, ref = feeder.book, feeder.ref
     kinds: dict[str, int] = {}
-    for _ in range(20_000):
+    for step in range(n):
         input_id, cmd = workload.next(
             [(o.order_id, o.account, o.client_order_id) for o in ref.resting])
-        want = ref.apply(input_id, cmd)
-        got = book.apply(input_id, cmd)
-        assert got == want, (input_id, cmd)
-        audit.check(input_id, got)
+        if step % 50 == 49 and feeder.forwarded:
+            feeder.replay(input_id, rng.randrange(len(feeder.forwarded)))
+            workload.issued.pop()
+            continue
+        if rng.random() < 0.1:
+            order_id, got = feeder.forward(input_id, cmd, rng.choice((0, 3)),
+                                           rng.choice((1, 1, 2)))
+            if isinstance(cmd, Place):
+                workload.issued[-1] = (order_id, cmd.account, cmd.client_order_id)
+        else:
+            got = feeder.direct(input_id, cmd)
         assert_same_state(book, ref)
         for e in got:
             key = e.exec_type if isinstance(e, Report) else type(e).__name__
             kinds[key] = kinds.get(key, 0) + 1
+            if isinstance(e, Report) and e.fee:
+                kinds["fee"] = kinds.get("fee", 0) + 1
+            if isinstance(e, Report) and e.type == "market" and e.qty == e.cum_qty \
+                    and e.side == "buy" and e.exec_type in ("trade", "expired"):
+                kinds[f"budget-{e.status}"] = kinds.get(f"budget-{e.status}", 0) + 1
     # The workload really exercised every outcome.
     for kind in ("new", "trade", "canceled", "expired", "rejected", "replaced", "Trade",
                  "CancelRejected", "BookUpdate"):
         assert kinds.get(kind, 0) > 100, (kind, kinds)
+    for kind in ("budget-filled", "budget-partially_filled", "budget-expired"):
+        assert kinds.get(kind, 0) > 10, (kind, kinds)
+    assert feeder.dropped > 100 and book.risk_seqs.keys() == {0, 3}
+    if market.taker_num:
+        assert kinds.get("fee", 0) > 1000, kinds

@@ -3,7 +3,9 @@
 Taking a snapshot at any point, encoding, decoding and restoring it, then
 applying the rest of the commands must give the same encoded events and the
 same book (depth, open orders with every field, counters) as one book that
-applied everything.
+applied everything: with fees (each order's ``fee_num``), market buys by
+budget and commands forwarded by the risk stage (``risk_seqs``), and a
+version-1 snapshot still decodes.
 """
 
 from __future__ import annotations
@@ -15,11 +17,11 @@ import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from reference_matcher import ACCOUNTS, WORKLOAD_MARKET, Workload
+from reference_matcher import ACCOUNTS, WORKLOAD_MARKET, WORKLOAD_MARKETS, Workload
 
-from contract.commands import Amend, Cancel, CancelAll, Command, Place
-from contract.events import encode_events
-from contract.market import DEFAULT_MARKETS
+from contract.commands import Amend, Cancel, CancelAll, Command, Place, encode_command
+from contract.events import Event, encode_events
+from contract.market import DEFAULT_MARKETS, Market
 from contract.snapshot import (
     SNAPSHOT_VERSION,
     RestingOrder,
@@ -27,6 +29,8 @@ from contract.snapshot import (
     decode_snapshot,
     encode_snapshot,
 )
+from contract.streams import forward_entry
+from matching.apply import apply_entries
 from matching.book import OrderBook
 from matching.snapshot import restore_book, take_snapshot
 
@@ -41,9 +45,11 @@ def state(book: OrderBook) -> dict[str, Any]:
         "asks": book.depth("sell"),
         "best": (book.best_bid(), book.best_ask()),
         "open": {a: [(o.order_id, o.client_order_id, o.side, o.type, o.tif, o.price, o.qty,
-                      o.cum_qty, o.leaves, o.cum_notional, o.post_only, o.stp, o.prio)
+                      o.cum_qty, o.leaves, o.cum_notional, o.post_only, o.stp, o.prio,
+                      o.fee_num)
                      for o in book.open_orders(a)] for a in ACCOUNTS},
         "counters": (book.seq, book.trade_id, book.prio),
+        "risk_seqs": dict(book.risk_seqs),
         "queue": take_snapshot(book).orders,
     }
 
@@ -56,7 +62,7 @@ def open_ids(book: OrderBook) -> list[tuple[str, str, str | None]]:
 def round_trip(book: OrderBook, last_input_id: str, last_out_id: str = "0-0") -> OrderBook:
     snap = decode_snapshot(encode_snapshot(take_snapshot(book, last_input_id, last_out_id)))
     assert snap.last_input_id == last_input_id and snap.last_out_id == last_out_id
-    restored = restore_book(MARKET, snap)
+    restored = restore_book(book.market, snap)
     restored._check()
     assert take_snapshot(restored, last_input_id, last_out_id) == snap
     return restored
@@ -65,7 +71,8 @@ def round_trip(book: OrderBook, last_input_id: str, last_out_id: str = "0-0") ->
 def test_empty_book_snapshot() -> None:
     book = OrderBook(MARKET)
     snap = take_snapshot(book)
-    assert snap == Snapshot(SNAPSHOT_VERSION, "TST-USD", "0-0", "0-0", 0, 0, 0, [])
+    assert snap == Snapshot(SNAPSHOT_VERSION, "TST-USD", "0-0", "0-0", 0, 0, 0, [], [])
+    assert SNAPSHOT_VERSION == 2
     restored = restore_book(MARKET, decode_snapshot(encode_snapshot(snap)))
     assert state(restored) == state(book)
 
@@ -150,30 +157,98 @@ def test_encoded_snapshot_is_unaffected_by_later_commands() -> None:
     assert state(restore_book(MARKET, decode_snapshot(data))) == before
 
 
+Step = tuple[str, Command, list[bytes] | None]
+"""``(input entry id, command, the forwarded entry's fields or None)``."""
+
+
+def _step(book: OrderBook, step: Step) -> bytes:
+    input_id, cmd, fields = step
+    if fields is None:
+        return encode_events(book.apply(input_id, cmd))
+    events: list[Event] = []
+    apply_entries(book, [[input_id.encode(), fields]], events)
+    return encode_events(events)
+
+
 @settings(max_examples=150, deadline=None)
-@given(seed=st.integers(0, 2**32), n=st.integers(30, 300), data=st.data())
+@given(seed=st.integers(0, 2**32), n=st.integers(30, 300), data=st.data(),
+       market=st.sampled_from(WORKLOAD_MARKETS))
 def test_snapshot_at_any_point_continues_byte_identically(
-        seed: int, n: int, data: st.DataObject) -> None:
-    """Cut a random workload at 1-3 points; each cut goes through encode/decode/restore."""
-    workload = Workload(random.Random(seed))
-    whole = OrderBook(MARKET)
-    commands: list[tuple[str, Command]] = []
+        seed: int, n: int, data: st.DataObject, market: Market) -> None:
+    """Cut a random workload at 1-3 points; each cut goes through encode/decode/restore.
+
+    Fees, budget buys, and a fifth of the commands forwarded by two risk
+    shards, some of them forwarded twice (the copy must be dropped after a
+    restore too).
+    """
+    rng = random.Random(seed)
+    workload = Workload(random.Random(seed), market)
+    whole = OrderBook(market)
+    commands: list[Step] = []
     expected: list[bytes] = []
-    for _ in range(n):
+    risk_seq = {1: 0, 2: 0}
+    sent: list[list[bytes]] = []
+    for k in range(n):
         input_id, cmd = workload.next(open_ids(whole))
-        commands.append((input_id, cmd))
-        expected.append(encode_events(whole.apply(input_id, cmd)))
+        fields = None
+        if sent and rng.random() < 0.05:
+            fields = rng.choice(sent)  # a re-forward
+        elif rng.random() < 0.2:
+            shard = rng.choice((1, 2))
+            risk_seq[shard] += 1
+            fields = forward_entry(encode_command(cmd), shard, risk_seq[shard], f"{k}-9-{shard}")
+            sent.append(fields)
+        commands.append((input_id, cmd, fields))
+        expected.append(_step(whole, commands[-1]))
         whole._check()
     cuts = sorted(data.draw(st.lists(st.integers(0, n), min_size=1, max_size=3)))
-    book = OrderBook(MARKET)
+    book = OrderBook(market)
     got: list[bytes] = []
-    for i, (input_id, cmd) in enumerate(commands):
+    for i, step in enumerate(commands):
         while cuts and cuts[0] == i:
             cuts.pop(0)
             book = round_trip(book, commands[i - 1][0] if i else "0-0", f"{i}-0")
-        got.append(encode_events(book.apply(input_id, cmd)))
+        got.append(_step(book, step))
         book._check()
     if cuts:  # a cut after the last command
         book = round_trip(book, commands[-1][0] if commands else "0-0")
     assert got == expected
     assert state(book) == state(whole)
+
+
+def test_snapshot_carries_fee_num_and_risk_seqs() -> None:
+    market = WORKLOAD_MARKETS[2]
+    book = OrderBook(market)
+    book.apply("1-0", Place("A", "sell", "limit", 5, 101))
+    events: list[Event] = []
+    fields = forward_entry(encode_command(Place("B", "buy", "limit", 2, 101)), 4, 7, "9-0-4")
+    apply_entries(book, [[b"2-0", fields]], events)
+    snap = take_snapshot(book)
+    [resting] = snap.orders
+    assert resting.cum_qty == 2 and resting.fee_num == book.orders["1-0"].fee_num > 0
+    assert snap.risk_seqs == [(4, 7)]
+    restored = restore_book(market, decode_snapshot(encode_snapshot(snap)))
+    assert state(restored) == state(book)
+    replayed: list[Event] = []
+    apply_entries(restored, [[b"3-0", fields]], replayed)
+    assert replayed == []  # applied before the snapshot: dropped after the restore too
+
+
+def test_a_version_1_snapshot_still_decodes() -> None:
+    """Written before fees and the risk stage: 11-field orders, no risk_seqs."""
+    v1 = msgspec.msgpack.encode([
+        1, "TST-USD", "15-0", "7-3", 12, 2, 5,
+        [["10-0", "A", "a1", "buy", 100, 5, 2, 200, False, "cancel_taker", 1],
+         ["12-0", "D", None, "sell", 102, 6, 1, 102, False, "cancel_maker", 4]],
+    ])
+    snap = decode_snapshot(v1)
+    assert snap.version == 1 and snap.risk_seqs == []
+    assert [o.fee_num for o in snap.orders] == [0, 0]
+    book = restore_book(MARKET, snap)
+    book._check()
+    assert book.risk_seqs == {} and (book.seq, book.trade_id, book.prio) == (12, 2, 5)
+    assert book.depth("buy") == [(100, 3)] and book.depth("sell") == [(102, 5)]
+    # Written again, it is a version-2 snapshot of the same book.
+    again = take_snapshot(book, "15-0", "7-3")
+    assert again.version == SNAPSHOT_VERSION == 2
+    assert again == msgspec.structs.replace(snap, version=2)
