@@ -11,7 +11,9 @@ WORKDIR /build
 COPY pyproject.toml README.md ./
 COPY contract/ contract/
 COPY matching/ matching/
+COPY ledger/ ledger/
 COPY engine/ engine/
+COPY risk/ risk/
 COPY redisio/ redisio/
 COPY gateway/ gateway/
 COPY marketdata/ marketdata/

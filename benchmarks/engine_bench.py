@@ -36,6 +36,7 @@ from contract.snapshot import encode_snapshot
 from contract.streams import IN_FIELD
 from engine.recovery import replay
 from engine.runner import EXIT_OK, EngineRunner
+from engine.stage import MarketCore
 from engine.topology import Topology
 from matching.book import OrderBook
 from matching.snapshot import take_snapshot
@@ -172,7 +173,7 @@ def _measure(args: argparse.Namespace, market: Market, keys: MarketKeys,
         book = OrderBook(market)
         started = time.perf_counter()
         topology = Topology(seeds, cluster=cluster is not None)
-        replayed, _ = replay(topology, book, keys, ZERO_ID, last_id)
+        replayed, _ = replay(topology, MarketCore(book), keys, ZERO_ID, last_id)
         topology.close()
         replay_s = time.perf_counter() - started
         say(f"replay (no publish)     {replayed / replay_s:12,.0f} orders/s")

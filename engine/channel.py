@@ -180,6 +180,26 @@ class CommitChannel:
         self._conn.send_packed_command([_pack(*args)])
         return self._conn.read_response()
 
+    def pipeline(self, commands: Sequence[Sequence[str | int | bytes]]) -> list[Any]:
+        """Run ``commands`` in one write and one round trip; their raw replies in order.
+
+        Every reply is read even when one is an error; then the first error
+        is raised, mapped like a commit's (``TopologyChanged`` for MOVED).
+        """
+        assert not self._held, "a held read is in flight on this connection"
+        self._conn.send_packed_command([b"".join(_pack(*c) for c in commands)])
+        replies: list[Any] = []
+        error: redis.ResponseError | None = None
+        for _ in commands:
+            try:
+                replies.append(self._conn.read_response())
+            except redis.ResponseError as exc:
+                error = error or exc
+                replies.append(exc)
+        if error is not None:
+            raise script_error(error) from None
+        return replies
+
     def close(self) -> None:
         self._conn.disconnect()
         self._pool.release(self._conn)

@@ -1,13 +1,13 @@
-"""Rebuild one market's book on start or takeover: snapshot, replay, claim.
+"""Rebuild one stage's core (a market's book, a risk shard's ledger) on start or takeover.
 
 Order of work (the engine holds the lease and a fresh epoch, so no other
 engine can read or commit meanwhile):
 
 1. :func:`ensure_group` creates the ``engine`` group (``MKSTREAM``, id 0).
-2. :func:`load_snapshot` restores the book from ``sx:{SYM}:snap`` (or starts empty).
+2. :func:`load_snapshot` restores the core from ``:snap`` (or starts empty).
 3. :func:`replay` applies ``:in`` after the snapshot's ``last_input_id`` up to
    the last applied id, in XRANGE chunks, publishing nothing: those events
-   are already in ``:out``. :func:`check_out_seq` then asserts the book's
+   are already in ``:out``. :func:`check_out_seq` then asserts the core's
    ``seq`` equals the last event seq in ``:out``.
 4. :func:`claim_pending` takes over every entry left pending (XAUTOCLAIM,
    cursor looped to ``0-0``), acknowledges those at or below the applied id
@@ -27,31 +27,25 @@ from typing import Any
 import msgspec
 import redis
 
-from contract.events import Event, decode_events
 from contract.ids import ZERO_ID, parse_id
 from contract.keys import ENGINE_GROUP, MarketKeys
-from contract.market import Market
-from contract.snapshot import decode_snapshot
 from contract.streams import OUT_EVENTS_FIELD, OUT_INPUT_FIELD, RawEntry
 from engine.exceptions import RecoveryError
+from engine.stage import Core, Stage
 from engine.topology import Topology
-from matching.apply import apply_entries
-from matching.book import OrderBook
-from matching.snapshot import restore_book
 
 log = logging.getLogger("streamex.engine")
 
 REPLAY_CHUNK = 10_000
 CLAIM_CHUNK = 1_000
-_REPLAY_SLICE = 500
 _ACK_CHUNK = 10_000
 
 
 @dataclass
 class Recovered:
-    """A market's state after recovery; apply ``backlog`` before reading new entries."""
+    """A stage's state after recovery; apply ``backlog`` before reading new entries."""
 
-    book: OrderBook
+    core: Core
     applied: bytes
     last_out_id: bytes
     snapshot_input_id: bytes
@@ -69,28 +63,26 @@ def ensure_group(topology: Topology, keys: MarketKeys) -> None:
             raise
 
 
-def load_snapshot(topology: Topology, market: Market,
-                  keys: MarketKeys) -> tuple[OrderBook, bytes, bytes]:
-    """The book at the stored snapshot, its last input id and last ``:out`` id.
+def load_snapshot(topology: Topology, stage: Stage) -> tuple[Core, bytes, bytes]:
+    """The core at the stored snapshot, its last input id and last ``:out`` id.
 
-    No snapshot gives an empty book at ``0-0``. Raises :class:`RecoveryError`
-    for a snapshot that cannot be decoded or belongs to another market.
+    No snapshot gives an empty core at ``0-0``. Raises :class:`RecoveryError`
+    for a snapshot that cannot be decoded or belongs to another stage.
     """
+    keys = stage.keys
     data = topology.call(keys.snap, "GET", keys.snap)
     if data is None:
-        return OrderBook(market), ZERO_ID, ZERO_ID
+        return stage.empty(), ZERO_ID, ZERO_ID
     try:
-        snap = decode_snapshot(data)
-        book = restore_book(market, snap)
+        return stage.restore(data)
     except (msgspec.DecodeError, ValueError) as exc:
         raise RecoveryError(f"{keys.snap}: unusable snapshot: {exc}") from None
-    return book, snap.last_input_id.encode(), snap.last_out_id.encode()
 
 
-def replay(topology: Topology, book: OrderBook, keys: MarketKeys, after: bytes, upto: bytes,
+def replay(topology: Topology, core: Core, keys: MarketKeys, after: bytes, upto: bytes,
            on_chunk: Callable[[], None] | None = None,
            chunk: int = REPLAY_CHUNK) -> tuple[int, bytes]:
-    """Apply ``:in`` entries in ``(after, upto]`` to ``book`` without publishing.
+    """Apply ``:in`` entries in ``(after, upto]`` to ``core`` without publishing.
 
     Returns ``(entries applied, last id applied)``; ``on_chunk`` runs between
     chunks (the runner renews its lease there). Cost: one XRANGE per
@@ -106,10 +98,7 @@ def replay(topology: Topology, book: OrderBook, keys: MarketKeys, after: bytes, 
                                                 "COUNT", chunk)
         if not entries:
             break
-        # Small slices: events are dropped soon, so the garbage collector stays cheap.
-        for i in range(0, len(entries), _REPLAY_SLICE):
-            scratch: list[Event] = []
-            apply_entries(book, entries[i:i + _REPLAY_SLICE], scratch)
+        core.replay(entries)
         count += len(entries)
         last = entries[-1][0]
         if len(entries) < chunk or last == upto:
@@ -120,23 +109,23 @@ def replay(topology: Topology, book: OrderBook, keys: MarketKeys, after: bytes, 
     return count, last
 
 
-def check_out_seq(topology: Topology, keys: MarketKeys, book: OrderBook) -> bytes | None:
-    """Assert the book's ``seq`` equals the last event seq in ``:out``; return that entry's id.
+def check_out_seq(topology: Topology, stage: Stage, core: Core) -> bytes | None:
+    """Assert the core's ``seq`` equals the last event seq in ``:out``; return that entry's id.
 
     None when ``:out`` is empty (nothing to compare). Raises
     :class:`RecoveryError` on a mismatch: replay would publish seqs that
     collide with (or leave a gap after) what subscribers already saw.
     """
+    keys = stage.keys
     reply: list[Any] = topology.call(keys.output, "XREVRANGE", keys.output, "+", "-", "COUNT", 1)
     if not reply:
         return None
     out_id, fields = reply[0]
     values = dict(zip(fields[::2], fields[1::2], strict=True))
-    events = decode_events(values[OUT_EVENTS_FIELD])
-    last_seq = events[-1].seq if events else None
-    if last_seq is not None and last_seq != book.seq:
+    last_seq = stage.last_seq(values[OUT_EVENTS_FIELD])
+    if last_seq is not None and last_seq != core.seq:
         raise RecoveryError(
-            f"{keys.symbol}: replayed seq {book.seq} but {keys.output} ends at seq {last_seq} "
+            f"{keys.symbol}: replayed seq {core.seq} but {keys.output} ends at seq {last_seq} "
             f"(entry {out_id.decode()}, input {values.get(OUT_INPUT_FIELD, b'?').decode()})")
     out: bytes = out_id
     return out
@@ -188,28 +177,29 @@ def forget_idle_consumers(topology: Topology, keys: MarketKeys, consumer: str) -
     return removed
 
 
-def recover(topology: Topology, market: Market, keys: MarketKeys, consumer: str,
+def recover(topology: Topology, stage: Stage, consumer: str,
             on_chunk: Callable[[], None] | None = None) -> Recovered:
-    """Snapshot + replay + claim for one market; the caller holds the lease and epoch.
+    """Snapshot + replay + claim for one stage; the caller holds the lease and epoch.
 
-    Returns the book at the last applied id and the claimed backlog. Raises
+    Returns the core at the last applied id and the claimed backlog. Raises
     :class:`RecoveryError` if the streams disagree with the snapshot.
     """
+    keys = stage.keys
     ensure_group(topology, keys)
-    book, snap_input, snap_out = load_snapshot(topology, market, keys)
+    core, snap_input, snap_out = load_snapshot(topology, stage)
     applied_raw = topology.call(keys.applied, "GET", keys.applied)
     applied: bytes = applied_raw if isinstance(applied_raw, bytes) else ZERO_ID
     if parse_id(applied) < parse_id(snap_input):
         log.warning("event=applied_behind_snapshot market=%s applied=%s snapshot=%s",
                     keys.symbol, applied.decode(), snap_input.decode())
         applied = snap_input
-    replayed, last = replay(topology, book, keys, snap_input, applied, on_chunk)
+    replayed, last = replay(topology, core, keys, snap_input, applied, on_chunk)
     if replayed and last != applied:
         log.warning("event=replay_short market=%s replayed_to=%s applied=%s",
                     keys.symbol, last.decode(), applied.decode())
-    out_id = check_out_seq(topology, keys, book)
+    out_id = check_out_seq(topology, stage, core)
     backlog, skipped = claim_pending(topology, keys, consumer, applied)
     forget_idle_consumers(topology, keys, consumer)
-    return Recovered(book=book, applied=applied, last_out_id=out_id or snap_out,
+    return Recovered(core=core, applied=applied, last_out_id=out_id or snap_out,
                      snapshot_input_id=snap_input, replayed=replayed, skipped=skipped,
                      backlog=backlog)

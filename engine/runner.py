@@ -1,7 +1,8 @@
-"""The engine service: drive one ``OrderBook`` per market from its Redis stream.
+"""The engine service: drive one core per stage (a market's book, a risk shard's ledger).
 
 One thread, the synchronous redis client (hiredis parser), one loop that
-round-robins the markets this process serves:
+round-robins the stages this process serves (``engine.stage``; "market"
+below stands for either):
 
 - a market whose lease another engine holds is a hot standby: the loop tries
   to take the lease every ``min(lease_ms / 10, 100 ms)`` and, once it has it,
@@ -20,8 +21,11 @@ round-robins the markets this process serves:
   (``select``), so an idle market costs nothing and a busy one never delays
   another, on one server or on a cluster's several primaries;
 - every ``snapshot_every`` commands or ``snapshot_interval_s`` seconds, at a
-  round whose book state is fully committed, a snapshot is written and the
-  streams trimmed behind it.
+  round whose state is fully committed, a snapshot is written and the
+  streams trimmed behind it;
+- a stage's side effects of a batch (the risk stage's forwards to the
+  markets) run once its commit's reply is in, before the next commit is
+  sent, and those of a recovery's replay before the first new entry.
 
 Failures: a Redis disconnect or timeout, or a cluster slot that moved (a
 failover: ``TopologyChanged``), is retried with exponential backoff (50 ms
@@ -42,22 +46,19 @@ from dataclasses import dataclass, field
 
 import redis
 
-from contract.events import Event, encode_events
 from contract.ids import ZERO_ID, parse_id
-from contract.keys import ENGINE_GROUP, MarketKeys
+from contract.keys import ENGINE_GROUP
 from contract.market import Market
 from contract.settings import EngineConfig
-from contract.snapshot import encode_snapshot
 from contract.streams import RawEntry
 from engine.channel import CommitChannel, StreamEntries
 from engine.exceptions import CommitConflict, Fenced, RecoveryError, StateLost
 from engine.lease import acquire, release, renew
 from engine.recovery import recover
 from engine.snapshots import write_snapshot
+from engine.stage import Core, MarketCore, MarketStage, Stage
 from engine.topology import Topology
-from matching.apply import apply_entries
 from matching.book import OrderBook
-from matching.snapshot import take_snapshot
 
 log = logging.getLogger("streamex.engine")
 
@@ -89,25 +90,26 @@ class MarketStats:
 
 
 class _Applied:
-    """A batch applied to the book but not yet committed: its ids and encoded events."""
+    """A batch applied to the core but not yet committed: ids, encoded events, effects."""
 
-    __slots__ = ("ids", "events")
+    __slots__ = ("ids", "events", "effects")
 
-    def __init__(self, ids: list[bytes], events: bytes) -> None:
+    def __init__(self, ids: list[bytes], events: bytes, effects: object | None) -> None:
         self.ids = ids
         self.events = events
+        self.effects = effects
 
 
 class _MarketState:
-    """What the loop knows about one market; ``epoch`` None means standby."""
+    """What the loop knows about one stage; ``epoch`` None means standby."""
 
-    def __init__(self, market: Market) -> None:
-        self.market = market
-        self.symbol = market.symbol
-        self.keys = MarketKeys.of(market.symbol)
+    def __init__(self, stage: Stage) -> None:
+        self.stage = stage
+        self.symbol = stage.name
+        self.keys = stage.keys
         self.stats = MarketStats()
         self.epoch: int | None = None
-        self.book = OrderBook(market)
+        self.core: Core = stage.empty()
         self.applied = ZERO_ID  # last committed input id
         self.last_out_id = ZERO_ID
         self.ready: _Applied | None = None  # applied, to commit next
@@ -129,7 +131,7 @@ class _MarketState:
 
 
 class EngineRunner:
-    """Serve ``markets`` from the Redis at ``redis_url`` as consumer ``consumer``.
+    """Serve ``markets`` (or any ``stages``) from the Redis at ``redis_url`` as ``consumer``.
 
     ``redis_url`` is one URL, or several seed URLs of a cluster with
     ``cluster``. ``consumer`` names this engine in the lease and the
@@ -138,18 +140,19 @@ class EngineRunner:
     Call :meth:`run`.
     """
 
-    def __init__(self, redis_url: str | Sequence[str], markets: Sequence[Market],
+    def __init__(self, redis_url: str | Sequence[str], markets: Sequence[Market | Stage],
                  settings: EngineConfig, consumer: str, stats_interval_s: float = 60.0,
                  record_latencies: bool = False, cluster: bool = False) -> None:
         if not markets:
             raise ValueError("markets: at least one market is needed")
+        stages = [MarketStage(m) if isinstance(m, Market) else m for m in markets]
         self.seeds = (redis_url,) if isinstance(redis_url, str) else tuple(redis_url)
         self.cluster = cluster
         self.settings = settings
         self.consumer = consumer
         self.stats_interval_s = stats_interval_s
         self.record_latencies = record_latencies
-        self._markets = [_MarketState(m) for m in markets]
+        self._markets = [_MarketState(s) for s in stages]
         self._by_input_key = {m.keys.input.encode(): m for m in self._markets}
         self._topology: Topology | None = None
         self._stopping = False
@@ -171,9 +174,21 @@ class EngineRunner:
     def stats(self, symbol: str) -> MarketStats:
         return next(m.stats for m in self._markets if m.symbol == symbol)
 
+    def core(self, name: str) -> Core:
+        """The in-memory core of stage ``name`` (for tests and benchmarks)."""
+        return next(m.core for m in self._markets if m.symbol == name)
+
     def book(self, symbol: str) -> OrderBook:
-        """The in-memory book of ``symbol`` (for tests and benchmarks)."""
-        return next(m.book for m in self._markets if m.symbol == symbol)
+        """The in-memory book of market ``symbol`` (for tests and benchmarks)."""
+        core = self.core(symbol)
+        assert isinstance(core, MarketCore), f"{symbol} is not a market"
+        return core.book
+
+    def epoch_of(self, name: str) -> int | None:
+        """Stage ``name``'s fencing epoch while this engine holds its lease, else None.
+
+        Safe to call from another thread (one attribute read)."""
+        return next((m.epoch for m in self._markets if m.symbol == name), None)
 
     def run(self, until_applied: Mapping[str, bytes] | None = None) -> int:
         """Serve until stopped; returns the process exit code.
@@ -287,9 +302,8 @@ class EngineRunner:
                                            for m in self._markets if m.symbol in targets)
 
     def _apply(self, m: _MarketState, entries: list[RawEntry]) -> _Applied:
-        events: list[Event] = []
-        apply_entries(m.book, entries, events)
-        return _Applied([e[0] for e in entries], encode_events(events) if events else b"")
+        events, effects = m.core.apply(entries)
+        return _Applied([e[0] for e in entries], events, effects)
 
     def _round(self, m: _MarketState) -> None:
         """Commit the applied batch (reading more), applying the next one meanwhile."""
@@ -324,6 +338,8 @@ class EngineRunner:
         latency = committed_at - started
         if read and block_ms is None:
             self._take(m, reply)
+        if ready.effects is not None:
+            m.stage.after_commit(self.topology, ready.effects)
         m.applied = ready.ids[-1]
         m.ready = following
         if out_id is not None:
@@ -417,12 +433,13 @@ class EngineRunner:
 
     def _recover(self, m: _MarketState) -> None:
         started = time.perf_counter()
-        rec = recover(self.topology, m.market, m.keys, self.consumer,
+        rec = recover(self.topology, m.stage, self.consumer,
                       on_chunk=lambda: self._renew_if_due(m))
+        m.stage.after_recover(self.topology, rec.core)
         if m.channel is not None:
             m.channel.close()
         m.channel = self.topology.hot(m.keys.input)
-        m.book = rec.book
+        m.core = rec.core
         m.applied = rec.applied
         m.last_out_id = rec.last_out_id
         m.ready = None
@@ -432,9 +449,9 @@ class EngineRunner:
         m.stats.recoveries += 1
         m.stats.replayed += rec.replayed
         log.info("event=recovered market=%s epoch=%s snapshot_input_id=%s applied=%s "
-                 "replayed=%d claimed=%d acked_without_apply=%d seq=%d resting=%d ms=%.1f",
+                 "replayed=%d claimed=%d acked_without_apply=%d %s ms=%.1f",
                  m.symbol, m.epoch, rec.snapshot_input_id.decode(), rec.applied.decode(),
-                 rec.replayed, len(rec.backlog), rec.skipped, m.book.seq, len(m.book.orders),
+                 rec.replayed, len(rec.backlog), rec.skipped, m.core.summary(),
                  (time.perf_counter() - started) * 1000)
 
     def _snapshot(self, m: _MarketState) -> None:
@@ -444,15 +461,15 @@ class EngineRunner:
         """
         assert m.epoch is not None and m.ready is None
         started = time.perf_counter()
-        blob = encode_snapshot(take_snapshot(m.book, m.applied.decode(), m.last_out_id.decode()))
+        blob = m.core.snapshot(m.applied.decode(), m.last_out_id.decode())
         trimmed_in, trimmed_out = write_snapshot(self.topology, m.keys, m.epoch, blob, m.applied,
                                                  self.settings.out_retention)
         m.since_snapshot = 0
         m.snapshot_at = time.monotonic()
         m.stats.snapshots += 1
-        log.debug("event=snapshot market=%s input_id=%s seq=%d resting=%d bytes=%d "
+        log.debug("event=snapshot market=%s input_id=%s %s bytes=%d "
                   "trimmed_in=%d trimmed_out=%d ms=%.1f", m.symbol, m.applied.decode(),
-                  m.book.seq, len(m.book.orders), len(blob), trimmed_in, trimmed_out,
+                  m.core.summary(), len(blob), trimmed_in, trimmed_out,
                   (time.perf_counter() - started) * 1000)
 
     def _shutdown(self) -> None:
@@ -463,7 +480,7 @@ class EngineRunner:
             self._snapshot(m)
             release(self.topology, m.keys, self.consumer, m.epoch)
             log.info("event=stopped market=%s applied=%s seq=%d snapshot=written",
-                     m.symbol, m.applied.decode(), m.book.seq)
+                     m.symbol, m.applied.decode(), m.core.seq)
             m.epoch = None
 
     def _log_stats(self, now: float) -> None:

@@ -114,6 +114,19 @@ class Topology:
         """One command on ``key``'s node (control connection); the raw reply."""
         return self.control(key).call(*args)
 
+    def pipelined(self, calls: Sequence[tuple[str, Sequence[str | int | bytes]]]) -> list[Any]:
+        """Run ``(key, command)`` calls, one pipeline per node (control connections); the
+        replies in call order. Cost: one round trip per node named."""
+        by_node: dict[str, list[int]] = {}
+        for i, (key, _) in enumerate(calls):
+            by_node.setdefault(self.node_of(key), []).append(i)
+        replies: list[Any] = [None] * len(calls)
+        for name, indexes in by_node.items():
+            got = self._node_channel(name).pipeline([calls[i][1] for i in indexes])
+            for i, reply in zip(indexes, got, strict=True):
+                replies[i] = reply
+        return replies
+
     def ping(self) -> None:
         for name in self.primaries():
             self._node_channel(name).call("PING")

@@ -17,6 +17,7 @@ from typing import cast
 BENCHMARKS = {
     "core": ("benchmarks.core_bench", "matching core throughput on a realistic flow"),
     "engine": ("benchmarks.engine_bench", "engine on Redis Streams vs the XREADGROUP+XACK floor"),
+    "risk": ("benchmarks.risk_bench", "risk engine on Redis Streams vs the XREADGROUP+XACK floor"),
     "feed": ("benchmarks.feed_bench", "market-data commit-to-subscriber latency"),
     "e2e": ("benchmarks.e2e", "end-to-end order latency under open-loop load"),
 }

@@ -64,6 +64,9 @@ COMMANDS: dict[str, Command] = {
     "redis": lazy("streamex.redis_cmd", "run an embedded Redis server in the foreground"),
     "up": lazy("streamex.up", "run the whole exchange: Redis, engines, gateway, market data"),
     "engine": lazy("streamex.engine_cmd", "run the matching engine for some markets"),
+    "risk": lazy("streamex.risk_cmd", "run the risk engine (balances, holds, fees) for "
+                                      "some account shards"),
+    "admin": lazy("streamex.admin_cmd", "deposit, withdraw, balances (operator commands)"),
     "gateway": lazy("streamex.gateway_cmd", "run the order-entry websocket gateway"),
     "marketdata": lazy("streamex.marketdata_cmd", "run the market-data websocket service"),
     "bench": lazy("streamex.bench_cmd", "run a benchmark (core, engine, feed, e2e)"),

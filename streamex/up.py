@@ -132,10 +132,17 @@ class SecretConfig:
                 self._dir.rmdir()
 
 
-def _demo_accounts() -> tuple[Account, ...]:
+def demo_balances(config: Config) -> dict[str, str]:
+    """What a demo account starts with: 1,000,000 of each quote asset, 1,000 of each base."""
+    funds = {m.base: "1000" for m in config.markets}
+    funds.update({m.quote: "1000000" for m in config.markets})
+    return funds
+
+
+def _demo_accounts(config: Config) -> tuple[Account, ...]:
     return tuple(
         Account(id=f"demo{i}", api_key=f"demo{i}-{secrets.token_hex(8)}",
-                secret=secrets.token_hex(24))
+                secret=secrets.token_hex(24), balances=demo_balances(config))
         for i in (1, 2)
     )
 
@@ -156,7 +163,7 @@ def _effective_config(config: Config, args: argparse.Namespace,
         # with them), the same ids, so it takes its resting orders back after a restart.
         have = {a.id for a in config.accounts}
         extra = tuple(Account(id=name, api_key=f"{name}-{secrets.token_hex(8)}",
-                              secret=secrets.token_hex(24))
+                              secret=secrets.token_hex(24), balances=demo_balances(config))
                       for name in DEMO_MAKER_TAKER if name not in have)
         config = replace(config, accounts=config.accounts + extra)
     if any(a.id not in DEMO_MAKER_TAKER for a in config.accounts):
@@ -165,7 +172,7 @@ def _effective_config(config: Config, args: argparse.Namespace,
     if saved is not None and saved.exists():
         accounts = load_config(saved).accounts
     else:
-        accounts = _demo_accounts()
+        accounts = _demo_accounts(config)
         if saved is not None:
             fd = os.open(saved, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w") as f:
@@ -304,6 +311,10 @@ def _children(config: Config, secret_config: SecretConfig,
     engines = [Child(f"engine {m.symbol}", [*base, "engine", *common, "--markets", m.symbol,
                                             "--consumer", f"engine-{m.symbol}"], fds)
                for m in config.markets]
+    if config.risk.enabled:
+        engines += [Child(f"engine risk-{k}", [*base, "risk", *common, "--shards", str(k),
+                                               "--consumer", f"risk-{k}"], fds)
+                    for k in range(config.risk.shards)]
     services = [Child("gateway", [*base, "gateway", *common], fds),
                 Child("marketdata", [*base, "marketdata", *common], fds)]
     demo = []

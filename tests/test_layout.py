@@ -18,8 +18,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
-FIRST_PARTY = {"contract", "matching", "engine", "redisio", "gateway", "marketdata", "streamex",
-               "benchmarks"}
+FIRST_PARTY = {"contract", "matching", "ledger", "engine", "risk", "redisio", "gateway",
+               "marketdata", "streamex", "benchmarks"}
 IO_MODULES = {"asyncio", "socket", "ssl", "selectors", "subprocess", "http", "urllib", "redis",
               "hiredis", "websockets", "picows", "uvloop"}
 
@@ -27,13 +27,15 @@ IO_MODULES = {"asyncio", "socket", "ssl", "selectors", "subprocess", "http", "ur
 ALLOWED: dict[str, tuple[set[str], set[str]]] = {
     "contract": ({"contract"}, {"msgspec"}),
     "matching": ({"contract", "matching"}, {"msgspec", "sortedcontainers"}),
+    "ledger": ({"contract", "ledger"}, {"msgspec"}),
     "engine": ({"contract", "matching", "engine"}, {"msgspec", "redis", "hiredis"}),
+    "risk": ({"contract", "ledger", "engine", "risk"}, {"msgspec", "redis", "hiredis"}),
     "redisio": ({"redisio"}, {"redis", "hiredis"}),
     "gateway": ({"contract", "redisio", "gateway"}, {"msgspec", "redis", "hiredis", "websockets"}),
     "marketdata": ({"contract", "redisio", "marketdata"},
                    {"msgspec", "redis", "hiredis", "websockets", "sortedcontainers"}),
 }
-NO_IO = {"contract", "matching"}
+NO_IO = {"contract", "matching", "ledger"}
 
 
 def _imports(path: Path) -> set[str]:

@@ -1,0 +1,1 @@
+"""The risk engine process: one account shard's ledger served from its Redis stream."""
