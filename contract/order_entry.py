@@ -26,8 +26,12 @@ WireStatus = Literal["new", "partially_filled", "filled", "canceled", "expired",
 class ExecutionReport(msgspec.Struct, frozen=True, gc=False):
     """One execution report: the ``data`` of an ``executions`` push or an ``orders.open`` item.
 
-    ``exec_id`` is ``"<symbol>:<engine seq>"`` (None for ``status`` reports,
-    which restate an order rather than report a change). ``price`` is None for
+    ``exec_id`` is ``"<symbol>:<engine seq>"`` for a market's events and
+    ``"acct-<K>:<risk seq>"`` for what risk shard K answered on the market's
+    behalf (``INSUFFICIENT_FUNDS``); None for ``status`` reports, which
+    restate an order rather than report a change. ``fee`` is what this fill
+    cost the order, in ``fee_asset`` (the market's quote), formatted with the
+    quote's decimals: zero on every report that is not a ``trade``. ``price`` is None for
     market orders; ``last_qty``/``last_price``/``liquidity``/``trade_id`` are
     None unless ``exec_type`` is ``trade``; ``avg_price`` is None until a
     fill. A ``cancel_rejected`` report of an order that is still open states
@@ -56,6 +60,8 @@ class ExecutionReport(msgspec.Struct, frozen=True, gc=False):
     trade_id: int | None
     reason: str | None
     ts: int
+    fee: str
+    fee_asset: str
 
 
 class ExecutionPush(msgspec.Struct, frozen=True, gc=False, kw_only=True):
@@ -96,15 +102,19 @@ class LogonParams(_Params, frozen=True):
 
 
 class PlaceParams(_Params, frozen=True):
+    """``qty`` is required except for a market buy under the risk stage, which carries
+    ``quote_qty`` (quote, fees included) instead (``gateway.validation`` checks which)."""
+
     symbol: Symbol
     side: Side
     type: OrderType
-    qty: DecimalString
+    qty: DecimalString | msgspec.UnsetType = msgspec.UNSET
     price: DecimalString | None = None
     tif: Tif | None = None
     post_only: bool = False
     client_order_id: ClientOrderId | None = None
     stp: StpMode = "cancel_taker"
+    quote_qty: DecimalString | msgspec.UnsetType = msgspec.UNSET
 
 
 class CancelParams(_Params, frozen=True):
@@ -127,4 +137,45 @@ class SymbolParams(_Params, frozen=True):
     symbol: Symbol | None = None
 
 
-Params = NoParams | LogonParams | PlaceParams | CancelParams | AmendParams | SymbolParams
+class BalancesParams(_Params, frozen=True):
+    """``account.balances``: one asset, or None for every asset the account has touched."""
+
+    asset: str | None = None
+
+
+Params = (NoParams | LogonParams | PlaceParams | CancelParams | AmendParams | SymbolParams
+          | BalancesParams)
+
+
+# -- balances (risk stage) -------------------------------------------------------------
+
+
+class AssetBalance(msgspec.Struct, frozen=True, gc=False):
+    """One asset of an ``account.balances`` result: amounts with the asset's decimals."""
+
+    asset: str
+    available: str
+    held: str
+
+
+class BalancesResult(msgspec.Struct, frozen=True, gc=False):
+    """``{"balances": [...]}``, by asset name."""
+
+    balances: list[AssetBalance]
+
+
+class BalanceUpdate(msgspec.Struct, frozen=True, gc=False):
+    """The ``data`` of a ``balances`` push: an asset's balance after a committed change."""
+
+    asset: str
+    available: str
+    held: str
+    ts: int
+
+
+class BalancePush(msgspec.Struct, frozen=True, gc=False, kw_only=True):
+    """``{"channel": "balances", "type": "update", "data": <balance>}``."""
+
+    channel: str = "balances"
+    type: str = "update"
+    data: BalanceUpdate

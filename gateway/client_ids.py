@@ -16,6 +16,10 @@ input entry id (then the view knows whether it is open), or until its XADD
 fails. Only a duplicate placed through another gateway process in that
 window is left to the engine's asynchronous rejection.
 
+Under the risk stage an order id says nothing about the market's applied input
+id; places are then tracked by order id until their first report
+(``gateway.staged``), and :meth:`InFlightClientIds.in_use` asks that.
+
 Memory is bounded: a held place is one not yet applied by the engine, so
 there are at most about ``limits.max_backlog`` per market (admission refuses
 more, ``OVERLOADED``) plus the XADDs in flight, and never more than
@@ -31,6 +35,7 @@ import logging
 
 from contract.ids import parse_id
 from gateway.orders_view import OpenOrdersView
+from gateway.staged import StagedPlaces
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +50,10 @@ _EntryKey = tuple[int, int]
 class InFlightClientIds:
     """Client order ids of this process's places whose outcome the view has not applied."""
 
-    def __init__(self, view: OpenOrdersView, max_held: int = MAX_HELD) -> None:
+    def __init__(self, view: OpenOrdersView, max_held: int = MAX_HELD,
+                 staged: StagedPlaces | None = None) -> None:
         self._view = view
+        self._staged = staged
         self._max_held = max_held
         # symbol -> (account, client_order_id) -> input entry id (None: XADD not returned yet).
         self._held: dict[str, dict[_Key, _EntryKey | None]] = {}
@@ -56,6 +63,9 @@ class InFlightClientIds:
 
     def in_use(self, symbol: str, account: str, client_order_id: str) -> bool:
         """True when the account has an open order with that id, or a place of it in flight."""
+        if self._staged is not None:
+            return (self._staged.in_use(symbol, account, client_order_id)
+                    or self._view.by_client_id(symbol, account, client_order_id) is not None)
         self._prune(symbol)
         held = self._held.get(symbol)
         if held is not None and (account, client_order_id) in held:

@@ -11,6 +11,13 @@ Orders are also indexed by ``(account, client_order_id)`` per market
 (:meth:`OpenOrdersView.find`, :meth:`OpenOrdersView.by_client_id`): the
 gateway refuses a place whose client order id is open, and states a refused
 cancel's or amend's order as of that event (events are applied in order).
+
+Under the risk stage (``staged`` given) order ids are risk input ids, not
+the market's: every report the view applies, and every report the risk
+stage answered itself (:meth:`OpenOrdersView.apply_answer`), resolves the
+gateway's pending place of that id (``gateway.staged``), and
+:meth:`OpenOrdersView.may_be_open` asks it instead of comparing with the
+market's applied input id.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from collections.abc import Iterable
 from contract.events import Event, Report
 from contract.ids import parse_id, ts_of
 from contract.snapshot import Snapshot
+from gateway.staged import StagedPlaces
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +38,9 @@ _OPEN = frozenset({"new", "partially_filled"})
 class OpenOrdersView:
     """Open orders per market and account, each as its latest engine ``Report``."""
 
-    def __init__(self, symbols: Iterable[str]) -> None:
+    def __init__(self, symbols: Iterable[str], staged: StagedPlaces | None = None) -> None:
+        self.staged = staged
+        """The risk stage's pending places of this process (None without the risk stage)."""
         self._open: dict[str, dict[str, Report]] = {s: {} for s in symbols}
         self._by_account: dict[str, dict[str, dict[str, Report]]] = {}
         # symbol -> (account, client_order_id) -> order_id of the open order.
@@ -77,6 +87,17 @@ class OpenOrdersView:
                 self._keep(symbol, event)
             elif event.order_id in self._open[symbol]:
                 self._drop(symbol, event.order_id)
+            if self.staged is not None:
+                self.staged.resolve(event.order_id)
+
+    def apply_answer(self, event: Event) -> None:
+        """Apply what the risk stage answered on a market's behalf (``MarketAnswer.event``).
+
+        Such an order never reached the market: nothing opens or closes (a refused
+        amend leaves its order as it is); a refused place's pending id is resolved.
+        """
+        if type(event) is Report and self.staged is not None:
+            self.staged.resolve(event.order_id)
 
     def set_applied(self, symbol: str, last_input_id: str) -> None:
         """Record that the engine has applied every input entry up to ``last_input_id``."""
@@ -133,8 +154,16 @@ class OpenOrdersView:
         return self._applied[symbol]
 
     def may_be_open(self, symbol: str, order_id: str) -> bool:
-        """False only when the engine has applied ``order_id``'s place and the order is closed."""
-        return order_id in self._open[symbol] or parse_id(order_id) > self._applied[symbol]
+        """False only when the engine has applied ``order_id``'s place and the order is closed.
+
+        Under the risk stage: open in the view, or one of this process's places whose
+        first report the view has not applied yet. O(1).
+        """
+        if order_id in self._open[symbol]:
+            return True
+        if self.staged is not None:
+            return self.staged.is_pending(order_id)
+        return parse_id(order_id) > self._applied[symbol]
 
     def last_seq(self, symbol: str) -> int | None:
         """Seq of the last event applied for the market (None before any data)."""

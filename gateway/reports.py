@@ -5,6 +5,9 @@
 state when it is still open), and :func:`status_of` restates
 an open order for ``orders.open``. :func:`push_frame` encodes the
 ``executions`` push once, to be sent to every connection of the account.
+A report the risk stage gave on a market's behalf (``MarketAnswer``) is
+formatted the same way with the exec id :func:`risk_exec_id`.
+:func:`format_amount` and :func:`balance_frame` do the same for balances.
 Cost: O(1) per event plus the decimal formatting.
 """
 
@@ -14,7 +17,8 @@ import msgspec
 
 from contract.events import CancelRejected, Report
 from contract.market import Market
-from contract.order_entry import ExecutionPush, ExecutionReport
+from contract.order_entry import BalancePush, BalanceUpdate, ExecutionPush, ExecutionReport
+from contract.risk import risk_tag
 from contract.wire import encoder
 
 
@@ -23,12 +27,38 @@ def exec_id_of(symbol: str, seq: int) -> str:
     return f"{symbol}:{seq}"
 
 
-def report_of(market: Market, r: Report) -> ExecutionReport:
-    """The wire form of an engine ``Report``."""
+def risk_exec_id(shard: int, seq: int) -> str:
+    """The execution id of risk shard ``shard``'s event ``seq``: ``"acct-<K>:<seq>"``.
+
+    Never equal to a market's (a symbol is upper case, ``"BTC-USD:<seq>"``), unique
+    across the shards and stable (the shard's seq is deterministic)."""
+    return f"{risk_tag(shard)}:{seq}"
+
+
+def format_amount(units: int, decimals: int) -> str:
+    """``units * 10**-decimals`` with exactly ``decimals`` fraction digits: an asset amount.
+
+    ``format_amount(1500, 6) == "0.001500"``, ``format_amount(-5, 2) == "-0.05"``. O(digits).
+    """
+    if decimals == 0:
+        return str(units)
+    digits = str(abs(units)).rjust(decimals + 1, "0")
+    sign = "-" if units < 0 else ""
+    return f"{sign}{digits[:-decimals]}.{digits[-decimals:]}"
+
+
+def balance_frame(asset: str, decimals: int, available: int, held: int, ts: int) -> bytes:
+    """The ``balances`` push of one asset's new balance, as JSON bytes."""
+    return encoder.encode(BalancePush(data=BalanceUpdate(
+        asset, format_amount(available, decimals), format_amount(held, decimals), ts)))
+
+
+def report_of(market: Market, r: Report, exec_id: str | None = None) -> ExecutionReport:
+    """The wire form of an engine ``Report`` (``exec_id`` default: the market's of its seq)."""
     fmt_qty = market.format_qty
     trade = r.exec_type == "trade"
     return ExecutionReport(
-        exec_id=exec_id_of(market.symbol, r.seq),
+        exec_id=exec_id_of(market.symbol, r.seq) if exec_id is None else exec_id,
         order_id=r.order_id,
         client_order_id=r.client_order_id,
         symbol=market.symbol,
@@ -48,6 +78,8 @@ def report_of(market: Market, r: Report) -> ExecutionReport:
         trade_id=r.trade_id if trade else None,
         reason=r.reason,
         ts=r.ts,
+        fee=market.format_quote(r.fee if trade else 0),
+        fee_asset=market.quote,
     )
 
 
@@ -55,11 +87,12 @@ def status_of(market: Market, r: Report) -> ExecutionReport:
     """An open order restated from its latest ``Report``: exec_type ``status``, no exec id."""
     return msgspec.structs.replace(
         report_of(market, r), exec_id=None, exec_type="status", last_qty=None,
-        last_price=None, liquidity=None, trade_id=None, reason=None)
+        last_price=None, liquidity=None, trade_id=None, reason=None,
+        fee=market.format_quote(0))
 
 
-def cancel_rejected_of(market: Market, e: CancelRejected, order: Report | None
-                       ) -> ExecutionReport:
+def cancel_rejected_of(market: Market, e: CancelRejected, order: Report | None,
+                       exec_id: str | None = None) -> ExecutionReport:
     """The wire form of a refused cancel or amend; ``reason`` is the code.
 
     ``order`` is the account's open order the request named, as the
@@ -67,15 +100,17 @@ def cancel_rejected_of(market: Market, e: CancelRejected, order: Report | None
     order). A live order is stated as it is: its ``order_id``, current
     ``status`` (``new``/``partially_filled``) and fields. Without one the
     report echoes the request's ids with ``status`` ``rejected`` and None
-    wherever the order is unknown.
+    wherever the order is unknown. ``exec_id`` default: the market's of ``e.seq``.
     """
+    if exec_id is None:
+        exec_id = exec_id_of(market.symbol, e.seq)
     if order is not None:
         return msgspec.structs.replace(
-            report_of(market, order), exec_id=exec_id_of(market.symbol, e.seq),
+            report_of(market, order), exec_id=exec_id,
             exec_type="cancel_rejected", last_qty=None, last_price=None, liquidity=None,
-            trade_id=None, reason=e.reason, ts=e.ts)
+            trade_id=None, reason=e.reason, ts=e.ts, fee=market.format_quote(0))
     return ExecutionReport(
-        exec_id=exec_id_of(market.symbol, e.seq),
+        exec_id=exec_id,
         order_id=e.order_id,
         client_order_id=e.client_order_id,
         symbol=market.symbol,
@@ -95,6 +130,8 @@ def cancel_rejected_of(market: Market, e: CancelRejected, order: Report | None
         trade_id=None,
         reason=e.reason,
         ts=e.ts,
+        fee=market.format_quote(0),
+        fee_asset=market.quote,
     )
 
 

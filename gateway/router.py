@@ -18,6 +18,14 @@ after a failover with asynchronous replication, an engine may publish events
 again under seqs that were already routed (the writes that carried them were
 lost); clients get no second report. An entry starting at seq 1 starts
 the market's history anew (Redis restarted empty) and is never skipped.
+
+Under the risk stage (``risk_shards`` > 0) the router also follows every risk
+shard's ``sx:{acct-K}:out`` on the same tails (same positions, same seq
+dedup per shard), after loading each shard's snapshot into the balances
+view: a ``Balance`` updates the view and goes to the account's connections
+as a ``balances`` push; a ``MarketAnswer`` (an order the risk stage refused,
+``INSUFFICIENT_FUNDS``) goes to them as that market's execution report would,
+with the exec id ``"acct-<K>:<seq>"`` (``gateway.reports.risk_exec_id``).
 With replica reads (``durability =
 "replicated"``) the snapshot and ``:out`` are read from a replica of each
 market's primary, so nothing is reported that a failover could take back.
@@ -28,18 +36,32 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 
-from contract.events import CancelRejected, Report
+from contract.events import CancelRejected, InputRejected, Report
 from contract.keys import out_stream, snap_key
 from contract.market import Market
+from contract.risk import (
+    Balance,
+    MarketAnswer,
+    decode_risk_events,
+    decode_risk_snapshot,
+    risk_keys,
+)
 from contract.snapshot import decode_snapshot
-from contract.streams import OUT_INPUT_FIELD, events_of, field_of
+from contract.streams import OUT_EVENTS_FIELD, OUT_INPUT_FIELD, events_of, field_of
+from gateway.balances_view import BalancesView
 from gateway.orders_view import OpenOrdersView
-from gateway.reports import cancel_rejected_of, push_frame, report_of
+from gateway.reports import (
+    balance_frame,
+    cancel_rejected_of,
+    push_frame,
+    report_of,
+    risk_exec_id,
+)
 from redisio.tail import StreamTail
 from redisio.topology import Topology, TopologyError
 
@@ -72,12 +94,19 @@ class ExecutionRouter:
 
     def __init__(self, redis: Topology | aioredis.Redis, markets: Iterable[Market],
                  view: OpenOrdersView, deliver: Deliver, wanted: Callable[[str], bool],
-                 block_ms: int = BLOCK_MS, count: int = 500) -> None:
+                 block_ms: int = BLOCK_MS, count: int = 500, *, risk_shards: int = 0,
+                 balances: BalancesView | None = None,
+                 asset_units: Mapping[str, int] | None = None) -> None:
         topology = redis if isinstance(redis, Topology) else Topology.of_client(redis)
         self._markets = {m.symbol: m for m in markets}
         self._by_key = {out_stream(s).encode(): m for s, m in self._markets.items()}
+        # Risk stage: sx:{acct-K}:out -> K.
+        self._shard_by_key = {risk_keys(k).output.encode(): k for k in range(risk_shards)}
+        self._balances = balances if balances is not None else BalancesView()
+        self._units: Mapping[str, int] = asset_units or {}
+        self._risk_last_seq = dict.fromkeys(range(risk_shards), -1)
         self._groups = [_Group(StreamTail(topology, count), keys)
-                        for keys in topology.groups(self._by_key)]
+                        for keys in topology.groups([*self._by_key, *self._shard_by_key])]
         self._view = view
         self._deliver = deliver
         self._wanted = wanted
@@ -91,6 +120,10 @@ class ExecutionRouter:
         """Snapshot + catch-up for every market; returns once the view is current."""
         for group in self._groups:
             for key in group.positions:
+                shard = self._shard_by_key.get(key)
+                if shard is not None:
+                    await self._load_risk(group, key, shard)
+                    continue
                 market = self._by_key[key]
                 snap_name = snap_key(market.symbol)
                 data: bytes | None = await self._at_start(group.tail.call, snap_name, "GET",
@@ -108,6 +141,22 @@ class ExecutionRouter:
                 group.positions[key] = snap.last_out_id.encode()
             while await self._at_start(self._read, group, None):
                 pass
+
+    async def _load_risk(self, group: _Group, key: bytes, shard: int) -> None:
+        """Risk shard ``shard``'s snapshot into the balances view; :out is read after it."""
+        snap_name = risk_keys(shard).snap
+        data: bytes | None = await self._at_start(group.tail.call, snap_name, "GET", snap_name)
+        if data is None:
+            return
+        try:
+            snap = decode_risk_snapshot(data)
+        except Exception as exc:  # foreign or corrupt: follow :out from the start
+            log.error("risk shard %d: cannot decode snapshot (%r); reading events from the "
+                      "start", shard, exc)
+            return
+        self._balances.load_snapshot(snap)
+        self._risk_last_seq[shard] = snap.seq
+        group.positions[key] = snap.last_out_id.encode()
 
     async def _at_start(self, call: Callable[..., Awaitable[T]], *args: Any) -> T:
         """``call(*args)``, retried while the slot map is not settled (a node just
@@ -155,7 +204,14 @@ class ExecutionRouter:
         reply = await group.tail.read(positions, block_ms)
         handled = 0
         for key, entries in reply:
-            market = self._by_key[key]
+            market = self._by_key.get(key)
+            if market is None:
+                shard = self._shard_by_key[key]
+                for entry_id, fields in entries:
+                    self._handle_risk(shard, fields)
+                    positions[key] = entry_id
+                    handled += 1
+                continue
             for entry_id, fields in entries:
                 self._handle(market, fields)
                 positions[key] = entry_id
@@ -198,3 +254,62 @@ class ExecutionRouter:
         last_input = field_of(fields, OUT_INPUT_FIELD)
         if last_input:
             view.set_applied(symbol, last_input.decode())
+
+    def _handle_risk(self, shard: int, fields: list[bytes]) -> None:
+        """One ``sx:{acct-K}:out`` entry: balances and the risk stage's own answers."""
+        try:
+            data = field_of(fields, OUT_EVENTS_FIELD)
+            if data is None:
+                raise KeyError(OUT_EVENTS_FIELD)
+            events = decode_risk_events(data)
+        except Exception as exc:
+            log.error("risk shard %d: undecodable event entry skipped: %r", shard, exc)
+            return
+        wanted = self._wanted
+        deliver = self._deliver
+        last = self._risk_last_seq[shard]
+        if events and events[0].seq == FIRST_SEQ:
+            last = FIRST_SEQ - 1  # the shard's history starts anew (Redis lost everything)
+        for event in events:
+            if event.seq <= last:
+                self.duplicates += 1
+                continue
+            last = event.seq
+            if type(event) is Balance:
+                self._balances.apply(event)
+                if wanted(event.account):
+                    decimals = self._units.get(event.asset)
+                    if decimals is None:
+                        log.error("risk shard %d: balance of unknown asset %r not pushed",
+                                  shard, event.asset)
+                        continue
+                    deliver(event.account, balance_frame(event.asset, decimals,
+                                                         event.available, event.held,
+                                                         event.ts))
+            elif type(event) is MarketAnswer:
+                self._answer(shard, event)
+            elif type(event) is InputRejected:
+                log.error("risk shard %d: input %s rejected: %s", shard, event.input_id,
+                          event.reason)
+        self._risk_last_seq[shard] = last
+
+    def _answer(self, shard: int, answer: MarketAnswer) -> None:
+        """A report the risk stage gave on market ``answer.symbol``'s behalf."""
+        market = self._markets.get(answer.symbol)
+        event = answer.event
+        if market is None:
+            log.error("risk shard %d: answer for unlisted market %r skipped", shard,
+                      answer.symbol)
+            return
+        view = self._view
+        view.apply_answer(event)
+        if not self._wanted(event.account):
+            return
+        exec_id = risk_exec_id(shard, answer.seq)
+        if isinstance(event, Report):
+            frame = push_frame(report_of(market, event, exec_id))
+        else:
+            order = view.find(answer.symbol, event.account, event.order_id,
+                              event.client_order_id)
+            frame = push_frame(cancel_rejected_of(market, event, order, exec_id))
+        self._deliver(event.account, frame)

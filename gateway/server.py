@@ -10,6 +10,13 @@ the view, starts the tasks and listens; :meth:`Gateway.close` stops listening,
 lets closing sessions send their cancel-on-disconnect commands, then stops the
 tasks. The service keeps no state of its own that Redis does not have: after a
 restart, clients log on again and resync with ``orders.open``.
+
+With the risk stage on (``[risk] enabled``) every order command goes to the
+account's risk shard instead: ``sx:{acct-K}:in``, K = ``risk_shard(account,
+shards)``, as ``ToMarket(symbol, command)``, and a place's order id is
+``stage_order_id(entry id, K)``; the router then also follows every shard's
+``:out`` (balances, the risk stage's own answers) and the process keeps a
+balances view for ``account.balances``.
 """
 
 from __future__ import annotations
@@ -17,23 +24,28 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from types import TracebackType
 from typing import Any
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 
 from contract.commands import Command
+from contract.ids import stage_order_id
 from contract.keys import in_stream
 from contract.ratelimit import TokenBucket
+from contract.risk import ToMarket, encode_risk_command, risk_keys, risk_shard
 from contract.settings import Config
-from contract.streams import in_entry
+from contract.streams import IN_FIELD, in_entry
 from gateway.backlog import BacklogMonitor
+from gateway.balances_view import BalancesView
 from gateway.batcher import XaddBatcher
 from gateway.client_ids import InFlightClientIds
 from gateway.orders_view import OpenOrdersView
 from gateway.router import ExecutionRouter
 from gateway.session import Session
+from gateway.staged import StagedPlaces
+from gateway.validation import METHODS, RISK_METHODS
 from redisio.topology import Topology
 
 log = logging.getLogger(__name__)
@@ -66,14 +78,24 @@ class Gateway:
         self.topology = Topology((url, *(u for u in settings.urls if u != url)),
                                  cluster=settings.cluster, replica_reads=replicated)
         self.redis = self.topology.client
-        self.view = OpenOrdersView(self.markets)
-        self.client_ids = InFlightClientIds(self.view)
+        risk = config.risk
+        self.risk_shards = risk.shards if risk.enabled else 0
+        """Number of risk shards the orders go through; 0: no risk stage."""
+        self.methods = RISK_METHODS if risk.enabled else METHODS
+        self.asset_units: Mapping[str, int] = config.asset_units
+        self.staged = StagedPlaces() if risk.enabled else None
+        self.view = OpenOrdersView(self.markets, self.staged)
+        self.client_ids = InFlightClientIds(self.view, staged=self.staged)
+        self.balances = BalancesView() if risk.enabled else None
+        self._risk_inputs = [risk_keys(k).input for k in range(self.risk_shards)]
         self.backlog = BacklogMonitor(self.redis, self.markets, backlog_refresh_s)
         self.batcher = XaddBatcher(self.topology, on_added=self.backlog.added,
                                    wait_replicas=1 if replicated else 0,
                                    wait_timeout_ms=settings.wait_timeout_ms)
         self.router = ExecutionRouter(self.topology, config.markets, self.view,
-                                      self._deliver, self._wanted)
+                                      self._deliver, self._wanted,
+                                      risk_shards=self.risk_shards, balances=self.balances,
+                                      asset_units=self.asset_units)
         self.sessions: dict[str, set[Session]] = {}
         self._account_buckets: dict[str, TokenBucket] = {}
         self._tasks: list[asyncio.Task[None]] = []
@@ -135,7 +157,16 @@ class Gateway:
         return self.backlog.backlog(symbol)
 
     def submit(self, symbol: str, cmd: Command) -> asyncio.Future[str]:
-        return self.batcher.submit(in_stream(symbol), in_entry(cmd))
+        """XADD ``cmd`` (its market's ``:in``, or its account's risk shard's); the future gets
+        the entry id, under the risk stage the order id ``stage_order_id(entry id, K)``."""
+        if not self.risk_shards:
+            return self.batcher.submit(in_stream(symbol), in_entry(cmd))
+        shard = risk_shard(cmd.account, self.risk_shards)
+        fields = {IN_FIELD: encode_risk_command(ToMarket(symbol, cmd))}
+        added = self.batcher.submit(self._risk_inputs[shard], fields)
+        if shard == 0:
+            return added  # shard 0's order ids are its entry ids
+        return _mapped(added, lambda entry_id: stage_order_id(entry_id, shard))
 
     def register(self, session: Session) -> None:
         """Route the account's execution reports to ``session`` from now on."""
@@ -172,3 +203,24 @@ class Gateway:
     def _deliver(self, account: str, frame: bytes) -> None:
         for session in self.sessions.get(account, ()):
             session.push(frame)
+
+
+def _mapped(future: asyncio.Future[str], f: Callable[[str], str]) -> asyncio.Future[str]:
+    """A future of ``f(future's result)`` (its exception or cancellation passed on)."""
+    out: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+
+    def done(source: asyncio.Future[str]) -> None:
+        if out.done():
+            return
+        if source.cancelled():
+            out.cancel()
+        elif (exc := source.exception()) is not None:
+            out.set_exception(exc)
+        else:
+            out.set_result(f(source.result()))
+
+    if future.done():
+        done(future)
+    else:
+        future.add_done_callback(done)
+    return out

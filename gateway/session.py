@@ -36,6 +36,11 @@ Behaviour a client relies on:
   ``MAX_OUTBOX`` frames pile up, is closed (1008 "slow consumer").
 - ``cancel_on_disconnect`` acts when the connection closes or the gateway
   stops; a gateway that crashes (SIGKILL) cannot send the cancels.
+- Under the risk stage, ``account.balances`` answers from the process's
+  balances view (what the risk engines committed as far as it has read), and
+  a place is pending from its XADD's reply until its first report
+  (``gateway.staged``): its client order id stays in use and cancel on
+  disconnect includes it until then.
 """
 
 from __future__ import annotations
@@ -59,10 +64,18 @@ from contract.errors import (
     INTERNAL,
     OVERLOADED,
     UNAUTHENTICATED,
+    UNKNOWN_METHOD,
     StreamexError,
 )
 from contract.market import Market
-from contract.order_entry import LogonParams, PlaceParams, SymbolParams
+from contract.order_entry import (
+    AssetBalance,
+    BalancesParams,
+    BalancesResult,
+    LogonParams,
+    PlaceParams,
+    SymbolParams,
+)
 from contract.ratelimit import TokenBucket, rate_limited
 from contract.settings import Account, LimitsConfig
 from contract.wire import (
@@ -74,10 +87,19 @@ from contract.wire import (
     result_frame,
 )
 from gateway.auth import verify_logon
+from gateway.balances_view import BalancesView
 from gateway.client_ids import InFlightClientIds
 from gateway.orders_view import OpenOrdersView
-from gateway.reports import status_of
-from gateway.validation import ORDER_METHODS, Request, commands_for, decode_method, market_of
+from gateway.reports import format_amount, status_of
+from gateway.staged import StagedPlaces
+from gateway.validation import (
+    ORDER_METHODS,
+    MethodSpec,
+    Request,
+    commands_for,
+    decode_method,
+    market_of,
+)
 from gateway.ws_send import send_texts
 
 log = logging.getLogger(__name__)
@@ -108,6 +130,16 @@ class SessionHost(Protocol):
     view: OpenOrdersView
     client_ids: InFlightClientIds
     """Client order ids of places in flight from this process (duplicate refusal)."""
+    methods: Mapping[str, MethodSpec]
+    """The methods served (``gateway.validation.METHODS``, or ``RISK_METHODS``)."""
+    risk_shards: int
+    """Risk shards the orders go through; 0 without the risk stage."""
+    staged: StagedPlaces | None
+    """Under the risk stage: this process's places not yet reported (else None)."""
+    balances: BalancesView | None
+    """Under the risk stage: every account's committed balances (else None)."""
+    asset_units: Mapping[str, int]
+    """Decimals of every asset the markets trade."""
 
     def now_ms(self) -> int: ...
 
@@ -298,7 +330,7 @@ class Session:
         try:
             envelope = decode_envelope(frame)
             request_id = envelope.id
-            request = decode_method(envelope)
+            request = decode_method(envelope, self.host.methods)
             self._dispatch(request)
         except StreamexError as exc:  # a RequestError echoes its own id
             self._reply(error_frame_of(exc, request_id))
@@ -317,7 +349,8 @@ class Session:
             now = time.monotonic()
             if not bucket.take(now):
                 raise rate_limited(bucket, now, "account")
-            commands = commands_for(params, host.markets, self._account())
+            commands = commands_for(params, host.markets, self._account(),
+                                    risk=host.risk_shards > 0)
             if method == "order.place":
                 assert isinstance(params, PlaceParams)
                 symbol, cmd = commands[0]
@@ -338,6 +371,9 @@ class Session:
         elif method == "orders.open":
             assert isinstance(params, SymbolParams)
             self._open_orders(rid, params)
+        elif method == "account.balances":
+            assert isinstance(params, BalancesParams)
+            self._balances(rid, params)
         elif method == "ping":
             self._reply(result_frame(rid, {"pong": host.now_ms()}))
         elif method == "markets":
@@ -376,7 +412,10 @@ class Session:
         self._reply(result_frame(rid, {"account": account.id, "server_time": host.now_ms()}))
 
     def _place(self, rid: int | str, symbol: str, cmd: Command, coid: str | None) -> None:
-        if coid is not None and self.host.client_ids.hold(symbol, self._account(), coid):
+        staged = self.host.staged
+        if staged is not None:
+            future = self._place_staged(staged, symbol, cmd, coid)
+        elif coid is not None and self.host.client_ids.hold(symbol, self._account(), coid):
             client_ids, account = self.host.client_ids, self._account()
 
             def settle(done: asyncio.Future[str]) -> None:
@@ -400,6 +439,26 @@ class Session:
             self._in_flight.add(future)
             future.add_done_callback(lambda done: self._placed_done(symbol, done))
 
+    def _place_staged(self, staged: StagedPlaces, symbol: str, cmd: Command,
+                      coid: str | None) -> asyncio.Future[str]:
+        """Submit a place through the risk stage: pending until its first report."""
+        account = self._account()
+        token = staged.submitting(symbol, account, coid)
+
+        def settle(done: asyncio.Future[str]) -> None:
+            if done.cancelled() or done.exception() is not None:
+                staged.failed(token, symbol, account, coid)
+            else:
+                staged.added(token, symbol, account, coid, done.result())
+
+        try:
+            future = self._submit(symbol, cmd)
+        except BaseException:
+            staged.failed(token, symbol, account, coid)
+            raise
+        future.add_done_callback(settle)
+        return future
+
     def _placed_done(self, symbol: str, done: asyncio.Future[str]) -> None:
         self._in_flight.discard(done)
         if done.cancelled() or done.exception() is not None:
@@ -419,6 +478,27 @@ class Session:
         orders = host.view.open_orders(self._account(), params.symbol)
         self._reply(result_frame(rid, {
             "orders": [status_of(host.markets[s], r) for s, r in orders]}))
+
+    def _balances(self, rid: int | str, params: BalancesParams) -> None:
+        host = self.host
+        view = host.balances
+        if view is None:  # pragma: no cover - only RISK_METHODS has account.balances
+            raise StreamexError(UNKNOWN_METHOD, "method: 'account.balances' needs the risk stage")
+        units = host.asset_units
+        account = self._account()
+        if params.asset is not None:
+            decimals = units.get(params.asset)
+            if decimals is None:
+                raise StreamexError(BAD_REQUEST, f"params.asset: {quote(params.asset)} is not "
+                                                 "an asset of a listed market")
+            available, held = view.get(account, params.asset)
+            rows = [(params.asset, available, held)]
+        else:
+            rows = [row for row in view.of(account) if row[0] in units]
+        self._reply(result_frame(rid, BalancesResult([
+            AssetBalance(asset, format_amount(available, units[asset]),
+                         format_amount(held, units[asset]))
+            for asset, available, held in rows])))
 
     # -- disconnect -----------------------------------------------------------------
 

@@ -34,6 +34,7 @@ from contract.errors import (
 from contract.market import Market
 from contract.order_entry import (
     AmendParams,
+    BalancesParams,
     CancelParams,
     LogonParams,
     NoParams,
@@ -43,9 +44,10 @@ from contract.order_entry import (
 )
 from contract.wire import Envelope, RequestError, decode_envelope, decode_params, quote
 
-# An order id is the input stream entry id of its place command.
+# An order id is the input stream entry id of its place command; under the risk stage
+# the risk shard's input entry id, with "-K" for shard K > 0 (contract.ids.stage_order_id).
 _ORDER_ID = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")
-
+_STAGE_ORDER_ID = re.compile(r"[0-9]{1,20}-[0-9]{1,20}(?:-[0-9]{1,3})?")
 
 
 class MethodSpec(msgspec.Struct, frozen=True):
@@ -65,6 +67,13 @@ METHODS: Mapping[str, MethodSpec] = {
     "order.cancel_all": MethodSpec(msgspec.json.Decoder(SymbolParams), True),
     "orders.open": MethodSpec(msgspec.json.Decoder(SymbolParams), True),
 }
+"""The methods of protocol v1 (every gateway serves them)."""
+
+RISK_METHODS: Mapping[str, MethodSpec] = {
+    **METHODS,
+    "account.balances": MethodSpec(msgspec.json.Decoder(BalancesParams), True),
+}
+"""The methods of a gateway with the risk stage on (``[risk] enabled``): v1's and balances."""
 
 
 ORDER_METHODS = frozenset({"order.place", "order.cancel", "order.amend", "order.cancel_all"})
@@ -80,13 +89,13 @@ class Request(msgspec.Struct, frozen=True, gc=False):
     needs_logon: bool
 
 
-def decode_method(envelope: Envelope) -> Request:
-    """Decode the envelope's params for its method.
+def decode_method(envelope: Envelope, methods: Mapping[str, MethodSpec] = METHODS) -> Request:
+    """Decode the envelope's params for its method (one of ``methods``).
 
     Raises :class:`RequestError` UNKNOWN_METHOD for a method that does not
     exist, else BAD_REQUEST naming the offending field.
     """
-    spec = METHODS.get(envelope.method)
+    spec = methods.get(envelope.method)
     if spec is None:
         raise RequestError(UNKNOWN_METHOD, f"method: no method named {quote(envelope.method)}",
                            envelope.id)
@@ -95,9 +104,9 @@ def decode_method(envelope: Envelope) -> Request:
     return Request(envelope.id, envelope.method, params, spec.needs_logon)
 
 
-def decode_request(frame: str | bytes) -> Request:
+def decode_request(frame: str | bytes, methods: Mapping[str, MethodSpec] = METHODS) -> Request:
     """One frame -> :class:`Request`; every failure is a :class:`RequestError`."""
-    return decode_method(decode_envelope(frame))
+    return decode_method(decode_envelope(frame), methods)
 
 
 # -- params -> engine commands --------------------------------------------------------
@@ -111,9 +120,30 @@ def market_of(markets: Mapping[str, Market], symbol: str) -> Market:
     return market
 
 
-def place_command(params: PlaceParams, market: Market, account: str) -> Place:
-    """Check an ``order.place`` and build its command; raises StreamexError with the code."""
+def place_command(params: PlaceParams, market: Market, account: str, *,
+                  risk: bool = False) -> Place:
+    """Check an ``order.place`` and build its command; raises StreamexError with the code.
+
+    With ``risk`` (the risk stage is on) a market buy carries ``quote_qty``
+    (quote units, fees included) and ``qty`` 0; every other order carries
+    ``qty`` and no ``quote_qty`` (PROTOCOL.md, section A). Without it
+    ``quote_qty`` is refused everywhere.
+    """
     tif: Tif
+    quote_qty = 0
+    budget = risk and params.type == "market" and params.side == "buy"
+    if params.quote_qty is not msgspec.UNSET and not budget:
+        why = ("only for a market buy" if risk
+               else "needs the risk stage ([risk] enabled)")
+        raise StreamexError(BAD_REQUEST, f"params.quote_qty: {why}")
+    if budget:
+        if params.qty is not msgspec.UNSET:
+            raise StreamexError(BAD_REQUEST, "params.qty: not allowed for a market buy "
+                                             "(give quote_qty, the most quote to spend)")
+        if params.quote_qty is msgspec.UNSET:
+            raise StreamexError(BAD_REQUEST, "params.quote_qty: required for a market buy")
+    elif params.qty is msgspec.UNSET:
+        raise StreamexError(BAD_REQUEST, "params.qty: required")
     if params.type == "limit":
         if params.price is None:
             raise StreamexError(BAD_REQUEST, "params.price: required for a limit order")
@@ -129,30 +159,38 @@ def place_command(params: PlaceParams, market: Market, account: str) -> Place:
             raise StreamexError(BAD_REQUEST, "params.post_only: not allowed for a market order")
         # Market orders never rest: FOK stays FOK, anything else is IOC.
         tif = "FOK" if params.tif == "FOK" else "IOC"
-        qty = market.parse_qty(params.qty, "params.qty")
+        if budget:
+            if tif == "FOK":  # all-or-nothing has no meaning for a budget
+                raise StreamexError(BAD_REQUEST, "params.tif: FOK is not allowed for a "
+                                                 "market buy by quote_qty")
+            qty = 0
+            quote_qty = market.parse_quote(params.quote_qty, "params.quote_qty")
+        else:
+            qty = market.parse_qty(params.qty, "params.qty")
         price = 0
     return Place(account, params.side, params.type, qty, price, tif, params.post_only,
-                 params.client_order_id, params.stp)
+                 params.client_order_id, params.stp, quote_qty)
 
 
-def _order_ref(order_id: str | None, client_order_id: str | None) -> None:
+def _order_ref(order_id: str | None, client_order_id: str | None, risk: bool) -> None:
     if (order_id is None) == (client_order_id is None):
         raise StreamexError(BAD_REQUEST,
                             "params: give exactly one of order_id and client_order_id")
-    if order_id is not None and not _ORDER_ID.fullmatch(order_id):
+    if order_id is not None and not (_STAGE_ORDER_ID if risk else _ORDER_ID).fullmatch(order_id):
         # Not an entry id, so never an order id: certainly not one of the account's.
         raise StreamexError(UNKNOWN_ORDER, f"params.order_id: no open order {quote(order_id)}")
 
 
-def cancel_command(params: CancelParams, account: str) -> Cancel:
+def cancel_command(params: CancelParams, account: str, *, risk: bool = False) -> Cancel:
     """Check an ``order.cancel`` and build its command; raises StreamexError with the code."""
-    _order_ref(params.order_id, params.client_order_id)
+    _order_ref(params.order_id, params.client_order_id, risk)
     return Cancel(account, params.order_id, params.client_order_id)
 
 
-def amend_command(params: AmendParams, market: Market, account: str) -> Amend:
+def amend_command(params: AmendParams, market: Market, account: str, *,
+                  risk: bool = False) -> Amend:
     """Check an ``order.amend`` and build its command; raises StreamexError with the code."""
-    _order_ref(params.order_id, params.client_order_id)
+    _order_ref(params.order_id, params.client_order_id, risk)
     if params.qty is None and params.price is None:
         raise StreamexError(BAD_REQUEST, "params: give qty, price or both to amend")
     qty = None if params.qty is None else market.parse_qty(params.qty, "params.qty")
@@ -161,23 +199,25 @@ def amend_command(params: AmendParams, market: Market, account: str) -> Amend:
 
 
 
-def commands_for(params: Params, markets: Mapping[str, Market], account: str
-                 ) -> list[tuple[str, Place | Cancel | Amend | CancelAll]]:
+def commands_for(params: Params, markets: Mapping[str, Market], account: str, *,
+                 risk: bool = False) -> list[tuple[str, Place | Cancel | Amend | CancelAll]]:
     """The ``(symbol, command)`` pairs an order-entry request asks for, fully checked.
 
     ``order.place``/``order.cancel``/``order.amend`` give one pair,
     ``order.cancel_all`` one per market it names (every market when none).
-    Raises StreamexError (UNKNOWN_SYMBOL, BAD_REQUEST, INVALID_*, UNKNOWN_ORDER).
+    ``risk``: the risk stage is on (market buys by ``quote_qty``, order ids
+    of risk shards). Raises StreamexError (UNKNOWN_SYMBOL, BAD_REQUEST,
+    INVALID_*, UNKNOWN_ORDER).
     """
     if isinstance(params, PlaceParams):
         market = market_of(markets, params.symbol)
-        return [(market.symbol, place_command(params, market, account))]
+        return [(market.symbol, place_command(params, market, account, risk=risk))]
     if isinstance(params, CancelParams):
         market = market_of(markets, params.symbol)
-        return [(market.symbol, cancel_command(params, account))]
+        return [(market.symbol, cancel_command(params, account, risk=risk))]
     if isinstance(params, AmendParams):
         market = market_of(markets, params.symbol)
-        return [(market.symbol, amend_command(params, market, account))]
+        return [(market.symbol, amend_command(params, market, account, risk=risk))]
     if isinstance(params, SymbolParams):
         if params.symbol is not None:
             return [(market_of(markets, params.symbol).symbol, CancelAll(account))]

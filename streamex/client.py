@@ -8,6 +8,12 @@ Order entry::
         async for report in client.executions():
             print(report.exec_type, report.status, report.cum_qty)
 
+With the risk stage on, a market buy gives ``quote_qty`` (the most quote to
+spend, fees included) instead of ``qty``, and balances are read with
+``await client.balances()`` and followed with ``client.balance_updates()``
+(or ``await client.next_balance()``); execution reports and balance updates
+are queued apart, so both may be read at once.
+
 Market data::
 
     async with MarketDataClient.connect("ws://127.0.0.1:8002/") as feed:
@@ -42,11 +48,13 @@ from websockets.exceptions import ConnectionClosed
 
 from contract.errors import StreamexError
 from contract.market import Market
-from contract.order_entry import ExecutionReport
+from contract.order_entry import AssetBalance, BalancesResult, BalanceUpdate, ExecutionReport
 from contract.signing import sign
 from contract.wire import ErrorBody
 
 __all__ = [
+    "AssetBalance",
+    "BalanceUpdate",
     "ExecutionReport",
     "LogonResult",
     "MarketDataClient",
@@ -121,6 +129,7 @@ class _Client:
         self._ids = itertools.count(1)
         self._waiting: dict[int | str, asyncio.Future[msgspec.Raw]] = {}
         self._pushes: asyncio.Queue[Any] = asyncio.Queue()
+        self._balance_pushes: asyncio.Queue[Any] = asyncio.Queue()
         self._reader = asyncio.create_task(self._read())
 
     @classmethod
@@ -183,7 +192,10 @@ class _Client:
                 try:
                     message = _incoming_decoder.decode(frame)
                     if message.channel is not None:
-                        self._pushes.put_nowait(self._push_of(frame))
+                        push = self._push_of(frame)
+                        queue = (self._balance_pushes if isinstance(push, BalanceUpdate)
+                                 else self._pushes)
+                        queue.put_nowait(push)
                         continue
                 except (msgspec.DecodeError, msgspec.ValidationError):
                     continue  # not a frame of the protocol: ignore it
@@ -203,6 +215,7 @@ class _Client:
                 if not future.done():
                     future.set_exception(closed)
             self._pushes.put_nowait(_CLOSED)
+            self._balance_pushes.put_nowait(_CLOSED)
 
     def _push_of(self, frame: str | bytes) -> Any:
         return msgspec.json.decode(frame)
@@ -212,6 +225,13 @@ class _Client:
         item = await self._pushes.get()
         if item is _CLOSED:
             self._pushes.put_nowait(_CLOSED)
+        return item
+
+    async def _next_balance_push(self) -> Any:
+        """The next ``balances`` push, or ``_CLOSED`` once the connection is gone."""
+        item = await self._balance_pushes.get()
+        if item is _CLOSED:
+            self._balance_pushes.put_nowait(_CLOSED)
         return item
 
 
@@ -243,6 +263,14 @@ class _ExecutionPushIn(msgspec.Struct):
 _execution_decoder = msgspec.json.Decoder(_ExecutionPushIn)
 
 
+class _BalancePushIn(msgspec.Struct):
+    channel: str
+    data: BalanceUpdate
+
+
+_balance_decoder = msgspec.json.Decoder(_BalancePushIn)
+
+
 class OrderClient(_Client):
     """Order-entry connection: log on, place/cancel/amend orders, read execution reports."""
 
@@ -261,14 +289,22 @@ class OrderClient(_Client):
         return result
 
     async def place(self, symbol: str, side: Literal["buy", "sell"],
-                    type: Literal["limit", "market"], qty: Number, price: Number | None = None,
+                    type: Literal["limit", "market"], qty: Number | None = None,
+                    price: Number | None = None,
                     *, tif: Literal["GTC", "IOC", "FOK"] | None = None, post_only: bool = False,
                     client_order_id: str | None = None,
                     stp: Literal["cancel_taker", "cancel_maker", "cancel_both", "none"] | None
-                    = None) -> Received:
-        """Place an order; returns once it is durably queued (its reports follow as pushes)."""
-        params: dict[str, Any] = {"symbol": symbol, "side": side, "type": type,
-                                  "qty": _decimal(qty, "qty")}
+                    = None, quote_qty: Number | None = None) -> Received:
+        """Place an order; returns once it is durably queued (its reports follow as pushes).
+
+        Give ``qty``, except for a market buy under the risk stage: ``quote_qty``, the
+        most quote it may spend, fees included (the gateway refuses the other mixes).
+        """
+        params: dict[str, Any] = {"symbol": symbol, "side": side, "type": type}
+        if qty is not None:
+            params["qty"] = _decimal(qty, "qty")
+        if quote_qty is not None:
+            params["quote_qty"] = _decimal(quote_qty, "quote_qty")
         if price is not None:
             params["price"] = _decimal(price, "price")
         if tif is not None:
@@ -309,6 +345,29 @@ class OrderClient(_Client):
         result = await self._call("orders.open", {"symbol": symbol} if symbol else None, _Orders)
         return result.orders
 
+    async def balances(self, asset: str | None = None) -> list[AssetBalance]:
+        """The account's committed balances (every asset it has touched, or ``asset``)."""
+        result = await self._call("account.balances",
+                                  {"asset": asset} if asset is not None else None,
+                                  BalancesResult)
+        return result.balances
+
+    async def balance_updates(self) -> AsyncIterator[BalanceUpdate]:
+        """``balances`` pushes of the account, in order, until the connection closes."""
+        while True:
+            item = await self._next_balance_push()
+            if item is _CLOSED:
+                return
+            yield item
+
+    async def next_balance(self) -> BalanceUpdate:
+        """The next balance update; raises ``ConnectionClosed`` if the connection ends first."""
+        item = await self._next_balance_push()
+        if item is _CLOSED:
+            raise ConnectionClosed(None, None)
+        update: BalanceUpdate = item
+        return update
+
     async def executions(self) -> AsyncIterator[ExecutionReport]:
         """Execution reports of the account, in order, until the connection closes."""
         while True:
@@ -334,7 +393,11 @@ class OrderClient(_Client):
         try:
             push = _execution_decoder.decode(frame)
         except msgspec.ValidationError:
-            return msgspec.json.decode(frame)
+            try:
+                balance = _balance_decoder.decode(frame)
+            except msgspec.ValidationError:
+                return msgspec.json.decode(frame)
+            return balance.data if balance.channel == "balances" else msgspec.json.decode(frame)
         return push.data if push.channel == "executions" else msgspec.json.decode(frame)
 
 

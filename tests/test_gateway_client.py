@@ -37,7 +37,11 @@ async def test_order_client_results_errors_and_executions(tmp_path: Path, redis_
             async with OrderClient.connect(url) as client:
                 assert await client.ping() > 0
                 markets = await client.markets()
-                assert markets == [MarketInfo(**m.to_wire()) for m in DEFAULT_MARKETS]
+                # The configured markets (one unit per asset, config.asset_units).
+                assert markets == [MarketInfo(**m.to_wire()) for m in config.markets]
+                assert [m.symbol for m in markets] == [m.symbol for m in DEFAULT_MARKETS]
+                assert all("maker_fee" in m.to_wire() and "taker_fee" in m.to_wire()
+                           for m in markets)
                 with pytest.raises(StreamexError) as caught:
                     await client.place("BTC-USD", "buy", "limit", "1", "1.00")
                 assert caught.value.code == "UNAUTHENTICATED"

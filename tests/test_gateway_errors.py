@@ -47,7 +47,11 @@ async def test_ping_and_markets_need_no_logon(gateway: tuple[Gateway, str]) -> N
     pong = await raw.call({"id": 1, "method": "ping"})
     assert pong["id"] == 1 and pong["result"]["pong"] >= before
     markets = await raw.call({"id": "m", "method": "markets", "params": {}})
-    assert markets == {"id": "m", "result": {"markets": [m.to_wire() for m in DEFAULT_MARKETS]}}
+    # The configured markets: DEFAULT_MARKETS with one unit per asset (config.asset_units).
+    configured = gateway[0].config.markets
+    assert [m.symbol for m in configured] == [m.symbol for m in DEFAULT_MARKETS]
+    assert markets == {"id": "m", "result": {"markets": [m.to_wire() for m in configured]}}
+    assert all({"maker_fee", "taker_fee"} <= m.keys() for m in markets["result"]["markets"])
     await raw.close()
 
 
