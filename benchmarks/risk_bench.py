@@ -28,7 +28,10 @@ import sys
 import time
 from typing import Any
 
+import msgspec
+
 from benchmarks.engine_bench import _floor, _pct, _raw_client
+from contract.commands import Place
 from contract.market import DEFAULT_MARKETS
 from contract.risk import (
     Deposit,
@@ -67,7 +70,16 @@ def _entries(n: int, seed: int) -> list[tuple[str, RiskCommand]]:
         deposits.append(Deposit(account, market.quote, 10**18, f"bench:{account}:q"))
         deposits.append(Deposit(account, market.base, 10**15, f"bench:{account}:b"))
     ids = entry_ids(len(deposits) + len(flow))
-    commands = deposits + [ToMarket(market.symbol, cmd) for _, cmd in flow]
+    orders: list[RiskCommand] = []
+    last_price = market.min_ticks
+    for _, cmd in flow:
+        if isinstance(cmd, Place) and cmd.type == "limit":
+            last_price = cmd.price
+        elif isinstance(cmd, Place) and cmd.side == "buy":  # by budget, as the gateway sends
+            cmd = msgspec.structs.replace(
+                cmd, qty=0, quote_qty=market.buy_hold(last_price * 102 // 100, cmd.qty))
+        orders.append(ToMarket(market.symbol, cmd))
+    commands = deposits + orders
     return list(zip(ids, commands, strict=True))
 
 

@@ -77,7 +77,7 @@ class AssetConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 class RiskConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """The risk stage (balances, holds, fees; ARCHITECTURE.md, "The risk stage")."""
 
-    enabled: bool = False
+    enabled: bool = True
     """False: no balances, orders go straight to the markets (a venue whose members do
     their own risk checks)."""
     shards: Annotated[int, msgspec.Meta(ge=1, le=256)] = 1

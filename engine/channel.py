@@ -84,6 +84,7 @@ class CommitChannel:
         self._conn: Any = self._pool.get_connection()  # redis-py's Connection is untyped
         self._reading = False
         self._held = False
+        self._before = 0
 
     @property
     def read_held(self) -> bool:
@@ -93,15 +94,19 @@ class CommitChannel:
     def send(self, keys: MarketKeys, epoch: int, consumer: str, prev_applied: bytes,
              ids: list[bytes], events: bytes, read_count: int,
              read_streams: Sequence[str], block_ms: int | None = None,
-             hold_read: bool = False) -> None:
+             hold_read: bool = False, before: tuple[bytes, int] | None = None) -> None:
         """Publish ``events`` (encoded, b"" for none), record ``ids[-1]``, XACK ``ids``.
 
         Then read up to ``read_count`` new entries of ``read_streams`` (none
         when 0), waiting up to ``block_ms`` for the first if given; with
         ``hold_read`` that read's reply is left for :meth:`take_read`.
+        ``before``: commands already in RESP, and how many, sent first in the
+        same write (a stage's side effects that may precede its commit);
+        :meth:`receive` raises the first error among their replies.
         """
         assert not self._held, "a held read is in flight on this connection"
-        packed = resp_command((
+        self._before = 0 if before is None else before[1]
+        packed = (b"" if before is None else before[0]) + resp_command((
             "EVALSHA", COMMIT_SCRIPT.sha, 4, keys.input, keys.epoch, keys.output, keys.applied,
             epoch, ENGINE_GROUP, consumer, prev_applied, ids[-1], events), ids)
         if read_count:  # one write (redis-py sends each list item with its own sendall)
@@ -120,6 +125,12 @@ class CommitChannel:
         error: redis.ResponseError | None = None
         out_id: bytes | None = None
         entries: StreamEntries = []
+        for _ in range(self._before):
+            try:
+                self._conn.read_response()
+            except redis.ResponseError as exc:
+                error = error or exc
+        self._before = 0
         try:
             out_id = self._conn.read_response()
         except redis.ResponseError as exc:
@@ -180,14 +191,16 @@ class CommitChannel:
         self._conn.send_packed_command([_pack(*args)])
         return self._conn.read_response()
 
-    def pipeline(self, commands: Sequence[Sequence[str | int | bytes]]) -> list[Any]:
-        """Run ``commands`` in one write and one round trip; their raw replies in order.
+    def pipeline(self, commands: Sequence[Sequence[str | int | bytes] | bytes]) -> list[Any]:
+        """Run ``commands`` (argument lists, or commands already in RESP) in one write and
+        one round trip; their raw replies in order.
 
         Every reply is read even when one is an error; then the first error
         is raised, mapped like a commit's (``TopologyChanged`` for MOVED).
         """
         assert not self._held, "a held read is in flight on this connection"
-        self._conn.send_packed_command([b"".join(_pack(*c) for c in commands)])
+        self._conn.send_packed_command([b"".join(
+            c if isinstance(c, bytes) else _pack(*c) for c in commands)])
         replies: list[Any] = []
         error: redis.ResponseError | None = None
         for _ in commands:

@@ -24,8 +24,10 @@ below stands for either):
   round whose state is fully committed, a snapshot is written and the
   streams trimmed behind it;
 - a stage's side effects of a batch (the risk stage's forwards to the
-  markets) run once its commit's reply is in, before the next commit is
-  sent, and those of a recovery's replay before the first new entry.
+  markets) go in the same write as its commit when they target the same
+  node (the stage says so: ``Stage.before_commit``), else run once the
+  commit's reply is in, before the next commit is sent; those of a
+  recovery's replay run before the first new entry.
 
 Failures: a Redis disconnect or timeout, or a cluster slot that moved (a
 failover: ``TopologyChanged``), is retried with exponential backoff (50 ms
@@ -330,9 +332,14 @@ class EngineRunner:
             # Nothing left to do after this commit: the read waits for the market's next
             # entries, held on its connection (_collect takes the reply), saving a round trip.
             block_ms = self._block_ms()
+        before = None
+        if ready.effects is not None:
+            before = m.stage.before_commit(self.topology, m.keys.input, ready.effects)
+            if before is not None:
+                ready.effects = None  # they go in the commit's write
         started = time.perf_counter()
         channel.send(m.keys, m.epoch, self.consumer, m.applied, ready.ids, ready.events,
-                     read, streams, block_ms, hold_read=block_ms is not None)
+                     read, streams, block_ms, hold_read=block_ms is not None, before=before)
         following = self._apply(m, overlap) if overlap else None
         out_id, committed_at, reply = channel.receive()
         latency = committed_at - started

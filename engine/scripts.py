@@ -13,6 +13,8 @@ runs them unchanged:
 - ``SNAPSHOT``: write the snapshot, then trim ``:in`` with ``MINID`` to the
   snapshot's last input id (never past it) and ``:out`` by retention.
 - ``RELEASE``: drop the lease on a clean stop so a standby takes over at once.
+- ``APPEND``: XADD many entries to one stream in one call (the risk stage's
+  forwards to a market).
 
 Reads are plain ``XREADGROUP`` (reading inside a script costs ~1 us per entry
 of Lua conversion). A paused engine (a zombie) may therefore still take
@@ -127,6 +129,21 @@ return {trimmed_in, trimmed_out}
 """
 
 
+# KEYS: a stream.  ARGV: n, then n entries' flat fields, each entry as its field count
+# followed by its fields.  -> n.  Appends many entries in one call: one reply to read, where
+# a pipeline of XADDs has one per entry (~3 us each in Python).
+APPEND = """
+local n = tonumber(ARGV[1])
+local i = 2
+for _ = 1, n do
+  local k = tonumber(ARGV[i])
+  redis.call('XADD', KEYS[1], '*', unpack(ARGV, i + 1, i + k))
+  i = i + k + 1
+end
+return n
+"""
+
+
 class Caller(Protocol):
     """A connection to the node of the script's keys (``engine.channel.CommitChannel``)."""
 
@@ -184,4 +201,6 @@ RENEW_SCRIPT = Script(RENEW)
 RELEASE_SCRIPT = Script(RELEASE)
 COMMIT_SCRIPT = Script(COMMIT)
 SNAPSHOT_SCRIPT = Script(SNAPSHOT)
-ALL_SCRIPTS = (ACQUIRE_SCRIPT, RENEW_SCRIPT, RELEASE_SCRIPT, COMMIT_SCRIPT, SNAPSHOT_SCRIPT)
+APPEND_SCRIPT = Script(APPEND)
+ALL_SCRIPTS = (ACQUIRE_SCRIPT, RENEW_SCRIPT, RELEASE_SCRIPT, COMMIT_SCRIPT, SNAPSHOT_SCRIPT,
+               APPEND_SCRIPT)

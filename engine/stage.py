@@ -68,6 +68,12 @@ class Stage(Protocol):
     def last_seq(self, events: bytes) -> int | None:
         """Seq of the last event in an ``:out`` entry's ``e`` field (None if empty)."""
 
+    def before_commit(self, topology: Topology, node_key: str,
+                      effects: object) -> tuple[bytes, int] | None:
+        """The batch's side effects as commands to send ahead of its commit on the
+        connection of ``node_key``'s node (RESP bytes, count), or None when they must wait
+        for the commit (:meth:`after_commit` then runs them)."""
+
     def after_commit(self, topology: Topology, effects: object) -> None:
         """Run a committed batch's side effects (its ``apply`` returned them)."""
 
@@ -124,6 +130,11 @@ class MarketStage:
     def last_seq(self, events: bytes) -> int | None:
         decoded = decode_events(events)
         return decoded[-1].seq if decoded else None
+
+    def before_commit(self, topology: Topology, node_key: str,
+                      effects: object) -> tuple[bytes, int] | None:
+        """A market's commit has no side effect."""
+        return None
 
     def after_commit(self, topology: Topology, effects: object) -> None:
         """A market's commit has no side effect."""

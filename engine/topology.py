@@ -114,9 +114,11 @@ class Topology:
         """One command on ``key``'s node (control connection); the raw reply."""
         return self.control(key).call(*args)
 
-    def pipelined(self, calls: Sequence[tuple[str, Sequence[str | int | bytes]]]) -> list[Any]:
-        """Run ``(key, command)`` calls, one pipeline per node (control connections); the
-        replies in call order. Cost: one round trip per node named."""
+    def pipelined(self, calls: Sequence[tuple[str, Sequence[str | int | bytes] | bytes]]
+                  ) -> list[Any]:
+        """Run ``(key, command)`` calls (a command is an argument list or RESP bytes), one
+        pipeline per node (control connections); the replies in call order. Cost: one
+        round trip per node named."""
         by_node: dict[str, list[int]] = {}
         for i, (key, _) in enumerate(calls):
             by_node.setdefault(self.node_of(key), []).append(i)

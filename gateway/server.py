@@ -34,7 +34,7 @@ from contract.commands import Command
 from contract.ids import stage_order_id
 from contract.keys import in_stream
 from contract.ratelimit import TokenBucket
-from contract.risk import ToMarket, encode_risk_command, risk_keys, risk_shard
+from contract.risk import ToMarket, encode_risk_command, risk_keys, risk_shard, risk_tag
 from contract.settings import Config
 from contract.streams import IN_FIELD, in_entry
 from gateway.backlog import BacklogMonitor
@@ -88,7 +88,10 @@ class Gateway:
         self.client_ids = InFlightClientIds(self.view, staged=self.staged)
         self.balances = BalancesView() if risk.enabled else None
         self._risk_inputs = [risk_keys(k).input for k in range(self.risk_shards)]
-        self.backlog = BacklogMonitor(self.redis, self.markets, backlog_refresh_s)
+        self._risk_tags = [risk_tag(k) for k in range(self.risk_shards)]
+        # The risk shards' inputs are measured like markets': an order waits in both.
+        self.backlog = BacklogMonitor(self.redis, [*self.markets, *self._risk_tags],
+                                      backlog_refresh_s)
         self.batcher = XaddBatcher(self.topology, on_added=self.backlog.added,
                                    wait_replicas=1 if replicated else 0,
                                    wait_timeout_ms=settings.wait_timeout_ms)
@@ -154,7 +157,12 @@ class Gateway:
         await Session(self, ws).run()
 
     def backlog_of(self, symbol: str) -> int:
-        return self.backlog.backlog(symbol)
+        """Commands queued unapplied before an order for ``symbol`` is matched: its market's,
+        or the fullest risk shard's if that is more (under the risk stage). O(shards)."""
+        backlog = self.backlog.backlog(symbol)
+        for tag in self._risk_tags:
+            backlog = max(backlog, self.backlog.backlog(tag))
+        return backlog
 
     def submit(self, symbol: str, cmd: Command) -> asyncio.Future[str]:
         """XADD ``cmd`` (its market's ``:in``, or its account's risk shard's); the future gets

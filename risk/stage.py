@@ -20,6 +20,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from hiredis import pack_command
+
 from contract.keys import in_stream
 from contract.market import Market
 from contract.risk import (
@@ -32,6 +34,8 @@ from contract.risk import (
     risk_tag,
 )
 from contract.streams import RawEntry
+from engine.exceptions import ScriptMissing
+from engine.scripts import APPEND_SCRIPT
 from engine.stage import REPLAY_SLICE, Core
 from engine.topology import Topology
 from ledger.core import Ledger
@@ -107,12 +111,50 @@ class RiskStage:
         assert isinstance(core, RiskCore)
         self._forward(topology, core.ledger.take_outbox())
 
+    def before_commit(self, topology: Topology, node_key: str,
+                      effects: object) -> tuple[bytes, int] | None:
+        """The forwards, packed, when every target market lives on ``node_key``'s node (one
+        server: always): they then travel in the commit's write. A market may receive them
+        before the commit lands; if the commit then fails, recovery replays the same
+        commands with the same ``risk_seq`` and the market drops the copies."""
+        forwards: list[Forward] = effects  # type: ignore[assignment]
+        calls = self._calls(forwards)
+        node = topology.node_of(node_key)
+        if any(topology.node_of(stream) != node for stream, _ in calls):
+            return None
+        self.forwarded += len(forwards)
+        return b"".join(packed for _, packed in calls), len(calls)
+
     def _forward(self, topology: Topology, forwards: list[Forward]) -> None:
+        """One ``APPEND`` per market, one pipeline per node; waits for the replies."""
         if not forwards:
             return
-        calls: list[tuple[str, list[str | int | bytes]]] = []
-        for symbol, fields in forwards:
-            stream = in_stream(symbol)
-            calls.append((stream, ["XADD", stream, "*", *fields]))
-        topology.pipelined(calls)
+        calls = self._calls(forwards)
+        try:
+            topology.pipelined(calls)
+        except ScriptMissing:  # the node restarted or failed over: load, then once more
+            topology.load_scripts()
+            topology.pipelined(calls)
         self.forwarded += len(forwards)
+
+    @staticmethod
+    def _calls(forwards: list[Forward]) -> list[tuple[str, bytes]]:
+        """``(market :in, EVALSHA APPEND of its entries in order)`` per market. O(fields)."""
+        by_market: dict[str, list[bytes]] = {}
+        counts: dict[str, int] = {}
+        for symbol, fields in forwards:
+            flat = by_market.get(symbol)
+            if flat is None:
+                flat = by_market[symbol] = []
+                counts[symbol] = 0
+            flat.append(b"%d" % len(fields))
+            flat += fields
+            counts[symbol] += 1
+        calls = []
+        for symbol, flat in by_market.items():
+            stream = in_stream(symbol)
+            args: tuple[str | int | bytes, ...] = (
+                "EVALSHA", APPEND_SCRIPT.sha, 1, stream, counts[symbol], *flat)
+            packed: bytes = pack_command(args)  # type: ignore[arg-type]  # stub: a 1-tuple
+            calls.append((stream, packed))
+        return calls

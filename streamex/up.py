@@ -361,13 +361,22 @@ def _print_banner(config: Config, redis_url: str, embedded: RedisServer | None,
         lines.append(f"  markets       {', '.join(placed)}")
     else:
         lines.append(f"  markets       {', '.join(m.symbol for m in config.markets)}")
+    risk = config.risk
+    if risk.enabled:
+        engines = "1 risk engine" if risk.shards == 1 else f"{risk.shards} risk engines"
+        lines.append(f"  balances      on: {engines}, fees to account {risk.fee_account!r} "
+                     "(streamex admin balances)")
+    else:
+        lines.append("  balances      off ([risk] enabled = false): no holds, no fees")
     if generated:
         kept = f"kept in {data_dir / DEMO_ACCOUNTS}" if data_dir is not None else "not saved"
         lines.append(f"  demo accounts (generated, {kept}; set [[accounts]] in a config "
                      "to choose):")
         for a in config.accounts:
             if a.id not in DEMO_MAKER_TAKER:
-                lines.append(f"    {a.id}: api_key={a.api_key} secret={a.secret}")
+                funds = (" funded " + ", ".join(f"{v} {k}" for k, v in a.balances.items())
+                         if risk.enabled and a.balances else "")
+                lines.append(f"    {a.id}: api_key={a.api_key} secret={a.secret}{funds}")
     if demo:
         lines.append(f"  market maker  streamex demo, on its own accounts "
                      f"{' and '.join(DEMO_MAKER_TAKER)}")

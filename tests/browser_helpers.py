@@ -146,21 +146,27 @@ class Exchange:
             proc.stdout.close()
 
 
-_ACCOUNT_LINE = re.compile(r"^\s+(\S+): api_key=(\S+) secret=(\S+)\s*$")
+_ACCOUNT_LINE = re.compile(r"^\s+(\S+): api_key=(\S+) secret=(\S+)(?: funded .*)?\s*$")
 
 
 @contextlib.contextmanager
-def running_exchange(data_dir: Path) -> Iterator[Exchange]:
-    """Start ``streamex up`` on free ports, wait for its banner, stop it afterwards."""
-    exchange = start_exchange(data_dir, free_port(), free_port())
+def running_exchange(data_dir: Path, config: str | None = None) -> Iterator[Exchange]:
+    """Start ``streamex up`` on free ports (with the TOML ``config`` text, if any: e.g.
+    markets with fees, or the risk stage off), wait for its banner, stop it afterwards."""
+    exchange = start_exchange(data_dir, free_port(), free_port(), config)
     try:
         yield exchange
     finally:
         exchange.stop()
 
 
-def start_exchange(data_dir: Path, gw_port: int, md_port: int) -> Exchange:
+def start_exchange(data_dir: Path, gw_port: int, md_port: int,
+                   config: str | None = None) -> Exchange:
     """Start ``streamex up`` on these ports with ``data_dir`` and wait for its banner.
+
+    ``config``: TOML text written to ``data_dir/streamex.toml`` and passed as
+    ``--config`` (without it: the built-in markets, the risk stage on). Without
+    ``[[accounts]]`` in it, ``up`` still makes (and funds) the demo accounts.
 
     Its output is drained by a thread for the whole run (the children share
     the pipe); the last lines are kept for failure messages. The caller stops
@@ -168,6 +174,11 @@ def start_exchange(data_dir: Path, gw_port: int, md_port: int) -> Exchange:
     """
     argv = [sys.executable, "-m", "streamex", "up", "--gateway-port", str(gw_port),
             "--marketdata-port", str(md_port), "--data-dir", str(data_dir)]
+    if config is not None:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        config_path = data_dir / "streamex.toml"
+        config_path.write_text(config)
+        argv += ["--config", str(config_path)]
     proc = subprocess.Popen(argv, cwd=REPO_ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True)
     lines: queue.Queue[str | None] = queue.Queue()
@@ -347,6 +358,19 @@ class OrderSession(JsonSession):
             params["price"] = price
         order_id: str = self.result("order.place", params)["order_id"]
         return order_id
+
+    def market_buy(self, symbol: str, quote_qty: str, **extra: Any) -> str:
+        """Place a market buy spending at most ``quote_qty`` (fees included), as the risk
+        stage wants it (PROTOCOL.md section A); return its order id."""
+        params = {"symbol": symbol, "side": "buy", "type": "market", "quote_qty": quote_qty,
+                  **extra}
+        order_id: str = self.result("order.place", params)["order_id"]
+        return order_id
+
+    def balances(self) -> dict[str, tuple[str, str]]:
+        """``account.balances``: asset -> (available, held)."""
+        return {b["asset"]: (b["available"], b["held"])
+                for b in self.result("account.balances", {})["balances"]}
 
     def report(self, order_id: str, exec_type: str, timeout: float = 10.0) -> dict[str, Any]:
         """Wait for the execution report of ``order_id`` with ``exec_type``."""

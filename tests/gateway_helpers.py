@@ -10,23 +10,29 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import redis.asyncio as aioredis
 from msgspec.structs import replace
 from streamex_process import StreamexProcess
 from timing import TIMEOUT_S
 from websockets.asyncio.client import ClientConnection, connect
 
-from contract.keys import lease_key
+from contract.keys import in_stream, lease_key
+from contract.risk import ToMarket, decode_risk_command, encode_risk_command, risk_keys, risk_tag
 from contract.settings import Account, Config, EngineConfig, LimitsConfig
+from contract.streams import IN_FIELD
 from gateway.server import Gateway
 from streamex.client import ExecutionReport, OrderClient
-from streamex.config import dump_config
+from streamex.config import dump_config, load_config
+from streamex.risk_cmd import initial_deposits
 
 REPO = Path(__file__).resolve().parent.parent
 
-ALICE = Account("alice", "alice-key", "alice-secret-0123456789")
-BOB = Account("bob", "bob-key", "bob-secret-0123456789")
-CAROL = Account("carol", "carol-key", "carol-secret-0123456789")
+FUNDS = {"USD": "100000000", "BTC": "10000", "ETH": "100000"}
+"""What each test account starts with (the risk stage is on by default)."""
+ALICE = Account("alice", "alice-key", "alice-secret-0123456789", balances=FUNDS)
+BOB = Account("bob", "bob-key", "bob-secret-0123456789", balances=FUNDS)
+CAROL = Account("carol", "carol-key", "carol-secret-0123456789", balances=FUNDS)
 ACCOUNTS = (ALICE, BOB, CAROL)
 
 
@@ -49,9 +55,41 @@ class Process(StreamexProcess):
         super().__init__(args, log_path, timeout_s=TIMEOUT_S)
 
 
-def engine_process(config_path: Path, redis_url: str, log_path: Path) -> Process:
-    return Process(["engine", "--config", str(config_path), "--redis-url", redis_url,
-                    "--consumer", "engine-test"], log_path)
+class EngineGroup:
+    """The engines behind a gateway: ``streamex engine`` and, when the config's risk stage
+    is on, ``streamex risk`` (both logs in ``log_path``'s directory); one process to tests."""
+
+    def __init__(self, config_path: Path, redis_url: str, log_path: Path) -> None:
+        self.processes = [Process(["engine", "--config", str(config_path), "--redis-url",
+                                   redis_url, "--consumer", "engine-test"], log_path)]
+        if load_config(config_path).risk.enabled:
+            risk_log = log_path.with_name(log_path.stem + "-risk" + log_path.suffix)
+            self.processes.append(Process(["risk", "--config", str(config_path),
+                                           "--redis-url", redis_url, "--consumer",
+                                           "risk-test"], risk_log))
+
+    def start(self) -> EngineGroup:
+        for p in self.processes:
+            p.start()
+        return self
+
+    def running(self) -> bool:
+        return all(p.running() for p in self.processes)
+
+    def stop(self, timeout_s: float | None = None) -> int | None:
+        codes = [p.stop(timeout_s) for p in reversed(self.processes)]
+        return next((c for c in codes if c), codes[-1])
+
+    def kill(self) -> None:
+        for p in self.processes:
+            p.kill()
+
+    def log(self) -> str:
+        return "".join(p.log() for p in self.processes)
+
+
+def engine_process(config_path: Path, redis_url: str, log_path: Path) -> EngineGroup:
+    return EngineGroup(config_path, redis_url, log_path)
 
 
 async def start_gateway_process(config_path: Path, redis_url: str, log_path: Path
@@ -68,12 +106,15 @@ async def start_gateway_process(config_path: Path, redis_url: str, log_path: Pat
 
 
 async def wait_engine_ready(redis_url: str, symbols: Iterable[str] = ("BTC-USD", "ETH-USD"),
-                            timeout_s: float = TIMEOUT_S) -> None:
-    """Wait until an engine holds the lease of every market (it then serves them)."""
+                            timeout_s: float = TIMEOUT_S, risk_shards: int = 1) -> None:
+    """Wait until an engine holds the lease of every market and risk shard (0: none), and
+    the risk shards applied what they had (the accounts' initial deposits)."""
     client = aioredis.Redis.from_url(redis_url)
+    tags = [*symbols, *(risk_tag(k) for k in range(risk_shards))]
     try:
         for _ in range(int(timeout_s / 0.02)):
-            if all([await client.exists(lease_key(s)) for s in symbols]):
+            if all([await client.exists(lease_key(t)) for t in tags]) \
+                    and all([await _caught_up(client, k) for k in range(risk_shards)]):
                 return
             await asyncio.sleep(0.02)
     finally:
@@ -81,10 +122,48 @@ async def wait_engine_ready(redis_url: str, symbols: Iterable[str] = ("BTC-USD",
     raise AssertionError(f"no engine took the markets within {timeout_s} s")
 
 
+async def orders_entered(redis_url: str, symbol: str, risk_shards: int = 1) -> int:
+    """Order commands for ``symbol`` in Redis: its ``:in`` plus the risk shards' ``ToMarket``
+    entries (before any risk engine forwards them; after, each would count twice)."""
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        count: int = await client.xlen(in_stream(symbol))
+        for k in range(risk_shards):
+            for _, fields in await client.xrange(risk_keys(k).input):
+                try:
+                    cmd = decode_risk_command(fields[IN_FIELD])
+                except (msgspec.DecodeError, KeyError):
+                    continue
+                count += isinstance(cmd, ToMarket) and cmd.symbol == symbol
+        return count
+    finally:
+        await client.aclose()
+
+
+async def fund_accounts(redis_url: str, config: Config) -> None:
+    """XADD the accounts' initial deposits, as ``streamex risk`` does at start (same refs:
+    applied once), so orders sent before a risk engine runs find the money there."""
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        for k in range(config.risk.shards):
+            for deposit in initial_deposits(config, k):
+                await client.xadd(risk_keys(k).input, {IN_FIELD: encode_risk_command(deposit)})
+    finally:
+        await client.aclose()
+
+
+async def _caught_up(client: aioredis.Redis, shard: int) -> bool:
+    keys = risk_keys(shard)
+    last = await client.xrevrange(keys.input, count=1)
+    return not last or await client.get(keys.applied) == last[0][0]
+
+
 @contextlib.asynccontextmanager
 async def running_gateway(config: Config, redis_url: str, **options: Any
                           ) -> AsyncIterator[tuple[Gateway, str]]:
     """An in-process gateway on a free loopback port; yields it and its ws:// URL."""
+    if config.risk.enabled:
+        await fund_accounts(redis_url, config)
     async with Gateway(config, redis_url, **options) as gateway:
         host, port = await gateway.start("127.0.0.1", 0)
         yield gateway, f"ws://{host}:{port}/"
@@ -154,6 +233,13 @@ class RawClient:
             "api_key": account.api_key, "timestamp": ts,
             "signature": sign(account.secret, ts, account.api_key),
             "cancel_on_disconnect": cancel_on_disconnect}})
+
+    async def recv_execution(self, timeout_s: float = TIMEOUT_S) -> Any:
+        """The next ``executions`` push (``balances`` pushes in between are skipped)."""
+        while True:
+            message = await self.recv(timeout_s)
+            if message.get("channel") != "balances":
+                return message
 
     async def close(self) -> None:
         await self.ws.close()

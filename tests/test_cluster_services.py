@@ -36,7 +36,7 @@ from timing import scaled, wait_until, wait_until_async
 from contract.events import Event, Report, encode_events
 from contract.keys import in_stream, out_stream
 from contract.market import DEFAULT_MARKETS, Market
-from contract.settings import RedisConfig
+from contract.settings import RedisConfig, RiskConfig
 from contract.streams import OUT_EVENTS_FIELD, OUT_INPUT_FIELD
 from gateway.batcher import Unconfirmed, XaddBatcher
 from gateway.orders_view import OpenOrdersView
@@ -502,7 +502,9 @@ async def test_a_gateway_on_the_cluster_receives_orders_once_a_replica_has_them(
     ``received`` once WAIT saw a replica, and reports come from the replicas."""
     settings = RedisConfig(url=cluster.url, cluster=True, urls=tuple(cluster.urls[1:]),
                            durability="replicated", wait_timeout_ms=1000)
-    config = msgspec.structs.replace(make_config(), markets=MARKETS, redis=settings)
+    # Orders straight to the markets (no risk stage): each must reach its market's primary.
+    config = msgspec.structs.replace(make_config(), markets=MARKETS, redis=settings,
+                                     risk=RiskConfig(enabled=False))
     async with running_gateway(config, None) as (gateway, url):  # type: ignore[arg-type]
         alice = await logged_on(url, ALICE)
         try:

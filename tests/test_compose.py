@@ -30,7 +30,7 @@ from streamex.redis_server import RedisServer, free_port
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG_IN_CONTAINER = "/etc/streamex/streamex.toml"
 REDIS_URL = "redis://redis:6379/0"
-STREAMEX_SERVICES = ("engine", "gateway", "marketdata")
+STREAMEX_SERVICES = ("engine", "risk", "gateway", "marketdata")
 PASSWORD_SECRET = "/run/secrets/redis_password"
 ACCOUNTS_SECRET = "/run/secrets/streamex_accounts"
 

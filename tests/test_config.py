@@ -287,7 +287,8 @@ def test_readme_example_is_valid_and_shows_the_defaults() -> None:
     readme = (Path(__file__).parent.parent / "README.md").read_text()
     example = readme.split("## Configuration", 1)[1].split("```toml\n", 1)[1].split("```", 1)[0]
     example_config = parse_config(tomllib.loads(example))
-    assert example_config.accounts == (Account("alice", "alice-key", "alice-secret"),)
+    assert example_config.accounts == (Account("alice", "alice-key", "alice-secret",
+                                               balances={"USD": "100000", "BTC": "2"}),)
     assert example_config.markets == (DEFAULT_MARKETS[0],)
     defaults = Config()
     for section in ("redis", "gateway", "marketdata", "engine", "limits"):

@@ -9,11 +9,16 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-import redis.asyncio as aioredis
-from gateway_helpers import ALICE, RawClient, error_code, make_config, running_gateway
+from gateway_helpers import (
+    ALICE,
+    RawClient,
+    error_code,
+    make_config,
+    orders_entered,
+    running_gateway,
+)
 from websockets.exceptions import ConnectionClosed
 
-from contract.keys import in_stream
 from contract.market import DEFAULT_MARKETS
 from contract.signing import sign
 from gateway.server import Gateway
@@ -34,11 +39,8 @@ def place(**overrides: Any) -> dict[str, Any]:
 
 
 async def stream_lengths(redis_url: str) -> list[int]:
-    client = aioredis.Redis.from_url(redis_url)
-    try:
-        return [await client.xlen(in_stream(m.symbol)) for m in DEFAULT_MARKETS]
-    finally:
-        await client.aclose()
+    """Order commands that reached Redis per market (its ``:in`` or the risk shard's)."""
+    return [await orders_entered(redis_url, m.symbol) for m in DEFAULT_MARKETS]
 
 
 async def test_ping_and_markets_need_no_logon(gateway: tuple[Gateway, str]) -> None:

@@ -27,13 +27,14 @@ from gateway_helpers import (
     wait_engine_ready,
     write_config,
 )
+from msgspec.structs import replace
 from timing import scaled, wait_until_async
 from websockets.exceptions import ConnectionClosed
 
 from contract.errors import StreamexError
 from contract.events import Report
 from contract.keys import out_stream, snap_key
-from contract.settings import Account, EngineConfig
+from contract.settings import Account, EngineConfig, RiskConfig
 from contract.snapshot import decode_snapshot
 from contract.streams import events_of
 from streamex.client import ExecutionReport, OrderClient
@@ -53,7 +54,8 @@ async def test_cancel_on_disconnect_cancels_only_that_connections_orders(
             leaver = await logged_on(url, ALICE, cancel_on_disconnect=True)
             doomed = [await leaver.place("BTC-USD", "buy", "limit", "1", "91.00"),
                       await leaver.place("ETH-USD", "sell", "limit", "1", "500.00")]
-            filled = await leaver.place("BTC-USD", "buy", "market", "1")  # closed at once
+            filled = await leaver.place("BTC-USD", "buy", "market",
+                                        quote_qty="1000000")  # closed at once
             await reports_until(watcher, lambda got: len(got) == 5)
             # An order in flight when the connection drops is cancelled too.
             raw = await RawClient.open(url)
@@ -120,7 +122,8 @@ async def test_connection_and_account_rate_limits(redis_url: str) -> None:
 
 
 async def test_overloaded_when_the_engine_is_behind(tmp_path: Path, redis_url: str) -> None:
-    config = make_config(max_backlog=3)
+    """Without the risk stage the backlog is each market's own."""
+    config = replace(make_config(max_backlog=3), risk=RiskConfig(enabled=False))
     async with running_gateway(config, redis_url, backlog_refresh_s=0.05) as (_, url):
         alice = await logged_on(url, ALICE)
         placed = [await alice.place("BTC-USD", "buy", "limit", "1", "1.00") for _ in range(3)]
@@ -146,6 +149,38 @@ async def test_overloaded_when_the_engine_is_behind(tmp_path: Path, redis_url: s
                     await asyncio.sleep(0.05)
             else:
                 raise AssertionError("still OVERLOADED after the engine caught up")
+            assert (await next_report(alice)).exec_type == "new"
+        finally:
+            engine.stop()
+        await alice.close()
+
+
+async def test_overloaded_when_the_risk_engine_is_behind(tmp_path: Path,
+                                                          redis_url: str) -> None:
+    """Under the risk stage an order also waits in its account's shard: when that input is
+    full, every market refuses new orders (cancels still pass), until it drains."""
+    config = make_config(max_backlog=12)  # the 9 initial deposits + 3 orders
+    async with running_gateway(config, redis_url, backlog_refresh_s=0.05) as (_, url):
+        alice = await logged_on(url, ALICE)
+        placed = [await alice.place("BTC-USD", "buy", "limit", "1", "1.00") for _ in range(3)]
+        for symbol in ("BTC-USD", "ETH-USD"):
+            with pytest.raises(StreamexError) as caught:
+                await alice.place(symbol, "buy", "limit", "1", "1.00")
+            assert caught.value.code == "OVERLOADED" and symbol in caught.value.message
+        await alice.cancel("BTC-USD", order_id=placed[0].order_id)  # cancels always pass
+        engine = engine_process(write_config(tmp_path, config), redis_url,
+                                tmp_path / "engine.log").start()
+        try:
+            await reports_until(alice, lambda got: len(got) == 4)  # 3 new + 1 canceled
+            for _ in range(200):
+                try:
+                    await alice.place("ETH-USD", "buy", "limit", "1", "1.00")
+                    break
+                except StreamexError as exc:
+                    assert exc.code == "OVERLOADED"
+                    await asyncio.sleep(0.05)
+            else:
+                raise AssertionError("still OVERLOADED after the risk engine caught up")
             assert (await next_report(alice)).exec_type == "new"
         finally:
             engine.stop()

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-import redis.asyncio as aioredis
+import redis
 from gateway_helpers import (
     ALICE,
     BOB,
@@ -16,10 +16,12 @@ from gateway_helpers import (
     Process,
     RawClient,
     engine_process,
+    fund_accounts,
     logged_on,
     make_config,
     next_report,
     no_report,
+    orders_entered,
     reports_until,
     running_gateway,
     wait_engine_ready,
@@ -27,7 +29,6 @@ from gateway_helpers import (
 )
 
 from contract.errors import DUPLICATE_CLIENT_ORDER_ID, UNKNOWN_ORDER, StreamexError
-from contract.keys import in_stream
 from contract.settings import Config
 from gateway.server import Gateway
 from streamex.client import OrderClient
@@ -138,12 +139,7 @@ async def test_amend_market_orders_and_open_orders(gateway: tuple[Gateway, str])
 
 
 async def xlen(redis_url: str, symbol: str = "BTC-USD") -> int:
-    client = aioredis.Redis.from_url(redis_url)
-    try:
-        length: int = await client.xlen(in_stream(symbol))
-        return length
-    finally:
-        await client.aclose()
+    return await orders_entered(redis_url, symbol)
 
 
 async def test_duplicate_client_order_id_of_an_open_order_is_refused_at_once(
@@ -190,7 +186,7 @@ async def test_duplicate_client_order_id_in_flight_is_refused_at_once(
         assert [r["error"]["code"] for r in replies[1:]] == [DUPLICATE_CLIENT_ORDER_ID] * 2
         # Received, not applied yet: still refused, and nothing more reached Redis.
         reply = await raw.call({"id": 3, "method": "order.place", "params": {
-            "symbol": "BTC-USD", "side": "buy", "type": "market", "qty": "1",
+            "symbol": "BTC-USD", "side": "buy", "type": "market", "quote_qty": "100",
             "client_order_id": "fly"}})
         assert reply["error"]["code"] == DUPLICATE_CLIENT_ORDER_ID
         # An IOC that will expire on an empty book holds its id only until it is applied.
@@ -202,7 +198,7 @@ async def test_duplicate_client_order_id_in_flight_is_refused_at_once(
         engine = engine_process(write_config(tmp_path, config), redis_url,
                                 tmp_path / "engine.log").start()
         try:
-            pushes = [await raw.recv() for _ in range(3)]  # new, new, expired
+            pushes = [await raw.recv_execution() for _ in range(3)]  # new, new, expired
             assert [(p["data"]["client_order_id"], p["data"]["exec_type"]) for p in pushes] == [
                 ("fly", "new"), ("ioc", "new"), ("ioc", "expired")]
             reply = await raw.call({"id": 5, "method": "order.place", "params": {
@@ -213,7 +209,7 @@ async def test_duplicate_client_order_id_in_flight_is_refused_at_once(
                 "symbol": "BTC-USD", "side": "buy", "type": "limit", "qty": "1",
                 "price": "9.00", "client_order_id": "ioc"}})
             assert reply["result"]["status"] == "received"  # expired: free again
-            assert (await raw.recv())["data"]["exec_type"] == "new"
+            assert (await raw.recv_execution())["data"]["exec_type"] == "new"
         finally:
             engine.stop()
         await raw.close()
@@ -340,6 +336,8 @@ async def test_replies_precede_the_pushes_they_cause(gateway: tuple[Gateway, str
     async with asyncio.timeout(10):
         while len(reply_ids) < count or pushes < count + count // 2:
             message = await raw.recv()
+            if message.get("channel") == "balances":
+                continue  # the holds of the GTC orders: not an execution
             if "channel" in message:
                 order_id = message["data"]["order_id"]
                 assert order_id in replied, f"push for {order_id} before its reply"
@@ -395,6 +393,14 @@ async def test_orders_and_reports_flow_again_after_redis_restarts(
     assert (await next_report(alice)).order_id == before.order_id
     redis_server.kill()
     redis_server.restart()
+    # Redis came back empty: the balances went with it; the operator deposits again.
+    async with asyncio.timeout(20):
+        while True:
+            try:
+                await fund_accounts(redis_server.url, make_config())
+                break
+            except (OSError, redis.exceptions.ConnectionError):
+                await asyncio.sleep(0.1)
     placed = None
     async with asyncio.timeout(20):
         while placed is None:

@@ -30,6 +30,7 @@ import threading
 import time
 import zlib
 from collections.abc import Iterator
+from decimal import ROUND_CEILING, Decimal
 from pathlib import Path
 from typing import Any
 
@@ -664,7 +665,8 @@ def test_screenshot_of_a_busy_page(watch: PageWatch, exchange: Exchange,
         watch.page.wait_for_selector("[data-testid=open-order-row][data-price='29995.00']")
         for _ in range(6):  # demo2 takes from demo1's orders
             other.place(symbol, "sell", f"0.{rng.randrange(1, 9):02d}00")
-            other.place(symbol, "buy", f"0.{rng.randrange(1, 9):02d}00")
+            # A market buy spends a quote amount under the risk stage (PROTOCOL.md A).
+            other.market_buy(symbol, f"{rng.randrange(1, 9) * 300}.00")
     watch.page.wait_for_selector("[data-testid=exec-row][data-exec-type=trade]")
     wait_for(lambda: len(watch.page.query_selector_all("[data-testid=trade-row]")) >= 12, 10,
              "the trades on the tape")
@@ -749,6 +751,20 @@ def sent_requests(watch: PageWatch, method: str) -> list[dict[str, Any]]:
     return [f for f in frames if f.get("method") == method]
 
 
+FUNDED = {"BTC": ("1000.0000", "0.0000"), "ETH": ("1000.000", "0.000"),
+          "USD": ("1000000.000000", "0.000000")}
+"""What ``streamex up`` gives each demo account (1,000 of a base, 1,000,000 of a quote)."""
+
+
+def balance_rows(watch: PageWatch) -> dict[str, tuple[str, str]]:
+    """The Balances panel: asset -> (available, held), read from the cells' text."""
+    rows: list[list[str]] = watch.page.eval_on_selector_all(
+        "[data-testid=balance-row]",
+        "rows => rows.map(r => [r.querySelector('.asset').textContent,"
+        " r.querySelector('.available').textContent, r.querySelector('.held').textContent])")
+    return {asset: (available, held) for asset, available, held in rows}
+
+
 def drop_refused_connects(watch: PageWatch) -> list[str]:
     """Remove (and return) Chromium's console errors for websocket connects refused while
     the exchange was down: the page's reconnect attempts, expected here."""
@@ -781,6 +797,12 @@ def test_exchange_down_is_shown_and_a_restarted_exchange_is_rebuilt_from_scratch
         wait_for(lambda: watch.page.text_content("#ticker-last") == "30000.00", 10,
                  "the last price")
         wait_for(lambda: ladder_row(watch, "ask", "30100.00") is not None, 10, "the ask")
+        # The bought 0.2 BTC is in the Balances panel (a push), as the account has it.
+        wait_for(lambda: balance_rows(watch).get("BTC") == ("1000.2000", "0.0000"), 10,
+                 "the bought BTC in the balances", lambda: balance_rows(watch))
+        with OrderSession(first.gateway_url, *first.accounts["demo1"]) as mine:
+            wait_for(lambda: balance_rows(watch) == mine.balances(), 10,
+                     "the panel to equal account.balances", lambda: balance_rows(watch))
         assert all(enabled(watch, "#place-btn, #cancel-all-btn, "
                                   "[data-testid=open-order-row] button"))
         assert not greyed(watch, "#ladder") and not greyed(watch, "#ticker")
@@ -797,7 +819,8 @@ def test_exchange_down_is_shown_and_a_restarted_exchange_is_rebuilt_from_scratch
         assert "Market data feed connection is down" in feed_line and "reconnecting" in feed_line
         assert "Order entry connection is down" in orders_line and "reconnecting" in orders_line
         assert watch.page.is_visible("#conn-feed") and watch.page.is_visible("#conn-orders")
-        for part in ("#ladder", "#ticker", "#tape", "#depth-chart", "#open-orders"):
+        for part in ("#ladder", "#ticker", "#tape", "#depth-chart", "#open-orders",
+                     "#balances"):
             assert greyed(watch, part), f"{part} is not greyed out while down"
         buttons = enabled(watch, "#place-btn, #cancel-all-btn, #amend-btn, "
                                  "[data-testid=open-order-row] button")
@@ -824,7 +847,10 @@ def test_exchange_down_is_shown_and_a_restarted_exchange_is_rebuilt_from_scratch
                  lambda: tape_rows(watch))
         wait_for(lambda: watch.page.text_content("#ticker-last") == "–", 10,
                  "the old last price to go", lambda: watch.page.text_content("#ticker-last"))
-        for part in ("#ladder", "#ticker", "#tape", "#open-orders"):
+        # The balances rebuilt from the fresh exchange's account.balances: funded anew.
+        wait_for(lambda: balance_rows(watch) == FUNDED, 10,
+                 "the fresh exchange's balances", lambda: balance_rows(watch))
+        for part in ("#ladder", "#ticker", "#tape", "#open-orders", "#balances"):
             assert not greyed(watch, part), f"{part} still greyed out when live"
 
         # The new exchange's book and trades, and order entry working again.
@@ -1046,4 +1072,255 @@ def test_fill_column_shows_only_trades(watch: PageWatch, exchange: Exchange) -> 
         f"[data-testid=exec-row][data-order-id='{order_id}'][data-exec-type=canceled]")
     assert exec_fills(watch, order_id, "canceled") == [""]
     assert exec_fills(watch, order_id, "new") == [""]
+    assert watch.errors == []
+
+
+# -- the risk stage: balances, holds, fees, INSUFFICIENT_FUNDS, market buys by quote --------
+
+FEE_MARKETS = """
+[[markets]]
+symbol = "ETH-USD"
+base = "ETH"
+quote = "USD"
+tick_size = "0.01"
+lot_size = "0.001"
+min_qty = "0.001"
+max_qty = "10000"
+min_price = "0.01"
+max_price = "100000"
+maker_fee = "0.001"
+taker_fee = "0.002"
+quote_decimals = 6
+"""
+"""One market with fees (10 bps maker, 20 bps taker), the risk stage on (the default)."""
+
+
+def balances_requests(watch: PageWatch) -> int:
+    return len(sent_requests(watch, "account.balances"))
+
+
+def exec_cells(watch: PageWatch, order_id: str, exec_type: str, column: str) -> list[str]:
+    """The ``column`` (found by its header) of the order's execution rows of ``exec_type``."""
+    cells: list[str] = watch.page.evaluate("""([orderId, execType, column]) => {
+        const heads = [...document.querySelectorAll("#exec-log thead th")]
+          .map((th) => th.textContent.trim());
+        const col = heads.indexOf(column);
+        if (col < 0) throw new Error(`no ${column} column`);
+        return [...document.querySelectorAll(
+            `[data-testid=exec-row][data-order-id="${orderId}"][data-exec-type="${execType}"]`)]
+          .map((r) => r.cells[col].textContent);
+    }""", [order_id, exec_type, column])
+    return cells
+
+
+@pytest.mark.browser
+def test_balances_panel_shows_the_funded_demo_account(watch: PageWatch, tmp_path: Path) -> None:
+    """A fresh ``streamex up``: after logon the page asks ``account.balances`` once and
+    shows what the demo account was funded with; logging off empties the panel."""
+    with running_exchange(tmp_path / "up") as fresh:
+        open_page(watch, fresh, "ETH-USD")
+        assert watch.page.is_visible("#balances-panel")
+        assert balance_rows(watch) == {}
+        assert "log on" in str(watch.page.text_content("#balances-state"))
+        heads = watch.page.eval_on_selector_all("#balances thead th",
+                                                "ths => ths.map((th) => th.textContent)")
+        assert heads == ["Asset", "Available", "Held"]
+        log_on(watch, fresh, "demo1")
+        wait_for(lambda: balance_rows(watch) == FUNDED, 10, "the funded balances",
+                 lambda: balance_rows(watch))
+        with OrderSession(fresh.gateway_url, *fresh.accounts["demo1"]) as mine:
+            assert mine.balances() == FUNDED
+        assert watch.page.is_visible("[data-testid=balance-row][data-asset=USD]")
+        assert watch.page.get_attribute("#balances", "data-risk") == "true"
+        (request,) = sent_requests(watch, "account.balances")
+        assert request["params"] == {}
+        assert watch.page.query_selector_all("[data-testid=error-item]") == []
+
+        watch.page.click("#logoff-btn")
+        watch.page.wait_for_selector("#gw-state[data-state=disconnected]")
+        wait_for(lambda: balance_rows(watch) == {}, 10, "no balances once logged off",
+                 lambda: balance_rows(watch))
+    assert watch.errors == []
+
+
+@pytest.mark.browser
+def test_a_resting_buy_moves_its_hold_live_and_a_cancel_restores_it(
+        watch: PageWatch, exchange: Exchange) -> None:
+    symbol = "ETH-USD"
+    open_page(watch, exchange, symbol)
+    log_on(watch, exchange, "demo1")
+    with OrderSession(exchange.gateway_url, *exchange.accounts["demo1"]) as mine:
+        wait_for(lambda: balance_rows(watch) == mine.balances(), 10,
+                 "the panel to equal account.balances", lambda: balance_rows(watch))
+        before = balance_rows(watch)
+        available, held = (Decimal(x) for x in before["USD"])
+        # Hold of a buy limit: price x qty x (1 + taker_fee); this market's fees are 0.
+        taker_fee = Decimal(watch.app("app.feed.markets.find((m) => m.symbol === "
+                                      "'ETH-USD').taker_fee"))
+        hold = (Decimal("40.00") * Decimal("2.000") * (1 + taker_fee)).quantize(
+            Decimal("0.000001"), rounding=ROUND_CEILING)
+        moved = (f"{available - hold:.6f}", f"{held + hold:.6f}")
+
+        order_id = page_place(watch, "buy", "2.000", "40.00")
+        wait_for(lambda: balance_rows(watch).get("USD") == moved, 10,
+                 "the hold moved from available to held", lambda: balance_rows(watch))
+        assert {a: v for a, v in balance_rows(watch).items() if a != "USD"} == {
+            a: v for a, v in before.items() if a != "USD"}
+        assert mine.balances()["USD"] == moved
+        # Live, from the `balances` push: the page asked account.balances only at logon.
+        assert balances_requests(watch) == 1
+
+        watch.page.click(f"[data-testid=cancel-order][data-order-id='{order_id}']")
+        watch.page.wait_for_selector(
+            f"[data-testid=exec-row][data-order-id='{order_id}'][data-exec-type=canceled]")
+        wait_for(lambda: balance_rows(watch) == before, 10, "the hold back in available",
+                 lambda: balance_rows(watch))
+        assert mine.balances() == before
+    assert balances_requests(watch) == 1
+    assert watch.errors == []
+
+
+@pytest.mark.browser
+def test_an_order_too_large_for_the_balance_shows_insufficient_funds(
+        watch: PageWatch, exchange: Exchange) -> None:
+    symbol = "ETH-USD"
+    open_page(watch, exchange, symbol)
+    log_on(watch, exchange, "demo1")
+    with OrderSession(exchange.gateway_url, *exchange.accounts["demo1"]) as mine:
+        wait_for(lambda: balance_rows(watch) == mine.balances(), 10,
+                 "the panel to equal account.balances", lambda: balance_rows(watch))
+        before = balance_rows(watch)
+    # A buy of 5000 ETH at 99,999 holds far more than 1,000,000 USD; a sell of 5000 ETH more
+    # ETH than the account has.
+    for side, price in (("buy", "99999.00"), ("sell", "99999.00")):
+        watch.page.check(f"#side-{side}")
+        watch.page.select_option("#order-type", "limit")
+        watch.page.fill("#order-qty", "5000.000")
+        watch.page.fill("#order-price", price)
+        shown = watch.page.get_attribute("#order-result", "data-order-id")
+        watch.page.click("#place-btn")
+
+        def received(shown: str | None = shown) -> str | None:
+            now = watch.page.get_attribute("#order-result", "data-order-id")
+            return now if now and now != shown else None
+
+        order_id = str(wait_for(received, 10, "the order received"))
+        assert "received" in str(watch.page.text_content("#order-result"))
+        watch.page.wait_for_selector(
+            f"[data-testid=exec-row][data-exec-type=rejected][data-status=rejected]"
+            f"[data-order-id='{order_id}']")
+        assert exec_cells(watch, order_id, "rejected", "Reason") == ["INSUFFICIENT_FUNDS"]
+        box = watch.page.wait_for_selector("#order-error[data-code=INSUFFICIENT_FUNDS]")
+        assert box.is_visible()
+        text = str(box.text_content())
+        assert text.startswith("INSUFFICIENT_FUNDS: ") and order_id in text, text
+        watch.page.wait_for_selector("[data-testid=error-item][data-code=INSUFFICIENT_FUNDS]")
+        assert not [r for r in open_order_rows(watch) if r["orderId"] == order_id]
+    assert balance_rows(watch) == before
+    assert watch.errors == []
+
+
+@pytest.mark.browser
+def test_a_fill_shows_its_fee_and_a_market_buy_spends_quote(
+        watch: PageWatch, tmp_path: Path) -> None:
+    """With fees on the market: the maker's fill and the taker's fill show the fee the
+    execution report charged, the balances move by notional and fee, and a market buy
+    from the ticket sends ``quote_qty`` ("Spend (USD)") instead of ``qty``."""
+    symbol = "ETH-USD"
+    with running_exchange(tmp_path / "up", FEE_MARKETS) as fees:
+        open_page(watch, fees, symbol)
+        log_on(watch, fees, "demo1")
+        wait_for(lambda: balance_rows(watch) == {"ETH": FUNDED["ETH"], "USD": FUNDED["USD"]},
+                 10, "the funded balances", lambda: balance_rows(watch))
+        with OrderSession(fees.gateway_url, *fees.accounts["demo1"]) as mine, \
+                OrderSession(fees.gateway_url, *fees.accounts["demo2"]) as other:
+            # demo1's resting sell (the page's) is hit by demo2: demo1 pays the maker fee.
+            order_id = page_place(watch, "sell", "1.000", "70.00")
+            other.place(symbol, "buy", "0.400", "70.00")
+            fill = mine.report(order_id, "trade")
+            assert (fill["last_qty"], fill["last_price"], fill["liquidity"]) == (
+                "0.400", "70.00", "maker")
+            assert (fill["fee"], fill["fee_asset"]) == ("0.028000", "USD")  # 28 x 0.001
+            watch.page.wait_for_selector(
+                f"[data-testid=exec-row][data-order-id='{order_id}'][data-exec-type=trade]")
+            assert exec_fills(watch, order_id, "trade") == ["0.400 @ 70.00"]
+            assert exec_cells(watch, order_id, "trade", "Fee") == ["0.028000 USD"]
+            assert exec_cells(watch, order_id, "new", "Fee") == [""]
+            wait_for(lambda: balance_rows(watch) == {"ETH": ("999.000", "0.600"),
+                                                     "USD": ("1000027.972000", "0.000000")},
+                     10, "the fill settled: 0.4 ETH out of the hold, 28 - 0.028 USD in",
+                     lambda: balance_rows(watch))
+            assert balance_rows(watch) == mine.balances()
+
+            # A market buy from the ticket: it spends a quote amount, fees included.
+            watch.page.click(f"[data-testid=cancel-order][data-order-id='{order_id}']")
+            watch.page.wait_for_selector(
+                f"[data-testid=open-order-row][data-order-id='{order_id}']", state="detached")
+            ask = other.place(symbol, "sell", "1.000", "80.00")
+            other.report(ask, "new")
+            watch.page.check("#side-buy")
+            watch.page.select_option("#order-type", "market")
+            assert watch.page.is_visible("#order-quote-qty")
+            assert watch.page.is_hidden("#order-qty")
+            label = str(watch.page.text_content("#order-quote-qty-label")).strip()
+            assert label.startswith("Spend (USD)"), label
+            watch.page.check("#side-sell")  # a market sell has a quantity, as ever
+            assert watch.page.is_visible("#order-qty")
+            assert watch.page.is_hidden("#order-quote-qty")
+            watch.page.check("#side-buy")
+            watch.page.fill("#order-quote-qty", "40.08")  # 0.5 x 80 = 40, + 0.08 taker fee
+            watch.page.click("#place-btn")
+            (place,) = [r for r in sent_requests(watch, "order.place")
+                        if r["params"]["type"] == "market"]
+            assert place["params"] == {"symbol": symbol, "side": "buy", "type": "market",
+                                       "quote_qty": "40.08"}
+            taken = wait_for(lambda: watch.page.get_attribute("#order-result", "data-order-id")
+                             not in (None, order_id)
+                             and watch.page.get_attribute("#order-result", "data-order-id"),
+                             10, "the market buy received")
+            report = mine.report(taken, "trade")
+            assert (report["last_qty"], report["last_price"], report["fee"]) == (
+                "0.500", "80.00", "0.080000")
+            watch.page.wait_for_selector(
+                f"[data-testid=exec-row][data-order-id='{taken}'][data-exec-type=trade]")
+            assert exec_fills(watch, taken, "trade") == ["0.500 @ 80.00"]
+            assert exec_cells(watch, taken, "trade", "Fee") == ["0.080000 USD"]
+            # 1000 - 0.4 + 0.5 ETH; 1,000,000 + 28 - 0.028 - 40.08 USD, nothing held.
+            wait_for(lambda: balance_rows(watch) == {"ETH": ("1000.100", "0.000"),
+                                                     "USD": ("999987.892000", "0.000000")},
+                     10, "the market buy settled", lambda: balance_rows(watch))
+            assert balance_rows(watch) == mine.balances()
+        assert watch.page.is_hidden("#order-error")
+    assert watch.errors == []
+
+
+@pytest.mark.browser
+def test_risk_off_hides_balances_and_a_market_buy_has_a_qty(
+        watch: PageWatch, tmp_path: Path) -> None:
+    """``[risk] enabled = false``: ``account.balances`` is UNKNOWN_METHOD, so the page
+    hides the Balances panel (no error shown for it) and a market buy sends ``qty``."""
+    symbol = "ETH-USD"
+    with running_exchange(tmp_path / "up", "[risk]\nenabled = false\n") as plain:
+        open_page(watch, plain, symbol)
+        log_on(watch, plain, "demo1")
+        wait_for(lambda: watch.app("app.gateway.risk") is False, 10, "risk known to be off")
+        watch.page.wait_for_selector("#balances-panel", state="hidden")
+        assert balance_rows(watch) == {}
+        assert watch.page.query_selector_all("[data-testid=error-item]") == []
+        with OrderSession(plain.gateway_url, *plain.accounts["demo2"]) as other:
+            other.report(other.place(symbol, "sell", "1.000", "80.00"), "new")
+        watch.page.check("#side-buy")
+        watch.page.select_option("#order-type", "market")
+        assert watch.page.is_visible("#order-qty")
+        assert watch.page.is_hidden("#order-quote-qty")
+        watch.page.fill("#order-qty", "0.250")
+        watch.page.click("#place-btn")
+        (place,) = sent_requests(watch, "order.place")
+        assert place["params"] == {"symbol": symbol, "side": "buy", "type": "market",
+                                   "qty": "0.250"}
+        watch.page.wait_for_selector("[data-testid=exec-row][data-exec-type=trade]")
+        order_id = str(watch.page.get_attribute("#order-result", "data-order-id"))
+        assert exec_fills(watch, order_id, "trade") == ["0.250 @ 80.00"]
+        assert watch.page.is_hidden("#order-error")
+        assert watch.page.query_selector_all("[data-testid=error-item]") == []
     assert watch.errors == []

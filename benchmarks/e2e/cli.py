@@ -46,6 +46,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="order-entry connections, alternately logged on to each account")
     parser.add_argument("--markets", type=int, default=1, help="markets to trade")
     parser.add_argument("--url", help="gateway websocket URL (default: start an exchange)")
+    parser.add_argument("--risk", choices=("on", "off"), default="on",
+                        help="the risk stage of the exchange started (or at --url): on "
+                             "(market buys by quote_qty) or off (default: %(default)s)")
+    parser.add_argument("--compare-risk", action="store_true",
+                        help="run the same load with the risk stage off, then on, in one "
+                             "run, and compare")
     parser.add_argument("--md-url", help="market-data websocket URL (with --url)")
     parser.add_argument("--api-key", action="append", default=[],
                         help="account API key (with --url; repeat for a second account)")
@@ -81,10 +87,12 @@ async def _markets_of(endpoints: Endpoints, count: int) -> tuple[Market, ...]:
 
 
 def _one_run(endpoints: Endpoints, markets: Sequence[Market], rate: float,
-             args: argparse.Namespace, progress: bool) -> RunResult:
+             args: argparse.Namespace, progress: bool, risk: bool | None = None) -> RunResult:
     n = int(round(rate * (args.duration + args.warmup)))
     t = time.monotonic()
-    plan = build_plan(markets, n, args.connections, len(endpoints.credentials), args.seed)
+    budget_buys = args.risk == "on" if risk is None else risk
+    plan = build_plan(markets, n, args.connections, len(endpoints.credentials), args.seed,
+                      budget_buys)
     print(f"planned {n:,} requests in {time.monotonic() - t:.1f} s", file=sys.stderr)
     run = LoadRun(endpoints, plan, rate, args.duration, args.warmup, args.connections,
                   args.floor_samples, progress)
@@ -102,6 +110,8 @@ def _check_args(args: argparse.Namespace) -> str | None:
             return "--url needs --md-url"
         if not args.api_key or len(args.api_key) != len(args.secret):
             return "--url needs --api-key and --secret (one --secret per --api-key)"
+    if args.compare_risk and (args.url or args.sweep or args.plot or args.cluster):
+        return "--compare-risk starts its exchanges: no --url, --sweep, --plot or --cluster"
     if args.cluster is not None:
         if args.url or args.sweep or args.plot:
             return "--cluster starts its exchanges: no --url, --sweep or --plot with it"
@@ -124,11 +134,13 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if args.cluster is not None:
         return _compare_layouts(args)
+    if args.compare_risk:
+        return _compare_risk(args)
     progress = sys.stderr.isatty()
     results: list[RunResult] = []
     steps: list[dict[str, Any]] = []
     try:
-        with exchange(args) as endpoints:
+        with exchange(args, risk=args.risk == "on") as endpoints:
             if args.url:
                 markets = asyncio.run(_markets_of(endpoints, args.markets))
             else:
@@ -177,7 +189,7 @@ def _compare_layouts(args: argparse.Namespace) -> int:
         print(f"-- {name}: " + (f"cluster of {cluster} primaries, durability {durability}"
                                 if cluster else "one server"), flush=True)
         try:
-            with exchange(args, cluster, durability) as endpoints:
+            with exchange(args, cluster, durability, args.risk == "on") as endpoints:
                 result = _one_run(endpoints, bench_markets(args.markets), args.rate, args,
                                   sys.stderr.isatty())
         except (RuntimeError, OSError, TimeoutError, ConnectionClosed) as exc:
@@ -192,6 +204,32 @@ def _compare_layouts(args: argparse.Namespace) -> int:
         out[f"{name}_p50_vs_single"] = round(out[name]["p50_us"] / out["single"]["p50_us"], 3)
         out[f"{name}_p99_vs_single"] = round(out[name]["p99_us"] / out["single"]["p99_us"], 3)
     print("  ".join(f"{k} {v}" for k, v in out.items() if k.endswith("_vs_single")), flush=True)
+    if args.json:
+        print(json.dumps(out), flush=True)
+    return 0
+
+
+def _compare_risk(args: argparse.Namespace) -> int:
+    """The same load on an exchange without the risk stage, then with it."""
+    out: dict[str, Any] = {}
+    for name, risk in (("risk_off", False), ("risk_on", True)):
+        print(f"-- {name}", flush=True)
+        try:
+            with exchange(args, risk=risk) as endpoints:
+                result = _one_run(endpoints, bench_markets(args.markets), args.rate, args,
+                                  sys.stderr.isatty(), risk)
+        except (RuntimeError, OSError, TimeoutError, ConnectionClosed) as exc:
+            print(f"streamex bench e2e: {name}: {exc}", file=sys.stderr)
+            return 1
+        s = summary(result)
+        print(render(s), flush=True)
+        out[name] = s
+        if s["aborted"] is not None:
+            return 1
+    out["risk_on_p50_vs_off"] = round(out["risk_on"]["p50_us"] / out["risk_off"]["p50_us"], 3)
+    out["risk_on_p99_vs_off"] = round(out["risk_on"]["p99_us"] / out["risk_off"]["p99_us"], 3)
+    print(f"risk on / off: p50 {out['risk_on_p50_vs_off']}  p99 {out['risk_on_p99_vs_off']}",
+          flush=True)
     if args.json:
         print(json.dumps(out), flush=True)
     return 0

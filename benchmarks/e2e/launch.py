@@ -60,7 +60,8 @@ class LocalExchange:
     """
 
     def __init__(self, markets: int, workdir: Path, cluster: int | None = None,
-                 durability: str | None = None) -> None:
+                 durability: str | None = None, risk: bool = True) -> None:
+        self.risk = risk
         self.cluster = cluster
         self.durability = durability
         self.markets = bench_markets(markets)
@@ -70,14 +71,23 @@ class LocalExchange:
         self._lines: queue.Queue[str | None] = queue.Queue()
 
     def start(self) -> Endpoints:
-        from contract.settings import Account, Config, GatewayConfig, LimitsConfig, MarketDataConfig
+        from contract.settings import (
+            Account,
+            Config,
+            GatewayConfig,
+            LimitsConfig,
+            MarketDataConfig,
+            RiskConfig,
+        )
         from streamex.config import dump_config, with_password
 
+        # Funds far beyond what any run spends: the risk stage holds and settles, never refuses.
+        funds = {a: "1000000000" for m in self.markets for a in (m.base, m.quote)}
         accounts = tuple(Account(f"bench{i}", f"bench{i}-{secrets.token_hex(8)}",
-                                 secrets.token_hex(24)) for i in (1, 2))
+                                 secrets.token_hex(24), balances=funds) for i in (1, 2))
         gw_port, md_port = free_port(), free_port()
         config = Config(
-            markets=self.markets, accounts=accounts,
+            markets=self.markets, accounts=accounts, risk=RiskConfig(enabled=self.risk),
             gateway=GatewayConfig("127.0.0.1", gw_port),
             marketdata=MarketDataConfig("127.0.0.1", md_port),
             limits=LimitsConfig(connection_rate=float(BENCH_LIMIT), connection_burst=BENCH_LIMIT,
@@ -163,7 +173,7 @@ class LocalExchange:
 
 @contextlib.contextmanager
 def exchange(args: argparse.Namespace, cluster: int | None = None,
-             durability: str | None = None) -> Iterator[Endpoints]:
+             durability: str | None = None, risk: bool = True) -> Iterator[Endpoints]:
     """The endpoints of ``--url`` as given, or of a :class:`LocalExchange` for the block
     (on a local cluster of ``cluster`` primaries with ``durability``, when given)."""
     if args.url:
@@ -171,7 +181,7 @@ def exchange(args: argparse.Namespace, cluster: int | None = None,
                                                          strict=True)), args.redis_url)
         return
     with tempfile.TemporaryDirectory(prefix="streamex-bench-") as tmp:
-        local = LocalExchange(args.markets, Path(tmp), cluster, durability)
+        local = LocalExchange(args.markets, Path(tmp), cluster, durability, risk)
         endpoints = local.start()
         print(f"started the exchange: {endpoints.url} {endpoints.md_url} redis "
               f"{display_url(endpoints.redis_url) if endpoints.redis_url else None}",

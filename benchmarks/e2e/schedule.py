@@ -66,8 +66,12 @@ class Plan:
 
 
 def build_plan(markets: Sequence[Market], n: int, connections: int, accounts: int,
-               seed: int) -> Plan:
-    """``n`` requests interleaving ``realistic_flow`` of each market. O(n) (+ flow generation)."""
+               seed: int, budget_buys: bool = True) -> Plan:
+    """``n`` requests interleaving ``realistic_flow`` of each market. O(n) (+ flow generation).
+
+    ``budget_buys`` (the risk stage is on): a market buy spends ``quote_qty``, its
+    quantity at 2% above the market's last limit price, instead of giving ``qty``.
+    """
     from benchmarks.flow import realistic_flow
 
     encode = msgspec.json.encode
@@ -84,6 +88,7 @@ def build_plan(markets: Sequence[Market], n: int, connections: int, accounts: in
     by_id: list[tuple[bytes, bytes] | None] = [None] * n
     slot_of: dict[str, int] = {}
     places = 0
+    last_price = [m.min_ticks for m in markets]
     for i in range(n):
         k = i % len(markets)
         market = markets[k]
@@ -99,6 +104,12 @@ def build_plan(markets: Sequence[Market], n: int, connections: int, accounts: in
             places += 1
             params = {"symbol": symbol, "side": cmd.side, "type": cmd.type,
                       "qty": market.format_qty(cmd.qty)}
+            if cmd.type == "limit":
+                last_price[k] = cmd.price
+            elif budget_buys and cmd.side == "buy":
+                del params["qty"]
+                spend = market.buy_hold(last_price[k] * 102 // 100, cmd.qty)
+                params["quote_qty"] = market.format_quote(spend)
             if cmd.type == "limit":
                 params["price"] = market.format_price(cmd.price)
                 if cmd.tif != "GTC":

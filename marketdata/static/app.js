@@ -3,6 +3,10 @@
 // redrawn at most once per animation frame, only the parts that changed.
 // While either connection is down a banner says which one, the market data
 // is greyed out and order entry (place, amend, cancel, cancel all) is off.
+// Under the risk stage (learnt from `account.balances` answering, gateway.js)
+// the Balances panel shows the account's balances and a market buy spends a
+// quote amount (`quote_qty`); without it the panel is hidden and a market buy
+// has a quantity, as any other order.
 
 import { compareDecimal, decimalsOf, fromUnits, toUnits } from "./decimal.js";
 import { drawDepthChart } from "./depth_chart.js";
@@ -33,17 +37,29 @@ function invalidate(what) {
 const feed = new FeedClient(feedUrl, (what) => invalidate(what));
 const gateway = new GatewayClient(onGatewayChange);
 
+const REASON_TEXT = {
+  INSUFFICIENT_FUNDS: "not enough available balance for the order's hold",
+};
+
+/** What the user is told about a rejected / cancel_rejected report. */
+function rejectDetail(r) {
+  const why = REASON_TEXT[r.reason];
+  return `${r.exec_type} order ${r.order_id}${why ? `: ${why}` : ""}`;
+}
+
 function onGatewayChange(what) {
   if (what === "executions") {
-    // An order rejected after "received" (e.g. POST_ONLY_WOULD_TAKE) shows in the ticket too.
-    // A refused cancel or amend shows next to the open orders, where it was asked for.
+    // An order rejected after "received" (e.g. POST_ONLY_WOULD_TAKE, INSUFFICIENT_FUNDS) shows
+    // in the ticket too. A refused cancel or amend shows next to the open orders, where it was
+    // asked for.
     const r = gateway.executions[0];
     if (r && r.exec_type === "rejected") {
-      showOrderError({ code: r.reason || "REJECTED", detail: `${r.exec_type} order ${r.order_id}` });
+      showOrderError({ code: r.reason || "REJECTED", detail: rejectDetail(r) });
     } else if (r && r.exec_type === "cancel_rejected") {
-      showOrdersError({ code: r.reason || "REJECTED", detail: `${r.exec_type} order ${r.order_id}` });
+      showOrdersError({ code: r.reason || "REJECTED", detail: rejectDetail(r) });
     }
   }
+  if (what === "balances") syncTicketInputs(); // risk on or off decides what a market buy sends
   invalidate(what);
 }
 
@@ -283,6 +299,7 @@ function renderConnection() {
     $(id).dataset.stale = String(!feedLive);
   }
   $("open-orders").dataset.stale = String(c.ordersDown);
+  $("balances").dataset.stale = String(c.ordersDown);
 
   const place = $("place-btn");
   place.disabled = !c.canTrade;
@@ -348,15 +365,41 @@ function renderExecutions() {
   const rows = gateway.executions.map((r) => {
     // Only a trade fills anything; the other reports' qty/price are the order's, not a fill.
     const fill = r.exec_type === "trade" ? `${r.last_qty} @ ${r.last_price}` : "";
+    // A fill's fee (in fee_asset, the quote); the other reports' fee is zero: not shown.
+    const fee = r.exec_type === "trade" && r.fee != null
+      ? `${r.fee}${r.fee_asset ? ` ${r.fee_asset}` : ""}` : "";
     return el("tr", {
       class: `exec ${r.exec_type}`, "data-testid": "exec-row", "data-exec-type": r.exec_type,
-      "data-order-id": r.order_id, "data-status": r.status,
+      "data-order-id": r.order_id, "data-status": r.status, "data-fee": fee,
     }, [el("td", { text: r.ts ? timeOf(r.ts) : "" }), el("td", { text: r.symbol }),
       el("td", { text: r.exec_type }), el("td", { class: "side", text: r.side }),
-      el("td", { class: "fill", text: fill }), el("td", { text: r.status }),
+      el("td", { class: "fill", text: fill }), el("td", { class: "fee", text: fee }),
+      el("td", { text: r.status }),
       el("td", { class: "reason", text: r.reason ?? "" }), el("td", { class: "id", text: r.order_id })]);
   });
   $("exec-log-body").replaceChildren(...rows);
+}
+
+function renderBalances() {
+  const panel = $("balances-panel");
+  // Risk off: the exchange keeps no balances (account.balances is UNKNOWN_METHOD).
+  panel.hidden = gateway.risk === false;
+  const rows = [...gateway.balances.values()]
+    .sort((a, b) => a.asset.localeCompare(b.asset))
+    .map((b) => el("tr", {
+      class: "balance", "data-testid": "balance-row", "data-asset": b.asset,
+      "data-available": b.available, "data-held": b.held,
+    }, [el("td", { class: "asset", text: b.asset }),
+      el("td", { class: "available", text: b.available }),
+      el("td", { class: "held", text: b.held })]));
+  $("balances-body").replaceChildren(...rows);
+  let state = "";
+  if (!gateway.session && gateway.state !== "logged_on") state = "(log on to see them)";
+  else if (gateway.down) state = "(last known)";
+  else if (gateway.risk === null) state = "(loading…)";
+  else if (!rows.length) state = "(none)";
+  setText($("balances-state"), state);
+  $("balances").dataset.risk = gateway.risk === null ? "unknown" : String(gateway.risk);
 }
 
 function renderErrors() {
@@ -397,6 +440,10 @@ function renderTicketLabels() {
   const m = feed.market();
   $("order-qty").placeholder = m ? `${m.base}, step ${m.lot_size}` : "";
   $("order-price").placeholder = m ? `${m.quote}, step ${m.tick_size}` : "";
+  setText($("order-quote-qty-text"), m ? `Spend (${m.quote})` : "Spend");
+  $("order-quote-qty").placeholder = m
+    ? `${m.quote}, fees included${m.quote_decimals != null ? `, ≤ ${m.quote_decimals} decimals` : ""}`
+    : "";
   setText($("cancel-all-market"), feed.symbol ? `${feed.symbol} only` : "Selected market");
 }
 
@@ -423,6 +470,7 @@ function render() {
   if (what.has("state")) renderStates();
   if (what.has("orders")) renderOpenOrders();
   if (what.has("state") || what.has("orders")) renderConnection();
+  if (what.has("state") || what.has("balances")) renderBalances();
   if (what.has("executions")) renderExecutions();
   if (what.has("error")) renderErrors();
   renderStats();
@@ -489,13 +537,32 @@ $("logon-form").addEventListener("submit", async (event) => {
 
 $("logoff-btn").addEventListener("click", () => gateway.logoff());
 
+function orderSide() {
+  return document.querySelector("input[name=side]:checked").value;
+}
+
+/**
+ * Whether the ticket's order is a market buy that spends a quote amount: under the risk
+ * stage (known only once account.balances answered) a market buy carries `quote_qty`,
+ * the most it may spend fees included, instead of `qty`.
+ */
+function spendsQuote() {
+  return $("order-type").value === "market" && orderSide() === "buy" && gateway.risk === true;
+}
+
 function syncTicketInputs() {
   const market = $("order-type").value === "market";
   $("order-price").disabled = market;
   $("order-tif").disabled = market;
   $("order-post-only").disabled = market;
+  const spend = spendsQuote();
+  $("order-qty-label").hidden = spend;
+  $("order-quote-qty-label").hidden = !spend;
 }
 $("order-type").addEventListener("change", syncTicketInputs);
+for (const radio of document.querySelectorAll("input[name=side]")) {
+  radio.addEventListener("change", syncTicketInputs);
+}
 syncTicketInputs();
 
 /** Whether orders can be sent now; if not, `show` the reason (the buttons are off too). */
@@ -510,12 +577,9 @@ $("order-form").addEventListener("submit", async (event) => {
   clearOrderError();
   if (!tradingOrSay(showOrderError)) return;
   const type = $("order-type").value;
-  const params = {
-    symbol: feed.symbol,
-    side: document.querySelector("input[name=side]:checked").value,
-    type,
-    qty: $("order-qty").value.trim(),
-  };
+  const params = { symbol: feed.symbol, side: orderSide(), type };
+  if (spendsQuote()) params.quote_qty = $("order-quote-qty").value.trim();
+  else params.qty = $("order-qty").value.trim();
   if (type === "limit") {
     const price = $("order-price").value.trim();
     if (price !== "") params.price = price;
@@ -617,5 +681,5 @@ $("cancel-all-btn").addEventListener("click", async () => {
 // ---- start ---------------------------------------------------------------------
 
 window.streamexApp = { feed, gateway, frameStats };
-for (const what of ["state", "orders", "executions", "error", "book"]) invalidate(what);
+for (const what of ["state", "orders", "balances", "executions", "error", "book"]) invalidate(what);
 feed.start();

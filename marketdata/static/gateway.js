@@ -1,11 +1,16 @@
 // The order-entry client: one websocket to the gateway, logon signed in the
-// page, request/reply by id, execution reports, and the account's open orders
-// (from `orders.open` after logon, then kept current by execution reports).
-// After a dropped connection it reconnects with backoff and logs on again
-// with the in-memory signer; the open orders are then rebuilt from scratch
-// (`orders.open`), since the exchange may have restarted without them. While
-// the session is down `down` is true and `openOrders` is only the last known
-// state. No DOM: `onChange(what)` is called with "state", "orders",
+// page, request/reply by id, execution reports, the account's open orders
+// (from `orders.open` after logon, then kept current by execution reports)
+// and, under the risk stage, its balances (from `account.balances` after
+// logon, then kept current by `balances` pushes). Whether the risk stage is
+// on is learnt from that request: `risk` is true once `account.balances`
+// answered, false when the gateway does not know the method (risk off), null
+// while unknown. After a dropped connection it reconnects with backoff and
+// logs on again with the in-memory signer; the open orders and balances are
+// then rebuilt from scratch (`orders.open`, `account.balances`), since the
+// exchange may have restarted without them. While the session is down `down`
+// is true and `openOrders` / `balances` are only the last known state. No
+// DOM: `onChange(what)` is called with "state", "orders", "balances",
 // "executions" or "error".
 
 import { backoffDelay } from "./backoff.js";
@@ -44,6 +49,8 @@ export class GatewayClient {
     // the user expects a live session, so any other state means it is down.
     this.session = false;
     this.openOrders = new Map(); // orderKey(symbol, order_id) -> latest report
+    this.balances = new Map(); // asset -> {asset, available, held, ts}
+    this.risk = null; // true: the risk stage is on (balances, quote_qty); false: off; null: unknown
     this.executions = []; // newest first
     this.errors = []; // newest first: {code, message, method, ts}
     this.nextId = 1;
@@ -82,8 +89,15 @@ export class GatewayClient {
     if (ws) ws.close(1000, "logoff");
     this._failPending("DISCONNECTED", "logged off");
     this.openOrders.clear();
+    this._clearBalances();
     this._setState("disconnected", "");
     this.onChange("orders");
+  }
+
+  _clearBalances() {
+    this.balances.clear();
+    this.risk = null;
+    this.onChange("balances");
   }
 
   place(params) {
@@ -107,8 +121,11 @@ export class GatewayClient {
     return this.request("order.cancel_all", symbol ? { symbol } : {});
   }
 
-  /** Send one request; resolves with `result`, rejects with a GatewayError. */
-  request(method, params) {
+  /**
+   * Send one request; resolves with `result`, rejects with a GatewayError. An error
+   * whose code is in the set `expected` is not listed as an error (the caller handles it).
+   */
+  request(method, params, expected = null) {
     return new Promise((resolve, reject) => {
       if (!this.ws || this.ws.readyState !== WebSocket.OPEN) {
         reject(this._error("DISCONNECTED", "not connected to the gateway", method));
@@ -119,7 +136,7 @@ export class GatewayClient {
         this.pending.delete(id);
         reject(this._error("TIMEOUT", `no reply to ${method} in ${REQUEST_TIMEOUT_MS / 1000} s`, method));
       }, REQUEST_TIMEOUT_MS);
-      this.pending.set(id, { resolve, reject, method, timer });
+      this.pending.set(id, { resolve, reject, method, timer, expected });
       this.ws.send(JSON.stringify({ id, method, params }));
     });
   }
@@ -189,11 +206,15 @@ export class GatewayClient {
       this.account = result.account;
       this.attempt = 0;
       this.session = true;
-      // Whatever was open before (the exchange may have restarted): rebuilt from orders.open.
+      // Whatever was open before (the exchange may have restarted): rebuilt from orders.open,
+      // and the balances (and whether there are any: risk on or off) from account.balances.
       this.openOrders.clear();
+      this._clearBalances();
       this.onChange("orders");
       this._setState("logged_on", result.account);
+      const balances = this.refreshBalances();
       await this.refreshOpenOrders();
+      await balances;
       return result;
     } catch (err) {
       // Wrong key or secret, or a gateway the user cannot reach at all: retrying cannot
@@ -209,6 +230,7 @@ export class GatewayClient {
         if (ws) ws.close(1000, "logon failed");
         // Not logged on any more: the last known open orders cannot be trusted or acted on.
         this.openOrders.clear();
+        this._clearBalances();
         this.onChange("orders");
         this._setState("disconnected", code === "CONNECT" ? "cannot connect" : "logon failed");
       }
@@ -224,6 +246,45 @@ export class GatewayClient {
       this.openOrders.set(orderKey(report.symbol, report.order_id), report);
     }
     this.onChange("orders");
+  }
+
+  /**
+   * Replace the balances with the gateway's view (`account.balances`) and learn from
+   * the answer whether the risk stage is on. Never rejects: a failure other than
+   * UNKNOWN_METHOD (risk off) is listed as an error and leaves `risk` unknown.
+   */
+  async refreshBalances() {
+    const ws = this.ws;
+    let result;
+    try {
+      result = await this.request("account.balances", {}, new Set(["UNKNOWN_METHOD"]));
+    } catch (err) {
+      if (ws !== this.ws) return; // the connection went meanwhile: the next logon asks again
+      if (err instanceof GatewayError && err.code === "UNKNOWN_METHOD") {
+        this.balances.clear();
+        this.risk = false;
+        this.onChange("balances");
+      }
+      return;
+    }
+    if (ws !== this.ws) return;
+    // The answer reflects every change this gateway had read when it was sent, so it
+    // supersedes any push that came before it; pushes after it are newer.
+    this.balances.clear();
+    for (const b of result.balances) {
+      this.balances.set(b.asset, { asset: b.asset, available: b.available, held: b.held, ts: null });
+    }
+    this.risk = true;
+    this.onChange("balances");
+  }
+
+  _onBalance(data) {
+    if (!data || typeof data.asset !== "string") return;
+    this.balances.set(data.asset, {
+      asset: data.asset, available: data.available, held: data.held, ts: data.ts ?? null,
+    });
+    this.risk = true; // only the risk stage pushes balances
+    this.onChange("balances");
   }
 
   _closed(ws, code, reason) {
@@ -257,10 +318,17 @@ export class GatewayClient {
       this._onExecution(msg.data);
       return;
     }
+    if (msg.channel === "balances") {
+      this._onBalance(msg.data);
+      return;
+    }
     if (msg.channel !== undefined) return;
     const entry = this.pending.get(msg.id);
     if (msg.error) {
-      const err = this._error(msg.error.code, msg.error.message, entry ? entry.method : "gateway");
+      const method = entry ? entry.method : "gateway";
+      const err = entry && entry.expected && entry.expected.has(msg.error.code)
+        ? new GatewayError(msg.error.code, msg.error.message, method)
+        : this._error(msg.error.code, msg.error.message, method);
       if (entry) {
         this.pending.delete(msg.id);
         clearTimeout(entry.timer);
