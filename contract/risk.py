@@ -14,7 +14,8 @@ through its shard's input stream, in order:
   ``rejected`` (or ``cancel_rejected``) report, reason ``INSUFFICIENT_FUNDS``.
   The input entry id (:func:`contract.ids.stage_order_id`) is the order's id.
 - :class:`Deposit` / :class:`Withdraw`: operator transfers, idempotent by
-  ``ref`` (a second entry with the same ref changes nothing and says so).
+  ``ref`` per account (a second entry of the account with the same ref
+  changes nothing and says so).
 - :class:`Settle`: the shard's own accounts' reports of one market ``:out``
   entry, copied into ``:in`` by the risk process together with the position
   it has read that market's ``:out`` up to (one script on ``{acct-K}``, so
@@ -202,7 +203,8 @@ class RiskSnapshot(msgspec.Struct, array_like=True, frozen=True):
     risk_seq: int
     balances: list[AccountBalance]
     orders: list[HeldOrder]
-    refs: list[str]
+    refs: list[tuple[str, str]]
+    """(account, ref) of every applied transfer, sorted."""
     positions: dict[str, str]
     net_transfers: dict[str, int] = {}
     """Per asset: deposits minus withdrawals applied (what ``Ledger._check`` audits)."""

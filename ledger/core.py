@@ -98,7 +98,7 @@ class Ledger:
         self.orders: dict[str, Hold] = {}  # order id -> hold, in placement order
         self.client_ids: dict[tuple[str, str], list[str]] = {}  # (account, coid) -> order ids
         self.amends: dict[str, list[str]] = {}  # pending amend request id -> order ids it holds
-        self.refs: set[str] = set()
+        self.refs: set[tuple[str, str]] = set()  # (account, ref) of applied transfers
         self.net_transfers: dict[str, int] = {}  # asset -> deposits - withdrawals
         self.net_trades: dict[str, int] = {}  # asset -> settled into the shard minus out of it
         self.positions: dict[str, str] = {}  # symbol -> last market :out id settled
@@ -492,12 +492,12 @@ class Ledger:
         reason = None
         if amount <= 0:
             status, reason = "rejected", errors.BAD_REQUEST
-        elif ref in self.refs:
+        elif (account, ref) in self.refs:  # a ref is the account's: others may reuse it
             status = "duplicate"
         elif not deposit and self._available(account, asset) < amount:
             status, reason = "rejected", INSUFFICIENT_FUNDS
         else:
-            self.refs.add(ref)
+            self.refs.add((account, ref))
             delta = amount if deposit else -amount
             self._row(account, asset)[0] += delta
             self.net_transfers[asset] = self.net_transfers.get(asset, 0) + delta

@@ -65,7 +65,7 @@ def restore_ledger(markets: Mapping[str, Market], fee_account: str,
             ledger.client_ids.setdefault((h.account, h.client_order_id), []).append(h.order_id)
         for request_id in h.pending_amends:
             ledger.amends.setdefault(request_id, []).append(h.order_id)
-    ledger.refs = set(snap.refs)
+    ledger.refs = {(account, ref) for account, ref in snap.refs}
     ledger.positions = dict(snap.positions)
     ledger._settled = {symbol: parse_id(out_id) for symbol, out_id in snap.positions.items()}
     ledger.net_transfers = dict(snap.net_transfers)

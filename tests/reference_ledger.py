@@ -55,7 +55,7 @@ class ReferenceLedger:
     fee_account: str = "fees"
     available: dict[tuple[str, str], int] = field(default_factory=dict)
     orders: dict[str, RefHold] = field(default_factory=dict)
-    refs: set[str] = field(default_factory=set)
+    refs: set[tuple[str, str]] = field(default_factory=set)  # (account, ref)
     pending: list[tuple[str, set[str]]] = field(default_factory=list)  # forward order
 
     # -- views ------------------------------------------------------------------------
@@ -93,11 +93,11 @@ class ReferenceLedger:
     def transfer(self, deposit: bool, account: str, asset: str, amount: int, ref: str) -> str:
         if amount <= 0:
             return "rejected BAD_REQUEST"
-        if ref in self.refs:
+        if (account, ref) in self.refs:
             return "duplicate"
         if not deposit and self.available.get((account, asset), 0) < amount:
             return "rejected INSUFFICIENT_FUNDS"
-        self.refs.add(ref)
+        self.refs.add((account, ref))
         self._add(account, asset, amount if deposit else -amount)
         return "applied"
 
