@@ -53,6 +53,15 @@ def parse_decimal(text: object) -> tuple[int, int]:
     return int(whole + frac), len(frac)
 
 
+def parse_units(text: object, decimals: int) -> int:
+    """A plain decimal amount string -> integer units of ``10**-decimals``; ``ValueError``
+    for anything :func:`parse_decimal` refuses or finer than ``decimals``. O(len)."""
+    digits, exp = parse_decimal(text)
+    if exp > decimals:
+        raise ValueError(f"{text!r:.40} has more than {decimals} decimals")
+    return int(digits * 10 ** (decimals - exp))
+
+
 def format_units(units: int, decimals: int) -> str:
     """Format ``units * 10**-decimals`` with exactly ``decimals`` fraction digits."""
     if decimals == 0:

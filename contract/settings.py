@@ -20,7 +20,7 @@ from typing import Annotated, ClassVar, Literal
 
 import msgspec
 
-from contract.market import DEFAULT_MARKETS, Market, parse_decimal
+from contract.market import DEFAULT_MARKETS, Market, parse_units
 
 Port = Annotated[int, msgspec.Meta(ge=1, le=65535)]
 Count = Annotated[int, msgspec.Meta(ge=1, le=2**31 - 1)]
@@ -192,14 +192,15 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True, dict=True)
                 raise ValueError(f"accounts[{i}].api_key: duplicate api_key")
             ids.add(account.id)
             by_key[account.api_key] = account
+            units = self.asset_units
             for asset, amount in account.balances.items():
-                try:
-                    parse_decimal(amount)
-                except ValueError as exc:
-                    raise ValueError(f"accounts[{i}].balances.{asset}: {exc}") from None
-                if asset not in self.asset_units:
+                if asset not in units:
                     raise ValueError(f"accounts[{i}].balances.{asset}: no market trades "
                                      f"{asset!r}")
+                try:
+                    parse_units(amount, units[asset])
+                except ValueError as exc:
+                    raise ValueError(f"accounts[{i}].balances.{asset}: {exc}") from None
         self.__dict__["markets_by_symbol"] = MappingProxyType(by_symbol)
         self.__dict__["accounts_by_api_key"] = MappingProxyType(by_key)
 

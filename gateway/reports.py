@@ -7,7 +7,7 @@ an open order for ``orders.open``. :func:`push_frame` encodes the
 ``executions`` push once, to be sent to every connection of the account.
 A report the risk stage gave on a market's behalf (``MarketAnswer``) is
 formatted the same way with the exec id :func:`risk_exec_id`.
-:func:`format_amount` and :func:`balance_frame` do the same for balances.
+:func:`balance_frame` does the same for balances (``contract.market.format_units``).
 Cost: O(1) per event plus the decimal formatting.
 """
 
@@ -16,7 +16,7 @@ from __future__ import annotations
 import msgspec
 
 from contract.events import CancelRejected, Report
-from contract.market import Market
+from contract.market import Market, format_units
 from contract.order_entry import BalancePush, BalanceUpdate, ExecutionPush, ExecutionReport
 from contract.risk import risk_tag
 from contract.wire import encoder
@@ -35,22 +35,10 @@ def risk_exec_id(shard: int, seq: int) -> str:
     return f"{risk_tag(shard)}:{seq}"
 
 
-def format_amount(units: int, decimals: int) -> str:
-    """``units * 10**-decimals`` with exactly ``decimals`` fraction digits: an asset amount.
-
-    ``format_amount(1500, 6) == "0.001500"``, ``format_amount(-5, 2) == "-0.05"``. O(digits).
-    """
-    if decimals == 0:
-        return str(units)
-    digits = str(abs(units)).rjust(decimals + 1, "0")
-    sign = "-" if units < 0 else ""
-    return f"{sign}{digits[:-decimals]}.{digits[-decimals:]}"
-
-
 def balance_frame(asset: str, decimals: int, available: int, held: int, ts: int) -> bytes:
     """The ``balances`` push of one asset's new balance, as JSON bytes."""
     return encoder.encode(BalancePush(data=BalanceUpdate(
-        asset, format_amount(available, decimals), format_amount(held, decimals), ts)))
+        asset, format_units(available, decimals), format_units(held, decimals), ts)))
 
 
 def report_of(market: Market, r: Report, exec_id: str | None = None) -> ExecutionReport:

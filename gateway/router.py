@@ -276,16 +276,17 @@ class ExecutionRouter:
                 continue
             last = event.seq
             if type(event) is Balance:
-                self._balances.apply(event)
+                self._balances.apply(shard, event)
                 if wanted(event.account):
                     decimals = self._units.get(event.asset)
                     if decimals is None:
                         log.error("risk shard %d: balance of unknown asset %r not pushed",
                                   shard, event.asset)
                         continue
-                    deliver(event.account, balance_frame(event.asset, decimals,
-                                                         event.available, event.held,
-                                                         event.ts))
+                    # The view's total: the fee account's balance spans every shard.
+                    available, held = self._balances.get(event.account, event.asset)
+                    deliver(event.account, balance_frame(event.asset, decimals, available,
+                                                         held, event.ts))
             elif type(event) is MarketAnswer:
                 self._answer(shard, event)
             elif type(event) is InputRejected:

@@ -67,7 +67,7 @@ from contract.errors import (
     UNKNOWN_METHOD,
     StreamexError,
 )
-from contract.market import Market
+from contract.market import Market, format_units
 from contract.order_entry import (
     AssetBalance,
     BalancesParams,
@@ -90,7 +90,7 @@ from gateway.auth import verify_logon
 from gateway.balances_view import BalancesView
 from gateway.client_ids import InFlightClientIds
 from gateway.orders_view import OpenOrdersView
-from gateway.reports import format_amount, status_of
+from gateway.reports import status_of
 from gateway.staged import StagedPlaces
 from gateway.validation import (
     ORDER_METHODS,
@@ -496,8 +496,8 @@ class Session:
         else:
             rows = [row for row in view.of(account) if row[0] in units]
         self._reply(result_frame(rid, BalancesResult([
-            AssetBalance(asset, format_amount(available, units[asset]),
-                         format_amount(held, units[asset]))
+            AssetBalance(asset, format_units(available, units[asset]),
+                         format_units(held, units[asset]))
             for asset, available, held in rows])))
 
     # -- disconnect -----------------------------------------------------------------

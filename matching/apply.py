@@ -128,10 +128,7 @@ def _apply_guarded(book: OrderBook, order_id: str, ts: int | None, cmd: Command,
     seq = book.seq
     mark = len(events)
     try:
-        if ts is None:
-            book.apply_into(order_id, cmd, events)
-        else:
-            book.apply_at(order_id, ts, cmd, events)
+        book.apply_into(order_id, cmd, events, ts)
     except Exception:  # as in apply_entries
         log.exception("event=apply_failed market=%s input_id=%s", book.symbol, order_id)
         del events[mark:]

@@ -15,7 +15,7 @@ number of lots whose notional plus taker fee fits in what is left of its
 budget (one integer division, see :meth:`OrderBook._execute_budget`).
 
 Commands the risk stage forwarded (``matching.apply``) carry their own order
-id: :meth:`OrderBook.apply_at` takes the id and the time separately, and
+id: :meth:`OrderBook.apply_into` then takes the time apart from the id, and
 ``risk_seqs`` (risk shard -> highest ``risk_seq`` applied) is kept here so
 that it travels in the snapshot.
 
@@ -156,17 +156,22 @@ class OrderBook:
         self.apply_into(input_id, cmd, events)
         return events
 
-    def apply_into(self, input_id: str, cmd: Command, events: list[Event]) -> None:
+    def apply_into(self, input_id: str, cmd: Command, events: list[Event],
+                   ts: int | None = None) -> None:
         """Apply one command, appending its events to ``events`` (the batch's list).
 
         Same as :meth:`apply` without a list per command: the runner's hot path.
+        ``ts`` (ms) stamps the events; None: the milliseconds of ``input_id``. A
+        command the risk stage forwarded passes its own id (the order id of a
+        place, the request id of a cancel or amend) and the market entry's time.
         """
-        ms = input_id.partition("-")[0]
-        if ms == self._ts_text:
-            ts = self._ts
-        else:
-            ts = self._ts = int(ms)
-            self._ts_text = ms
+        if ts is None:
+            ms = input_id.partition("-")[0]
+            if ms == self._ts_text:
+                ts = self._ts
+            else:
+                ts = self._ts = int(ms)
+                self._ts_text = ms
         t = type(cmd)
         if t is Place:
             self._place(input_id, ts, cmd, events)  # type: ignore[arg-type]
@@ -177,28 +182,6 @@ class OrderBook:
         elif t is CancelAll:
             self._cancel_all(ts, cmd, events)  # type: ignore[arg-type]
         else:  # pragma: no cover - the decoder only produces the four commands
-            raise TypeError(f"not a command: {cmd!r}")
-        if self._touched_bids or self._touched_asks:
-            self._emit_book_update(ts, events)
-
-    def apply_at(self, input_id: str, ts: int, cmd: Command, events: list[Event]) -> None:
-        """:meth:`apply_into` with the time given apart from the id.
-
-        ``input_id`` is the order id of a place and the request id of a cancel
-        or amend (a forwarded command's own id); ``ts`` (ms) stamps the events.
-        The same dispatch as :meth:`apply_into`, kept apart so that its hot
-        path stays as it is.
-        """
-        t = type(cmd)
-        if t is Place:
-            self._place(input_id, ts, cmd, events)  # type: ignore[arg-type]
-        elif t is Cancel:
-            self._cancel(input_id, ts, cmd, events)  # type: ignore[arg-type]
-        elif t is Amend:
-            self._amend(input_id, ts, cmd, events)  # type: ignore[arg-type]
-        elif t is CancelAll:
-            self._cancel_all(ts, cmd, events)  # type: ignore[arg-type]
-        else:
             raise TypeError(f"not a command: {cmd!r}")
         if self._touched_bids or self._touched_asks:
             self._emit_book_update(ts, events)

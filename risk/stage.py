@@ -118,10 +118,10 @@ class RiskStage:
         before the commit lands; if the commit then fails, recovery replays the same
         commands with the same ``risk_seq`` and the market drops the copies."""
         forwards: list[Forward] = effects  # type: ignore[assignment]
-        calls = self._calls(forwards)
         node = topology.node_of(node_key)
-        if any(topology.node_of(stream) != node for stream, _ in calls):
-            return None
+        if any(topology.node_of(in_stream(s)) != node for s in {s for s, _ in forwards}):
+            return None  # packed once, by after_commit
+        calls = self._calls(forwards)
         self.forwarded += len(forwards)
         return b"".join(packed for _, packed in calls), len(calls)
 

@@ -34,7 +34,7 @@ from typing import Any
 import redis
 
 from contract.ids import ZERO_ID
-from contract.market import format_units, parse_decimal
+from contract.market import format_units, parse_units
 from contract.risk import (
     Balance,
     Deposit,
@@ -108,13 +108,6 @@ def run(args: argparse.Namespace) -> int:
         client.close()
 
 
-def _amount_units(text: str, decimals: int) -> int:
-    digits, exp = parse_decimal(text)
-    if exp > decimals:
-        raise ValueError(f"--amount: more than {decimals} decimals")
-    return int(digits * 10 ** (decimals - exp))
-
-
 def _transfer(client: Any, config: Config, args: argparse.Namespace) -> int:
     units = config.asset_units
     if args.asset not in units:
@@ -122,9 +115,9 @@ def _transfer(client: Any, config: Config, args: argparse.Namespace) -> int:
               f"(assets: {', '.join(sorted(units))})", file=sys.stderr)
         return EXIT_USAGE
     try:
-        amount = _amount_units(args.amount, units[args.asset])
+        amount = parse_units(args.amount, units[args.asset])
     except ValueError as exc:
-        print(f"streamex admin: {exc}", file=sys.stderr)
+        print(f"streamex admin: --amount: {exc}", file=sys.stderr)
         return EXIT_USAGE
     if amount <= 0:
         print("streamex admin: --amount: must be greater than zero", file=sys.stderr)
@@ -211,14 +204,8 @@ def _committed_units(client: Any, config: Config) -> dict[tuple[str, str], tuple
     for account, assets in balances(client, config, None).items():
         for asset, b in assets.items():
             d = units.get(asset, 0)
-            out[(account, asset)] = (_parse_units(b["available"], d), _parse_units(b["held"], d))
+            out[(account, asset)] = (parse_units(b["available"], d), parse_units(b["held"], d))
     return out
-
-
-def _parse_units(text: str, decimals: int) -> int:
-    digits, exp = parse_decimal(text.lstrip("-"))
-    value = int(digits * 10 ** (decimals - exp))
-    return -value if text.startswith("-") else value
 
 
 def audit(client: Any, config: Config) -> dict[str, Any]:

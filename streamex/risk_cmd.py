@@ -24,7 +24,7 @@ import types
 
 import redis
 
-from contract.market import parse_decimal
+from contract.market import parse_units
 from contract.risk import Deposit, encode_risk_command, risk_keys, risk_shard, risk_tag
 from contract.settings import Config
 from contract.streams import IN_FIELD
@@ -60,13 +60,8 @@ def initial_deposits(config: Config, shard: int) -> list[Deposit]:
     for account in config.accounts:
         if risk_shard(account.id, config.risk.shards) != shard:
             continue
-        for asset, amount in sorted(account.balances.items()):
-            digits, exp = parse_decimal(amount)
-            decimals = units[asset]
-            if exp > decimals:
-                raise ValueError(f"accounts {account.id!r}: balances.{asset} = {amount!r} has "
-                                 f"more than {decimals} decimals")
-            deposits.append(Deposit(account.id, asset, digits * 10 ** (decimals - exp),
+        for asset, amount in sorted(account.balances.items()):  # checked by Config
+            deposits.append(Deposit(account.id, asset, parse_units(amount, units[asset]),
                                     f"initial:{account.id}:{asset}"))
     return deposits
 
@@ -104,11 +99,7 @@ def run(args: argparse.Namespace) -> int:
     if args.stats_interval <= 0:
         print("streamex risk: --stats-interval: must be positive", file=sys.stderr)
         return EXIT_USAGE
-    try:
-        _add_initial_deposits(url, config, shards)
-    except ValueError as exc:
-        print(f"streamex risk: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    _add_initial_deposits(url, config, shards)
     consumer = args.consumer or f"{socket.gethostname()}-{os.getpid()}"
     seeds = (url, *(u for u in config.redis.urls if u != url))
     stages = [RiskStage(s, config.markets, config.risk.fee_account) for s in shards]

@@ -579,3 +579,15 @@ def test_a_config_can_come_on_stdin(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr("sys.stdin", io.StringIO('[gateway]\nport = 9001\n'))
     assert load_config("-").gateway.port == 9001
+
+
+def test_account_balances_must_fit_the_assets_units(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('[[accounts]]\nid = "a"\napi_key = "k"\nsecret = "s"\n'
+                    'balances = { BTC = "0.00001" }\n')  # BTC has 4 decimals
+    with pytest.raises(ConfigError, match=r"accounts\[0\]\.balances\.BTC: .*more than 4"):
+        load_config(path)
+    path.write_text('[[accounts]]\nid = "a"\napi_key = "k"\nsecret = "s"\n'
+                    'balances = { DOGE = "1" }\n')
+    with pytest.raises(ConfigError, match=r"accounts\[0\]\.balances\.DOGE: no market"):
+        load_config(path)

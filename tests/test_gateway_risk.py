@@ -44,7 +44,7 @@ from contract.errors import (
 from contract.events import CancelRejected, Event, Report, encode_events
 from contract.ids import stage_order_id
 from contract.keys import in_stream, out_stream
-from contract.market import DEFAULT_MARKETS
+from contract.market import DEFAULT_MARKETS, format_units
 from contract.order_entry import PlaceParams
 from contract.risk import (
     RISK_SNAPSHOT_VERSION,
@@ -64,7 +64,8 @@ from contract.risk import (
 )
 from contract.settings import Config, RiskConfig
 from contract.streams import OUT_EVENTS_FIELD, OUT_INPUT_FIELD
-from gateway.reports import format_amount, report_of, risk_exec_id
+from gateway.balances_view import BalancesView
+from gateway.reports import report_of, risk_exec_id
 from gateway.staged import StagedPlaces
 from gateway.validation import METHODS, RISK_METHODS, commands_for, decode_request
 from streamex.client import OrderClient
@@ -496,8 +497,8 @@ def test_reports_carry_the_fee_in_the_quote() -> None:
     assert (wire.fee, wire.fee_asset) == ("0.020001", "USD")
     new = report_of(BTC, new_report(1, "1-0"))
     assert (new.fee, new.fee_asset) == ("0.000000", "USD")
-    assert format_amount(0, 0) == "0" and format_amount(-5, 2) == "-0.05"
-    assert format_amount(1_500, 6) == "0.001500" and format_amount(12_345, 4) == "1.2345"
+    assert format_units(0, 0) == "0" and format_units(-5, 2) == "-0.05"
+    assert format_units(1_500, 6) == "0.001500" and format_units(12_345, 4) == "1.2345"
 
 
 @pytest.mark.parametrize("enabled", [True, False])
@@ -545,3 +546,17 @@ async def test_without_the_risk_stage_orders_go_to_the_markets(redis_url: str) -
         assert error_code(reply) == "UNKNOWN_ORDER"
         await asyncio.gather(raw.close(), alice.close())
 
+
+
+def test_the_balances_view_sums_the_fee_accounts_parts_over_shards() -> None:
+    """Each shard credits the fee account with its own accounts' fees: one balance, summed."""
+    view = BalancesView()
+    view.load_snapshot(RiskSnapshot(1, 0, "1-0", "1-0", 3, 0, [
+        AccountBalance("fees", "USD", 70, 0), AccountBalance("bob", "USD", 500, 20)], [], [],
+        {}))
+    view.apply(1, Balance(4, 9, "fees", "USD", 30, 0))
+    assert view.get("fees", "USD") == (100, 0)
+    assert view.of("fees") == [("USD", 100, 0)]
+    view.apply(0, Balance(5, 9, "fees", "USD", 75, 0))  # a shard's part replaces its own
+    assert view.get("fees", "USD") == (105, 0)
+    assert view.get("bob", "USD") == (500, 20) and view.get("bob", "BTC") == (0, 0)

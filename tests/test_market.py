@@ -225,3 +225,14 @@ def test_a_buys_hold_covers_whatever_its_fills_cost(limit: int, lots: int,
         spent += notional + fee
         left -= qty
     assert spent <= hold
+
+
+def test_parse_units_is_exact_and_refuses_finer_amounts() -> None:
+    from contract.market import format_units, parse_units
+
+    assert parse_units("1.5", 4) == 15_000 and parse_units("100000", 6) == 100_000_000_000
+    assert parse_units("0.000001", 6) == 1 and parse_units("1.2300", 2) == 123
+    for bad in ("1.00001", "-1", "1e3", "", " 1", "NaN"):
+        with pytest.raises(ValueError):
+            parse_units(bad, 4)
+    assert parse_units(format_units(123_456_789, 6), 6) == 123_456_789
