@@ -38,3 +38,37 @@ def stage_order_id(entry_id: bytes | str, shard: int) -> str:
     """
     text = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
     return text if shard == 0 else f"{text}-{shard}"
+
+
+ORDER_NUMBER_EPOCH_MS = 1_577_836_800_000
+"""2020-01-01T00:00:00Z: order numbers count milliseconds from here (41 bits last to 2089)."""
+_SEQ_BITS = 14
+_SHARD_BITS = 8
+
+
+def order_number(order_id: str) -> int:
+    """The integer ``orderId`` of REST (PROTOCOL.md, section D) for a streamex order id.
+
+    ``(ms - 2020-01-01) << 22 | n << 8 | shard``: stable, unique per market, below
+    2**63 (a signed 64-bit integer, as Binance's), ordered like the ids of one shard.
+    Raises ``ValueError`` for an id that does not fit (``n`` >= 16,384 entries in one
+    millisecond of one stream, or shard >= 256) or is not an order id. O(len).
+    """
+    ms_text, _, rest = order_id.partition("-")
+    n_text, _, shard_text = rest.partition("-")
+    ms, n, shard = int(ms_text), int(n_text or 0), int(shard_text or 0)
+    ms -= ORDER_NUMBER_EPOCH_MS
+    if not (0 <= ms < 1 << 41 and 0 <= n < 1 << _SEQ_BITS and 0 <= shard < 1 << _SHARD_BITS):
+        raise ValueError(f"order id {order_id!r} has no order number")
+    return ms << (_SEQ_BITS + _SHARD_BITS) | n << _SHARD_BITS | shard
+
+
+def order_id_of_number(number: int) -> str:
+    """The streamex order id whose :func:`order_number` is ``number``; ``ValueError`` if
+    ``number`` is negative or too big. O(1)."""
+    if not 0 <= number < 1 << 63:
+        raise ValueError(f"order number {number} out of range")
+    shard = number & ((1 << _SHARD_BITS) - 1)
+    n = (number >> _SHARD_BITS) & ((1 << _SEQ_BITS) - 1)
+    ms = (number >> (_SEQ_BITS + _SHARD_BITS)) + ORDER_NUMBER_EPOCH_MS
+    return stage_order_id(f"{ms}-{n}", shard)

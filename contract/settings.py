@@ -139,6 +139,30 @@ class MarketDataConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """... and its burst; beyond them RATE_LIMITED."""
 
 
+class HistoryConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """The history database ``streamex history`` writes and the REST API reads."""
+
+    url: NonEmptyStr | None = None
+    """``sqlite:///<path>`` or ``postgresql://...``; None: ``history.sqlite3`` in the data
+    directory of ``streamex up``."""
+    batch_entries: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 2000
+    """Most stream entries written in one transaction."""
+
+    def __post_init__(self) -> None:
+        if self.url is not None and not self.url.startswith(
+                ("sqlite:///", "postgresql://", "postgres://")):
+            raise ValueError("url: must start with sqlite:///, postgresql:// or postgres://")
+
+
+class ApiConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """The Binance-compatible REST listener (PROTOCOL.md, section D)."""
+
+    host: NonEmptyStr = "127.0.0.1"
+    port: Port = 8003
+    max_recv_window_ms: Annotated[int, msgspec.Meta(ge=1, le=600_000)] = 60_000
+    """Largest ``recvWindow`` accepted (Binance's limit); the default window is 5,000 ms."""
+
+
 class LimitsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Gateway admission limits: token buckets (rate per second, burst) and backlog."""
 
@@ -168,6 +192,8 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True, dict=True)
     limits: LimitsConfig = LimitsConfig()
     assets: tuple[AssetConfig, ...] = ()
     risk: RiskConfig = RiskConfig()
+    history: HistoryConfig = HistoryConfig()
+    api: ApiConfig = ApiConfig()
 
     # Derived at construction (kept in the instance __dict__: never encoded, not compared).
     markets_by_symbol: ClassVar[Mapping[str, Market]]

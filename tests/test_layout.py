@@ -18,24 +18,33 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
-FIRST_PARTY = {"contract", "matching", "ledger", "engine", "risk", "redisio", "gateway",
-               "marketdata", "streamex", "benchmarks"}
+FIRST_PARTY = {"contract", "matching", "ledger", "candles", "engine", "risk", "redisio", "store",
+               "gateway", "marketdata", "history", "api", "streamex", "benchmarks"}
 IO_MODULES = {"asyncio", "socket", "ssl", "selectors", "subprocess", "http", "urllib", "redis",
-              "hiredis", "websockets", "picows", "uvloop"}
+              "hiredis", "websockets", "picows", "uvloop", "sqlite3", "psycopg", "aiohttp"}
 
 # package -> (first-party packages it may import, third-party distributions it may import)
 ALLOWED: dict[str, tuple[set[str], set[str]]] = {
     "contract": ({"contract"}, {"msgspec"}),
     "matching": ({"contract", "matching"}, {"msgspec", "sortedcontainers"}),
     "ledger": ({"contract", "ledger"}, {"msgspec"}),
+    "candles": ({"candles"}, {"msgspec"}),
     "engine": ({"contract", "matching", "engine"}, {"msgspec", "redis", "hiredis"}),
     "risk": ({"contract", "ledger", "engine", "risk"}, {"msgspec", "redis", "hiredis"}),
     "redisio": ({"redisio"}, {"redis", "hiredis"}),
+    # The history database: schema, migrations, connections and queries (SQLite, PostgreSQL).
+    "store": ({"contract", "candles", "store"}, {"msgspec", "psycopg"}),
     "gateway": ({"contract", "redisio", "gateway"}, {"msgspec", "redis", "hiredis", "websockets"}),
-    "marketdata": ({"contract", "redisio", "marketdata"},
+    "marketdata": ({"contract", "candles", "redisio", "store", "marketdata"},
                    {"msgspec", "redis", "hiredis", "websockets", "sortedcontainers"}),
+    "history": ({"contract", "candles", "redisio", "store", "engine", "history"},
+                {"msgspec", "redis", "hiredis"}),
+    # The REST service composes the order entry of the gateway, the live book of market
+    # data and the history database's queries: one implementation of each.
+    "api": ({"contract", "candles", "redisio", "store", "gateway", "marketdata", "api"},
+            {"msgspec", "redis", "hiredis", "aiohttp"}),
 }
-NO_IO = {"contract", "matching", "ledger"}
+NO_IO = {"contract", "matching", "ledger", "candles"}
 
 
 def _imports(path: Path) -> set[str]:

@@ -1,0 +1,1 @@
+"""`streamex api`: the Binance-compatible REST service (PROTOCOL.md, section D)."""

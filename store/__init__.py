@@ -1,0 +1,1 @@
+"""The history database: versioned schema, connections (SQLite, PostgreSQL) and queries."""
