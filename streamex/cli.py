@@ -69,6 +69,9 @@ COMMANDS: dict[str, Command] = {
     "admin": lazy("streamex.admin_cmd", "deposit, withdraw, balances (operator commands)"),
     "gateway": lazy("streamex.gateway_cmd", "run the order-entry websocket gateway"),
     "marketdata": lazy("streamex.marketdata_cmd", "run the market-data websocket service"),
+    "history": lazy("streamex.history_cmd", "copy every market's and risk shard's events into "
+                                            "the history database (SQLite or PostgreSQL)"),
+    "api": lazy("streamex.api_cmd", "run the Binance-compatible REST API"),
     "bench": lazy("streamex.bench_cmd", "run a benchmark (core, engine, feed, e2e)"),
     "demo": lazy("streamex.demo", "run a small seeded market maker so the book is live"),
     "config-check": Command(
