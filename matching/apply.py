@@ -78,7 +78,7 @@ def apply_entries(book: OrderBook, entries: list[RawEntry], events: list[Event])
             log.exception("event=apply_failed market=%s input_id=%s", book.symbol, input_id)
             del events[mark:]
             book.seq = seq
-            events += book.reject_input(input_id, errors.INTERNAL)
+            events += book.reject_command(input_id, cmd, errors.INTERNAL)
 
 
 def _apply_other(book: OrderBook, input_id: str, fields: list[bytes],
@@ -133,4 +133,4 @@ def _apply_guarded(book: OrderBook, order_id: str, ts: int | None, cmd: Command,
         log.exception("event=apply_failed market=%s input_id=%s", book.symbol, order_id)
         del events[mark:]
         book.seq = seq
-        events += book.reject_input(order_id, errors.INTERNAL, ts)
+        events += book.reject_command(order_id, cmd, errors.INTERNAL, ts)

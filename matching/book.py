@@ -196,6 +196,32 @@ class OrderBook:
         return [InputRejected(self.seq, ts_of(input_id) if ts is None else ts, input_id,
                               reason)]
 
+    def reject_command(self, order_id: str, cmd: Command, reason: str,
+                       ts: int | None = None) -> list[Event]:
+        """Answer a decoded command that could not be applied (``INTERNAL``: a bug) to its
+        account, leaving the book as it is: a ``rejected`` report for a place, a
+        ``cancel_rejected`` for a cancel or an amend, an ``InputRejected`` for a cancel-all.
+
+        So the account learns the outcome and the risk stage releases the hold it took
+        (it settles reports, not anonymous input rejections). O(1); ``ts`` defaults to
+        the milliseconds of ``order_id``.
+        """
+        ts = ts_of(order_id) if ts is None else ts
+        self.seq += 1
+        t = type(cmd)
+        if t is Place:
+            p: Place = cmd  # type: ignore[assignment]
+            limit = p.type == "limit"
+            tif = p.tif if limit else ("FOK" if p.tif == "FOK" else "IOC")
+            return [Report(self.seq, ts, p.account, order_id, p.client_order_id, p.side,
+                           p.type, tif, p.price if limit else 0, p.qty, "rejected",
+                           "rejected", 0, 0, 0, 0, 0, None, None, reason)]
+        if t is Cancel or t is Amend:
+            c: Cancel | Amend = cmd  # type: ignore[assignment]
+            return [CancelRejected(self.seq, ts, c.account, c.order_id, c.client_order_id,
+                                   order_id, reason)]
+        return [InputRejected(self.seq, ts, order_id, reason)]
+
     # -- reports --------------------------------------------------------------
 
     def _report(self, ts: int, o: Order, exec_type: str, status: str, events: list[Event],

@@ -266,3 +266,30 @@ def test_a_plain_entry_with_extra_fields_is_applied_as_before() -> None:
     events = feed(book, ("60-0", [b"x", b"y", b"c", encode_command(Place("A", "buy", "limit",
                                                                            1, 100))]))
     assert [getattr(e, "order_id", None) for e in events] == ["60-0", None]
+
+
+def test_a_command_that_crashes_the_book_is_answered_to_its_account() -> None:
+    """A matching bug (an exception while applying) must not leave the account without an
+    answer, nor the risk stage with a hold it never releases: a place is reported rejected
+    INTERNAL under its own id, a cancel or amend cancel_rejected, and the book is unchanged."""
+    book = OrderBook(FEES)
+    feed(book, ("70-0", [b"c", encode_command(Place("M", "sell", "limit", 5, 100))]))
+
+    def crash(*_: object) -> None:
+        raise RuntimeError("a bug")
+
+    book._place = crash  # type: ignore[method-assign]
+    book._cancel = crash  # type: ignore[method-assign]
+    place = forwarded(Place("A", "buy", "limit", 2, 100, client_order_id="c1"), 0, 1,
+                      "1600000000000-2")
+    market = [b"c", encode_command(Place("B", "buy", "market", 1))]
+    cancel = forwarded(Cancel("A", "70-0"), 0, 2, "1600000000000-3")
+    events = feed(book, ("71-0", place), ("71-1", market), ("71-2", cancel))
+    assert events == [
+        Report(3, 71, "A", "1600000000000-2", "c1", "buy", "limit", "GTC", 100, 2, "rejected",
+               "rejected", 0, 0, 0, 0, 0, None, None, "INTERNAL"),
+        Report(4, 71, "B", "71-1", None, "buy", "market", "IOC", 0, 1, "rejected", "rejected",
+               0, 0, 0, 0, 0, None, None, "INTERNAL"),
+        CancelRejected(5, 71, "A", "70-0", None, "1600000000000-3", "INTERNAL"),
+    ]
+    assert book.risk_seqs == {0: 2} and book.depth("sell") == [(100, 5)]
