@@ -3,23 +3,29 @@
 Orders enter each account's risk shard (as the gateway writes them), are held,
 forwarded to the markets, matched, and settled back from the markets' ``:out``.
 Checked against arithmetic done here from the execution reports alone, across
-``kill -9`` of risk and market engines.
+``kill -9`` of risk and market engines: the reports the markets wrote, and the
+reports websocket clients logged on to a real gateway received.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 import re
 import signal
 import subprocess
 import sys
+import threading
 from collections import defaultdict
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
+from gateway_helpers import start_gateway_process
 from streamex_process import StreamexProcess
 from timing import TIMEOUT_S, wait_until
 
@@ -27,6 +33,7 @@ from contract.commands import Cancel, Command, Place
 from contract.events import Report
 from contract.keys import out_stream
 from contract.market import Market
+from contract.order_entry import ExecutionReport
 from contract.risk import (
     Balance,
     Deposit,
@@ -43,6 +50,7 @@ from contract.risk import (
 from contract.settings import Config
 from contract.streams import IN_FIELD, OUT_EVENTS_FIELD, events_of
 from streamex.admin_cmd import balances
+from streamex.client import OrderClient
 from streamex.config import load_config
 from streamex.redis_server import RedisServer
 
@@ -188,6 +196,81 @@ def _units(text: str, decimals: int) -> int:
     whole, _, frac = text.lstrip("-").partition(".")
     value = int(whole) * 10**decimals + int((frac + "0" * decimals)[:decimals] or 0)
     return -value if text.startswith("-") else value
+
+
+class ReportListeners:
+    """One websocket client per account, logged on to a real ``streamex gateway`` process,
+    collecting every execution report it is pushed (on a thread with its own event loop,
+    so the test's blocking waits never stop them from reading)."""
+
+    def __init__(self, ex: Exchange) -> None:
+        self.reports: dict[str, list[ExecutionReport]] = {a: [] for a in ACCOUNTS}
+        self._ex = ex
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
+        self._gateway: Any = None
+        self._clients: list[OrderClient] = []
+        self._tasks: list[asyncio.Future[None]] = []
+        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(TIMEOUT_S * 2)
+
+    async def _start(self) -> None:
+        self._gateway, url = await start_gateway_process(self._ex.config_path, self._ex.url,
+                                                         self._ex.log_dir / "gateway.log")
+        for account in ACCOUNTS:
+            client = await OrderClient.connect(url)
+            await client.logon(f"{account}-key", f"{account}-secret-0123456789")
+            self._clients.append(client)
+            self._tasks.append(asyncio.ensure_future(self._collect(client, account)))
+
+    async def _collect(self, client: OrderClient, account: str) -> None:
+        async for report in client.executions():
+            self.reports[account].append(report)
+
+    def order_ids(self, account: str, exec_types: tuple[str, ...]) -> set[str]:
+        return {r.order_id for r in list(self.reports[account])
+                if r.exec_type in exec_types and r.order_id is not None}
+
+    def close(self) -> None:
+        async def stop() -> None:
+            for client in self._clients:
+                await client.close()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            if self._gateway is not None:
+                self._gateway.kill()
+
+        asyncio.run_coroutine_threadsafe(stop(), self._loop).result(TIMEOUT_S)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(TIMEOUT_S)
+        self._loop.close()
+
+
+def _received_totals(ex: Exchange, listeners: ReportListeners) -> dict[str, dict[str, int]]:
+    """available + held per account and asset, from the trade reports the clients were
+    pushed (decimal strings, as a client sees them) and the initial balances."""
+    totals: dict[str, dict[str, int]] = {a: dict(_initial(ex)) for a in ACCOUNTS}
+    units = ex.config.asset_units
+    for account, reports in listeners.reports.items():
+        seen: set[str | None] = set()
+        for r in reports:
+            if r.exec_type != "trade":
+                continue
+            assert r.exec_id not in seen, f"{account} was pushed {r.exec_id} twice"
+            seen.add(r.exec_id)
+            m = ex.market(r.symbol)
+            assert r.last_qty is not None and r.last_price is not None
+            base = _units(r.last_qty, units[m.base])
+            notional = Decimal(r.last_qty) * Decimal(r.last_price) * 10 ** units[m.quote]
+            assert notional == notional.to_integral_value(), r
+            fee = _units(r.fee, units[r.fee_asset])
+            t = totals[account]
+            if r.side == "buy":
+                t[m.base] += base
+                t[m.quote] -= int(notional) + fee
+            else:
+                t[m.base] -= base
+                t[m.quote] += int(notional) - fee
+    return totals
 
 
 @pytest.fixture
@@ -344,6 +427,14 @@ def test_kill_minus_9_of_risk_and_market_engines_loses_and_doubles_nothing(
         aof_exchange: tuple[Exchange, RedisServer]) -> None:
     ex, server = aof_exchange
     assert wait_until(lambda: _funded(ex), TIMEOUT_S), ex.balances()
+    listeners = ReportListeners(ex)
+    try:
+        _kill_and_check(ex, server, listeners)
+    finally:
+        listeners.close()
+
+
+def _kill_and_check(ex: Exchange, server: RedisServer, listeners: ReportListeners) -> None:
     rng = random.Random(14)
     symbols = [m.symbol for m in ex.config.markets]
     open_ids: list[tuple[str, str, str]] = []
@@ -377,6 +468,7 @@ def test_kill_minus_9_of_risk_and_market_engines_loses_and_doubles_nothing(
         if round_no == 7:  # Redis itself, once: every acknowledged write is in its AOF
             server.kill()
             server.restart()
+            ex.client.close()
             ex.client = redis.Redis.from_url(server.url)
         elif round_no % 3 == 2:
             assert ex.engine is not None
@@ -390,7 +482,31 @@ def test_kill_minus_9_of_risk_and_market_engines_loses_and_doubles_nothing(
             kills += 1
     assert kills >= 10
     assert wait_until(ex.settled_everything, TIMEOUT_S * 4)
-    _assert_books_balance(ex, extra_usd=_applied_deposits(ex))
+    extra = _applied_deposits(ex)
+    _assert_books_balance(ex, extra_usd=extra)
+    # What the clients were pushed tells the same story: every order reached its account
+    # with one first answer, and the fills they saw add up to the committed balances.
+    assert wait_until(lambda: all(listeners.order_ids(a, ("new", "rejected"))
+                                  == {r.order_id for s in symbols for r in ex.market_reports(s)
+                                      if r.account == a and r.exec_type in ("new", "rejected")}
+                                  | {e.event.order_id for e in ex.risk_events()
+                                     if isinstance(e, MarketAnswer) and e.event.account == a}
+                                  for a in ACCOUNTS), TIMEOUT_S)
+    trades_out = sum(1 for s in symbols for r in ex.market_reports(s) if r.exec_type == "trade")
+    assert trades_out > 50
+    assert wait_until(lambda: sum(len([r for r in rs if r.exec_type == "trade"])
+                                  for rs in listeners.reports.values()) == trades_out, TIMEOUT_S)
+    received = _received_totals(ex, listeners)
+    got = ex.balances()
+    for account in ACCOUNTS:
+        for asset, total in received[account].items():
+            total += extra.get(account, {}).get(asset, 0)
+            assert sum(got.get(account, {}).get(asset, (0, 0))) == total, (account, asset)
+    refused_seen = {r.order_id for rs in listeners.reports.values() for r in rs
+                    if r.reason == "INSUFFICIENT_FUNDS"}
+    filled_seen = {r.order_id for rs in listeners.reports.values() for r in rs
+                   if r.exec_type == "trade"}
+    assert not refused_seen & filled_seen
     # Nothing was both refused for funds and filled.
     refused = {e.event.order_id for e in ex.risk_events() if isinstance(e, MarketAnswer)}
     filled = {r.order_id for s in symbols for r in ex.market_reports(s)
