@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
@@ -19,7 +20,7 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from contract.keys import in_stream, lease_key
 from contract.risk import ToMarket, decode_risk_command, encode_risk_command, risk_keys, risk_tag
-from contract.settings import Account, Config, EngineConfig, LimitsConfig
+from contract.settings import Account, Config, EngineConfig, LimitsConfig, RiskConfig
 from contract.streams import IN_FIELD
 from gateway.server import Gateway
 from streamex.client import ExecutionReport, OrderClient
@@ -36,10 +37,20 @@ CAROL = Account("carol", "carol-key", "carol-secret-0123456789", balances=FUNDS)
 ACCOUNTS = (ALICE, BOB, CAROL)
 
 
-def make_config(engine: EngineConfig | None = None, **limits: Any) -> Config:
-    """Default markets, the three test accounts, ``[limits]`` overrides, an ``[engine]``."""
+RISK_ENABLED = os.environ.get("STREAMEX_TEST_RISK", "on") != "off"
+"""``STREAMEX_TEST_RISK=off`` runs the order-entry tests with ``[risk] enabled = false``
+(the v1 pipeline: orders straight to the markets, no balances); default on."""
+RISK_SHARDS = 1 if RISK_ENABLED else 0
+"""Risk shards the helpers' defaults wait for and count."""
+
+
+def make_config(engine: EngineConfig | None = None, *, risk: bool | None = None,
+                **limits: Any) -> Config:
+    """Default markets, the three test accounts, ``[limits]`` overrides, an ``[engine]``;
+    the risk stage on if ``risk``, by default unless ``STREAMEX_TEST_RISK=off``."""
+    enabled = RISK_ENABLED if risk is None else risk
     return Config(accounts=ACCOUNTS, limits=replace(LimitsConfig(), **limits),
-                  engine=engine or EngineConfig())
+                  engine=engine or EngineConfig(), risk=RiskConfig(enabled=enabled))
 
 
 def write_config(directory: Path, config: Config) -> Path:
@@ -106,7 +117,7 @@ async def start_gateway_process(config_path: Path, redis_url: str, log_path: Pat
 
 
 async def wait_engine_ready(redis_url: str, symbols: Iterable[str] = ("BTC-USD", "ETH-USD"),
-                            timeout_s: float = TIMEOUT_S, risk_shards: int = 1) -> None:
+                            timeout_s: float = TIMEOUT_S, risk_shards: int = RISK_SHARDS) -> None:
     """Wait until an engine holds the lease of every market and risk shard (0: none), and
     the risk shards applied what they had (the accounts' initial deposits)."""
     client = aioredis.Redis.from_url(redis_url)
@@ -122,7 +133,7 @@ async def wait_engine_ready(redis_url: str, symbols: Iterable[str] = ("BTC-USD",
     raise AssertionError(f"no engine took the markets within {timeout_s} s")
 
 
-async def orders_entered(redis_url: str, symbol: str, risk_shards: int = 1) -> int:
+async def orders_entered(redis_url: str, symbol: str, risk_shards: int = RISK_SHARDS) -> int:
     """Order commands for ``symbol`` in Redis: its ``:in`` plus the risk shards' ``ToMarket``
     entries (before any risk engine forwards them; after, each would count twice)."""
     client = aioredis.Redis.from_url(redis_url)
@@ -143,6 +154,8 @@ async def orders_entered(redis_url: str, symbol: str, risk_shards: int = 1) -> i
 async def fund_accounts(redis_url: str, config: Config) -> None:
     """XADD the accounts' initial deposits, as ``streamex risk`` does at start (same refs:
     applied once), so orders sent before a risk engine runs find the money there."""
+    if not config.risk.enabled:
+        return
     client = aioredis.Redis.from_url(redis_url)
     try:
         for k in range(config.risk.shards):

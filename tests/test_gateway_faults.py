@@ -14,6 +14,7 @@ from gateway_helpers import (
     ALICE,
     BOB,
     CAROL,
+    RISK_ENABLED,
     RawClient,
     engine_process,
     error_code,
@@ -54,8 +55,10 @@ async def test_cancel_on_disconnect_cancels_only_that_connections_orders(
             leaver = await logged_on(url, ALICE, cancel_on_disconnect=True)
             doomed = [await leaver.place("BTC-USD", "buy", "limit", "1", "91.00"),
                       await leaver.place("ETH-USD", "sell", "limit", "1", "500.00")]
+            # Closed at once (nothing to buy); by budget under the risk stage, else by qty.
             filled = await leaver.place("BTC-USD", "buy", "market",
-                                        quote_qty="1000000")  # closed at once
+                                        **({"quote_qty": "1000000"} if RISK_ENABLED
+                                           else {"qty": "1"}))
             await reports_until(watcher, lambda got: len(got) == 5)
             # An order in flight when the connection drops is cancelled too.
             raw = await RawClient.open(url)
@@ -159,7 +162,7 @@ async def test_overloaded_when_the_risk_engine_is_behind(tmp_path: Path,
                                                           redis_url: str) -> None:
     """Under the risk stage an order also waits in its account's shard: when that input is
     full, every market refuses new orders (cancels still pass), until it drains."""
-    config = make_config(max_backlog=12)  # the 9 initial deposits + 3 orders
+    config = make_config(risk=True, max_backlog=12)  # the 9 initial deposits + 3 orders
     async with running_gateway(config, redis_url, backlog_refresh_s=0.05) as (_, url):
         alice = await logged_on(url, ALICE)
         placed = [await alice.place("BTC-USD", "buy", "limit", "1", "1.00") for _ in range(3)]
