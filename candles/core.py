@@ -14,6 +14,10 @@ Rules (PROTOCOL.md, section C):
 - A trade whose ``ts`` is before the current candle's ``open_time`` (the
   market's clock never goes back, but a caller may feed older trades) counts
   in the current candle: a closed candle never changes.
+- A candle is ``closed`` once a trade of a later interval arrived
+  (:meth:`CandleSeries.add`) or the market's clock passed its ``close_time``
+  (:meth:`CandleSeries.close_until`, with the time of any later event of the
+  market). Closing never changes a candle's numbers, only the flag.
 - The 24-hour window at time ``now`` is the 1,440 one-minute buckets ending
   with the one holding ``now``: trades with ``ts >= floor_minute(now) -
   23h59m``. ``open_24h`` is the first trade's price in it, ``high``/``low``
@@ -39,10 +43,12 @@ INTERVALS: dict[str, int] = {
 
 MINUTE_MS = 60_000
 DAY_MINUTES = 1440
+DAY_MS = DAY_MINUTES * MINUTE_MS
 
 
 class Candle(msgspec.Struct, gc=False):
-    """One interval's trades; ``closed`` once a trade of a later interval arrived."""
+    """One interval's trades; ``closed`` once a trade of a later interval arrived or the
+    market's clock passed ``close_time``."""
 
     open_time: int
     close_time: int
@@ -91,20 +97,55 @@ class CandleSeries:
 
     def add(self, ts: int, price: int, qty: int) -> list[Candle]:
         """Count a trade; returns the candles it changed, oldest first: the one it closed
-        (if the trade opened a new interval) and the one it is in. The caller must not
-        keep the returned objects past the next call if it needs them unchanged: the
-        current candle is updated in place."""
+        (if the trade opened a new interval and :meth:`close_until` had not closed it
+        already) and the one it is in. The caller must not keep the returned objects
+        past the next call if it needs them unchanged: the current candle is updated in
+        place. O(1)."""
+        closed = self.count(ts, price, qty)
+        current = self.current
+        assert current is not None
+        return [current] if closed is None else [closed, current]
+
+    def count(self, ts: int, price: int, qty: int) -> Candle | None:
+        """Count a trade, as :meth:`add`, returning only the candle it closed (None
+        mostly); the one it is in is :attr:`current`. O(1), no allocation unless the
+        trade opens a candle: the hot path of a feed."""
         current = self.current
         if current is not None and ts <= current.close_time:
             current.add(price, qty)
-            return [current]
-        candle = new_candle(open_time_of(ts, self.width), self.width, price, qty)
-        self.current = candle
+            return None
+        self.current = new_candle(open_time_of(ts, self.width), self.width, price, qty)
         if current is None:
-            return [candle]
-        current.closed = True
+            return None
         self.closed.append(current)
-        return [current, candle]
+        if current.closed:
+            return None
+        current.closed = True
+        return current
+
+    def close_until(self, now_ms: int) -> Candle | None:
+        """Mark the current candle closed if the market's clock ``now_ms`` passed its
+        ``close_time``; returns it when that changed its flag, else None. O(1).
+
+        The caller promises that no trade with ``ts <= now_ms`` follows (the time
+        of a later event of the market: its clock never goes back).
+        """
+        current = self.current
+        if current is None or current.closed or now_ms <= current.close_time:
+            return None
+        current.closed = True
+        return current
+
+    def load(self, candles: Iterable[Candle]) -> None:
+        """Start from earlier candles (oldest first, e.g. the database's): the last one is
+        the current candle (its ``closed`` flag kept), the others closed. Copies them.
+        O(len)."""
+        copies = [msgspec.structs.replace(c) for c in candles]
+        for c in copies[:-1]:
+            c.closed = True
+        self.closed.clear()
+        self.closed.extend(copies[:-1])
+        self.current = copies[-1] if copies else None
 
     def last(self, n: int) -> list[Candle]:
         """The last ``n`` candles, oldest first, the current one included. O(n)."""
@@ -132,29 +173,70 @@ class Rolling24h:
     """Per-minute buckets of the last 24 hours of one market's trades.
 
     :meth:`add` is O(1) amortised (buckets older than the window are dropped as
-    new ones open); :meth:`stats` is O(buckets in the window) <= 1,440.
+    new ones open). :meth:`stats` is O(1) when asked again for the same window
+    (the statistics are kept up to date by :meth:`add`) and O(buckets) <= 1,440
+    when the window moved, i.e. at most once per minute of a clock that only
+    goes forward.
     """
 
-    __slots__ = ("_buckets",)
+    __slots__ = ("_buckets", "_cached_start", "_cached")
 
     def __init__(self) -> None:
         self._buckets: deque[Candle] = deque()
+        self._cached_start: int | None = None
+        """Window start of :attr:`_cached`; None: nothing cached."""
+        self._cached: Stats24h | None = None
 
     def add(self, ts: int, price: int, qty: int) -> None:
+        """Count one trade. O(1) amortised."""
         buckets = self._buckets
         if buckets and ts <= buckets[-1].close_time:
-            buckets[-1].add(price, qty)
+            bucket = buckets[-1]
+            bucket.add(price, qty)
+        else:
+            bucket = new_candle(open_time_of(ts, MINUTE_MS), MINUTE_MS, price, qty)
+            buckets.append(bucket)
+            self._drop_before(window_start(ts))
+        start = self._cached_start
+        if start is None:
             return
-        buckets.append(new_candle(open_time_of(ts, MINUTE_MS), MINUTE_MS, price, qty))
-        self._drop_before(window_start(ts))
+        if not start <= bucket.open_time < start + DAY_MS:
+            self._cached_start = None  # the trade opened a later window: recompute then
+            return
+        s = self._cached
+        if s is None:
+            self._cached = Stats24h(price, price, price, price, qty, price * qty, 1,
+                                    bucket.open_time)
+        else:
+            self._cached = Stats24h(s.open, price if price > s.high else s.high,
+                                    price if price < s.low else s.low, price,
+                                    s.volume + qty, s.quote_volume + price * qty,
+                                    s.trades + 1, s.first_ts)
 
     def load(self, minutes: Iterable[Candle]) -> None:
         """Start from one-minute candles (oldest first), e.g. the database's."""
         self._buckets = deque(msgspec.structs.replace(c) for c in minutes)
+        self._cached_start = None
 
     def stats(self, now_ms: int) -> Stats24h | None:
-        """The statistics of the window ending in ``now_ms``'s minute; None if no trade."""
-        return stats_of(self._in_window(now_ms))
+        """The statistics of the window ending in ``now_ms``'s minute; None if no trade.
+
+        Equal to ``stats_of`` of the window's buckets (the reference), kept
+        incrementally: O(1) for the window asked last, O(buckets) for another.
+        """
+        start = window_start(now_ms)
+        if start == self._cached_start:
+            return self._cached
+        buckets = self._buckets
+        if buckets and buckets[-1].open_time >= start + DAY_MS:
+            return stats_of(self._in_window(now_ms))  # a window in the past: not kept
+        result = stats_of(b for b in buckets if b.open_time >= start)
+        self._cached_start, self._cached = start, result
+        return result
+
+    def minutes(self) -> list[Candle]:
+        """The one-minute buckets held, oldest first (a copy of the list). O(n)."""
+        return list(self._buckets)
 
     def _in_window(self, now_ms: int) -> Iterator[Candle]:
         start = window_start(now_ms)

@@ -1,0 +1,296 @@
+"""The ``streamex history`` process: follow every ``:out`` stream into the database.
+
+For every market and every risk shard, :class:`HistoryService` reads the
+position stored in the database, follows the stream from there with
+blocking ``XREAD`` (``redisio.tail``; one reader per group of streams that
+one command may cover: on one server all of them, on a Redis Cluster one per
+slot, on the node the topology names), turns the entries into rows
+(``history.project``) and writes them with the streams' new positions in one
+transaction (``Store.write``). Batching costs no delay: a write starts as
+soon as the previous one has finished and takes every entry read meanwhile,
+up to ``batch_entries``; reads and the projection go on while a write runs
+(it runs in a thread of its own).
+
+Exactly once: a write moves each position only from the one it was
+projected from, so after a ``kill -9`` at any moment the restarted process
+resumes from what the database holds, and a second process on the same
+database makes the first's next write conflict (``PositionConflict``); the
+loser drops everything in flight, reloads the state and reads on. Gaps
+(retention trimmed what was never read) are logged as warnings and stored
+as ``gaps`` rows. Lost Redis connections are retried from the same position
+with a growing delay, database failures likewise from the database's state.
+
+Logs (logfmt, ``streamex.logs``): ``event=ready service=history ...`` once
+every stream has been read to its end and written, ``event=stats ...``
+every ``stats_interval_s``, ``event=gap ...``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from redis.exceptions import RedisError
+
+from contract.keys import out_stream
+from contract.risk import risk_keys, risk_tag
+from history.project import Notice, Projection
+from redisio.tail import StreamTail
+from redisio.topology import Topology
+from store.batch import Batch, ResumeState
+from store.db import PositionConflict, Store, StoreError
+
+log = logging.getLogger("streamex.history")
+
+READ_COUNT_MAX = 1000
+"""XREAD COUNT: most entries of one stream per read (at most ``batch_entries``)."""
+BLOCK_MS = 1000
+QUEUE_READS = 16
+"""Reads buffered ahead of the projection (each at most READ_COUNT_MAX entries a stream)."""
+FIRST_RETRY_S = 0.05
+RETRY_S = 2.0
+
+
+@dataclass
+class Counters:
+    """What the service has done since it started (the stats line, tests, the benchmark)."""
+
+    entries: int = 0
+    """Stream entries committed."""
+    events: int = 0
+    rows: int = 0
+    orders: int = 0
+    """Order rows upserted (an order touched by several batches counts in each)."""
+    batches: int = 0
+    gaps: int = 0
+    conflicts: int = 0
+    """Writes refused because another writer moved a position (reloads)."""
+    errors: int = 0
+    write_s: float = 0.0
+    """Time spent in ``Store.write``."""
+
+
+class HistoryService:
+    """Copies ``symbols``' and risk ``shards``' ``:out`` streams into ``store``; run
+    :meth:`run`. ``topology`` is initialized by the caller (and closed by it)."""
+
+    def __init__(self, store: Store, topology: Topology, symbols: Sequence[str],
+                 shards: Sequence[int], *, batch_entries: int = 2000, block_ms: int = BLOCK_MS,
+                 stats_interval_s: float = 60.0) -> None:
+        self.store = store
+        self.topology = topology
+        self.symbols = list(symbols)
+        self.batch_entries = batch_entries
+        self.block_ms = block_ms
+        self.stats_interval_s = stats_interval_s
+        self.counters = Counters()
+        self.ready = asyncio.Event()
+        """Set once every stream was read to its end and everything read was written."""
+        # stream key -> (stream name in the database, risk shard or None for a market)
+        self._streams: dict[bytes, tuple[str, int | None]] = {
+            out_stream(s).encode(): (s, None) for s in self.symbols}
+        for k in shards:
+            self._streams[risk_keys(k).output.encode()] = (risk_tag(k), k)
+        self._count = min(batch_entries, READ_COUNT_MAX)
+        self._enqueued = 0
+        self._projected = 0
+        self._committed = 0
+        self._marks: dict[int, int] = {}
+        self._groups = 0
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Follow the streams until ``stop`` is set; then finish the write in flight (and
+        write what was already projected) and return. Never raises for Redis or database
+        failures: they are logged and retried."""
+        executor = ThreadPoolExecutor(1, thread_name_prefix="history-db")
+        stats = asyncio.create_task(self._stats())
+        delay = FIRST_RETRY_S
+        try:
+            while not stop.is_set():
+                try:
+                    state = await self._load_state(executor)
+                    log.info("event=resumed db=%s positions=%s", self.store.url, ",".join(
+                        f"{s}:{p[0]}/{p[1]}" for s, p in sorted(state.positions.items()))
+                        or "none")
+                    await self._follow(Projection(state, self.symbols), executor, stop)
+                    delay = FIRST_RETRY_S
+                except PositionConflict as exc:
+                    self.counters.conflicts += 1
+                    log.info("event=position_conflict error=%s action=reload",
+                             _quote(str(exc)))
+                except StoreError as exc:
+                    self.counters.errors += 1
+                    log.warning("event=db_error db=%s error=%s retry_in_s=%.2f", self.store.url,
+                                _quote(str(exc)), delay)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), delay)
+                    delay = min(delay * 2, RETRY_S)
+        finally:
+            stats.cancel()
+            executor.shutdown(wait=True)
+
+    async def _load_state(self, executor: ThreadPoolExecutor) -> ResumeState:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(executor, self.store.load_state, self.symbols)
+
+    # -- one pass: from the database's state until stopped or a write fails --------------
+
+    async def _follow(self, projection: Projection, executor: ThreadPoolExecutor,
+                      stop: asyncio.Event) -> None:
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[tuple[bytes, list[Any]]] = asyncio.Queue(QUEUE_READS)
+        groups = self.topology.groups(list(self._streams))
+        self._groups = len(groups)
+        self._marks.clear()
+        self._enqueued = self._projected = self._committed = 0
+        readers = [asyncio.create_task(self._read(i, {k: projection.position(
+            self._streams[k][0])[0].encode() for k in keys}, queue))
+            for i, keys in enumerate(groups)]
+        pending: asyncio.Future[None] | None = None
+        pending_batch: tuple[Batch, int, float] | None = None
+        getter: asyncio.Task[tuple[bytes, list[Any]]] | None = None
+        stopper = asyncio.create_task(stop.wait())
+        try:
+            while True:
+                if pending is not None and pending.done():
+                    assert pending_batch is not None
+                    pending.result()  # PositionConflict / StoreError end this pass
+                    self._done(*pending_batch)
+                    pending = pending_batch = None
+                if pending is None and projection.pending_entries:
+                    batch = projection.take()
+                    pending_batch = (batch, self._projected, time.perf_counter())
+                    pending = loop.run_in_executor(executor, self.store.write, batch)
+                    continue
+                if stop.is_set():
+                    if pending is None:
+                        return
+                    await asyncio.wait([pending])
+                    continue
+                waits: set[asyncio.Future[Any]] = {stopper}
+                if pending is not None:
+                    waits.add(pending)
+                if projection.pending_entries < self.batch_entries:
+                    if getter is None:
+                        getter = asyncio.create_task(queue.get())
+                    waits.add(getter)
+                done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+                if getter is not None and getter in done:
+                    self._project(projection, getter.result())
+                    getter = None
+                    while projection.pending_entries < self.batch_entries and not queue.empty():
+                        self._project(projection, queue.get_nowait())
+        finally:
+            for task in [*readers, stopper, *([getter] if getter else [])]:
+                task.cancel()
+            await asyncio.gather(*readers, return_exceptions=True)
+            if pending is not None and not pending.done():
+                await asyncio.wait([pending])  # let the thread finish before anyone reloads
+
+    def _project(self, projection: Projection, item: tuple[bytes, list[Any]]) -> None:
+        key, entries = item
+        name, shard = self._streams[key]
+        now = int(time.time() * 1000)
+        if shard is None:
+            notices = projection.add_market(name, entries, now)
+        else:
+            notices = projection.add_risk(shard, entries, now)
+        self._projected += 1
+        for notice in notices:
+            self._log_notice(notice)
+
+    def _done(self, batch: Batch, items: int, started: float) -> None:
+        """A write committed: count it and see whether the service is now caught up."""
+        c = self.counters
+        c.write_s += time.perf_counter() - started
+        c.batches += 1
+        c.entries += batch.entries
+        c.events += batch.events
+        c.rows += batch.rows
+        c.orders += len(batch.orders)
+        c.gaps += len(batch.gaps)
+        self._committed = items
+        self._check_ready()
+
+    def _check_ready(self) -> None:
+        if self.ready.is_set() or len(self._marks) < self._groups:
+            return
+        if self._committed >= max(self._marks.values(), default=0):
+            self.ready.set()
+            log.info("event=ready service=history db=%s streams=%d entries=%d",
+                     self.store.url, len(self._streams), self.counters.entries)
+
+    # -- readers -------------------------------------------------------------------------
+
+    async def _read(self, group: int, positions: dict[bytes, bytes],
+                    queue: asyncio.Queue[tuple[bytes, list[Any]]]) -> None:
+        """Read ``positions``' streams on and queue each reply's entries, until cancelled.
+        Marks the group caught up after its first read that did not fill COUNT."""
+        tail = StreamTail(self.topology, self._count)
+        delay = FIRST_RETRY_S
+        try:
+            while True:
+                try:
+                    reply = await tail.read(positions, self.block_ms)
+                except RedisError as exc:
+                    log.warning("event=redis_retry streams=%s error=%s retry_in_s=%.2f",
+                                ",".join(k.decode() for k in positions), _quote(str(exc)),
+                                delay)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, RETRY_S)
+                    continue
+                delay = FIRST_RETRY_S
+                short = True
+                for key, entries in reply:
+                    if not entries:
+                        continue
+                    positions[key] = entries[-1][0]
+                    short = short and len(entries) < self._count
+                    await queue.put((key, entries))
+                    self._enqueued += 1
+                if short and group not in self._marks:
+                    self._marks[group] = self._enqueued
+                    self._check_ready()
+        finally:
+            await tail.close()
+
+    # -- logs ----------------------------------------------------------------------------
+
+    def _log_notice(self, n: Notice) -> None:
+        if n.kind == "gap":
+            log.warning("event=gap stream=%s after_id=%s first_id=%s lost_from_seq=%d "
+                        "lost_to_seq=%d lost_events=%d msg=%s", n.stream, n.after_id,
+                        n.entry_id, n.first_seq, n.last_seq, n.last_seq - n.first_seq + 1,
+                        _quote("retention trimmed these events before history read them"))
+        elif n.kind == "undecodable":
+            log.error("event=undecodable stream=%s entry_id=%s action=skipped", n.stream,
+                      n.entry_id)
+        else:
+            log.info("event=republished stream=%s entry_id=%s seqs=%d..%d action=skipped",
+                     n.stream, n.entry_id, n.first_seq, n.last_seq)
+
+    async def _stats(self) -> None:
+        last = Counters()
+        last_t = time.monotonic()
+        while True:
+            await asyncio.sleep(self.stats_interval_s)
+            c, now = self.counters, time.monotonic()
+            elapsed = max(now - last_t, 1e-9)
+            log.info("event=stats entries=%d events=%d rows=%d batches=%d gaps=%d conflicts=%d "
+                     "errors=%d entries_per_s=%.0f events_per_s=%.0f write_s=%.3f", c.entries,
+                     c.events, c.rows, c.batches, c.gaps, c.conflicts, c.errors,
+                     (c.entries - last.entries) / elapsed, (c.events - last.events) / elapsed,
+                     c.write_s - last.write_s)
+            last = Counters(**vars(c))
+            last_t = now
+
+
+def _quote(text: str) -> str:
+    """A logfmt value (quoted, one line)."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ") + '"'
