@@ -13,6 +13,10 @@ connections only (nothing is encoded when ``wanted(account)`` is False: the
 account has no connection here). Cost per event: one decode (shared by the
 whole entry), one format and one encode, whatever the number of connections.
 
+An ``observer`` (the REST service's, which answers a request once the
+engine's reports of it are read) is called once per entry after that, with
+the stream, the entry id and its events.
+
 Events whose ``seq`` the router already handled for that market are skipped:
 after a failover with asynchronous replication, an engine may publish events
 again under seqs that were already routed (the writes that carried them were
@@ -41,7 +45,7 @@ from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 
-from contract.events import CancelRejected, InputRejected, Report
+from contract.events import CancelRejected, Event, InputRejected, Report
 from contract.keys import out_stream, snap_key
 from contract.market import Market
 from contract.risk import (
@@ -68,6 +72,10 @@ from redisio.topology import Topology, TopologyError
 log = logging.getLogger(__name__)
 
 Deliver = Callable[[str, bytes], None]
+Observer = Callable[[bytes, bytes, str, list[Event]], None]
+"""``observer(stream key, entry id, symbol, events)``: called once per ``:out`` entry read
+(after the view and the pushes), with the events of market ``symbol`` it holds; for a risk
+shard's entry once per answer it gives on a market's behalf (``[answer.event]``)."""
 T = TypeVar("T")
 
 
@@ -96,7 +104,8 @@ class ExecutionRouter:
                  view: OpenOrdersView, deliver: Deliver, wanted: Callable[[str], bool],
                  block_ms: int = BLOCK_MS, count: int = 500, *, risk_shards: int = 0,
                  balances: BalancesView | None = None,
-                 asset_units: Mapping[str, int] | None = None) -> None:
+                 asset_units: Mapping[str, int] | None = None,
+                 observer: Observer | None = None) -> None:
         topology = redis if isinstance(redis, Topology) else Topology.of_client(redis)
         self._markets = {m.symbol: m for m in markets}
         self._by_key = {out_stream(s).encode(): m for s, m in self._markets.items()}
@@ -111,6 +120,7 @@ class ExecutionRouter:
         self._deliver = deliver
         self._wanted = wanted
         self._block_ms = block_ms
+        self._observer = observer
         self._last_seq = dict.fromkeys(self._markets, -1)
         self.entries = 0
         self.duplicates = 0
@@ -208,12 +218,12 @@ class ExecutionRouter:
             if market is None:
                 shard = self._shard_by_key[key]
                 for entry_id, fields in entries:
-                    self._handle_risk(shard, fields)
+                    self._handle_risk(shard, fields, key, entry_id)
                     positions[key] = entry_id
                     handled += 1
                 continue
             for entry_id, fields in entries:
-                self._handle(market, fields)
+                self._handle(market, fields, key, entry_id)
                 positions[key] = entry_id
                 handled += 1
         self.entries += handled
@@ -224,7 +234,8 @@ class ExecutionRouter:
         for group in self._groups:
             await group.tail.close()
 
-    def _handle(self, market: Market, fields: list[bytes]) -> None:
+    def _handle(self, market: Market, fields: list[bytes], key: bytes,
+                entry_id: bytes) -> None:
         symbol = market.symbol
         try:
             events = events_of(fields)
@@ -254,8 +265,11 @@ class ExecutionRouter:
         last_input = field_of(fields, OUT_INPUT_FIELD)
         if last_input:
             view.set_applied(symbol, last_input.decode())
+        if self._observer is not None:
+            self._observer(key, entry_id, symbol, events)
 
-    def _handle_risk(self, shard: int, fields: list[bytes]) -> None:
+    def _handle_risk(self, shard: int, fields: list[bytes], key: bytes,
+                     entry_id: bytes) -> None:
         """One ``sx:{acct-K}:out`` entry: balances and the risk stage's own answers."""
         try:
             data = field_of(fields, OUT_EVENTS_FIELD)
@@ -289,6 +303,8 @@ class ExecutionRouter:
                                                          held, event.ts))
             elif type(event) is MarketAnswer:
                 self._answer(shard, event)
+                if self._observer is not None:
+                    self._observer(key, entry_id, event.symbol, [event.event])
             elif type(event) is InputRejected:
                 log.error("risk shard %d: input %s rejected: %s", shard, event.input_id,
                           event.reason)

@@ -6,7 +6,9 @@ batcher, one event-stream reader (:class:`~gateway.router.ExecutionRouter`),
 one backlog monitor, the open-orders view and the logged-on sessions. With
 ``durability = "replicated"`` an order is ``received`` once a replica holds it
 (``WAIT``), and reports come from what the replicas hold. :meth:`Gateway.start` rebuilds
-the view, starts the tasks and listens; :meth:`Gateway.close` stops listening,
+the view, starts the tasks and listens (:meth:`Gateway.open` does all but listen: the REST
+service runs a Gateway so and enters orders through :attr:`Gateway.entry`, the same
+:class:`~gateway.entry.OrderEntry` the sessions use); :meth:`Gateway.close` stops listening,
 lets closing sessions send their cancel-on-disconnect commands, then stops the
 tasks. The service keeps no state of its own that Redis does not have: after a
 restart, clients log on again and resync with ``orders.open``.
@@ -41,8 +43,9 @@ from gateway.backlog import BacklogMonitor
 from gateway.balances_view import BalancesView
 from gateway.batcher import XaddBatcher
 from gateway.client_ids import InFlightClientIds
+from gateway.entry import OrderEntry
 from gateway.orders_view import OpenOrdersView
-from gateway.router import ExecutionRouter
+from gateway.router import ExecutionRouter, Observer
 from gateway.session import Session
 from gateway.staged import StagedPlaces
 from gateway.validation import METHODS, RISK_METHODS
@@ -63,7 +66,10 @@ class Gateway:
     """One order-entry process. Use ``async with Gateway(...) as g: await g.start(...)``."""
 
     def __init__(self, config: Config, redis_url: str | None = None, *,
-                 backlog_refresh_s: float = 0.1, clock_ms: Callable[[], int] = wall_ms) -> None:
+                 backlog_refresh_s: float = 0.1, clock_ms: Callable[[], int] = wall_ms,
+                 observer: Observer | None = None) -> None:
+        """``observer`` also sees every ``:out`` entry the router reads (the REST
+        service waits for its requests' outcomes with it)."""
         self.config = config
         self.limits = config.limits
         self.accounts_by_api_key = config.accounts_by_api_key
@@ -98,24 +104,32 @@ class Gateway:
         self.router = ExecutionRouter(self.topology, config.markets, self.view,
                                       self._deliver, self._wanted,
                                       risk_shards=self.risk_shards, balances=self.balances,
-                                      asset_units=self.asset_units)
+                                      asset_units=self.asset_units, observer=observer)
+        self.entry = OrderEntry(self)
+        """Order entry (checks and submission), shared by the websocket sessions and REST."""
         self.sessions: dict[str, set[Session]] = {}
         self._account_buckets: dict[str, TokenBucket] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._spawned: set[asyncio.Task[Any]] = set()
         self._server: Server | None = None
 
-    async def start(self, host: str | None = None, port: int | None = None) -> tuple[str, int]:
-        """Rebuild the view, start the Redis tasks and listen; returns the bound address.
-
-        ``host``/``port`` default to the config's ``[gateway]``; port 0 picks a
-        free one. Raises the Redis error if Redis cannot be reached.
-        """
+    async def open(self) -> None:
+        """Rebuild the view and start the Redis tasks, without listening (the REST service
+        enters orders through :attr:`entry`). Raises the Redis error if Redis cannot be
+        reached."""
         await self.topology.initialize()
         await self.router.load()
         await self.backlog.refresh()
         self._tasks = [asyncio.create_task(coro) for coro in
                        (self.batcher.run(), self.router.run(), self.backlog.run())]
+
+    async def start(self, host: str | None = None, port: int | None = None) -> tuple[str, int]:
+        """:meth:`open`, then listen for websocket connections; returns the bound address.
+
+        ``host``/``port`` default to the config's ``[gateway]``; port 0 picks a
+        free one. Raises the Redis error if Redis cannot be reached.
+        """
+        await self.open()
         self._server = await serve(
             self._handle, host or self.config.gateway.host,
             self.config.gateway.port if port is None else port,
@@ -138,8 +152,8 @@ class Gateway:
         await self.topology.aclose()
 
     async def serve_forever(self) -> None:
-        """Wait until the listener or one of the Redis tasks stops (it re-raises its error)."""
-        assert self._server is not None, "start() first"
+        """Wait until one of the Redis tasks stops (it re-raises its error)."""
+        assert self._tasks, "open() or start() first"
         done, _ = await asyncio.wait(self._tasks, return_when=asyncio.FIRST_COMPLETED)
         for task in done:
             task.result()

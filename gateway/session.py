@@ -1,8 +1,11 @@
 """One order-entry websocket connection: requests in, replies and execution reports out.
 
 The receive loop handles each frame synchronously (:meth:`Session.handle`):
-rate limits, decoding and validation (``gateway.validation``), then either an
-immediate reply or an XADD submitted to the process's batcher. Everything the
+the connection's rate limit and decoding (``gateway.validation``), then either
+an immediate reply or, for the order-entry methods, the process's
+:class:`~gateway.entry.OrderEntry` (account rate limit, validation, duplicate
+refusal, admission, XADD to the batcher: the same code the REST service
+uses). Everything the
 connection sends goes through one FIFO *outbox* of slots written by one writer
 task: a reply that waits for its XADD holds a slot that its future fills, and
 a push is appended behind every slot already there. So replies keep request
@@ -60,18 +63,18 @@ from contract.commands import CancelAll, Command
 from contract.errors import (
     BAD_REQUEST,
     CANCEL_ON_DISCONNECT,
-    DUPLICATE_CLIENT_ORDER_ID,
     INTERNAL,
-    OVERLOADED,
     UNAUTHENTICATED,
     UNKNOWN_METHOD,
     StreamexError,
 )
 from contract.market import Market, format_units
 from contract.order_entry import (
+    AmendParams,
     AssetBalance,
     BalancesParams,
     BalancesResult,
+    CancelParams,
     LogonParams,
     PlaceParams,
     SymbolParams,
@@ -88,15 +91,13 @@ from contract.wire import (
 )
 from gateway.auth import verify_logon
 from gateway.balances_view import BalancesView
-from gateway.client_ids import InFlightClientIds
+from gateway.entry import OrderEntry
 from gateway.orders_view import OpenOrdersView
 from gateway.reports import status_of
-from gateway.staged import StagedPlaces
 from gateway.validation import (
     ORDER_METHODS,
     MethodSpec,
     Request,
-    commands_for,
     decode_method,
     market_of,
 )
@@ -128,24 +129,16 @@ class SessionHost(Protocol):
     """The ``markets`` reply, built once."""
     accounts_by_api_key: Mapping[str, Account]
     view: OpenOrdersView
-    client_ids: InFlightClientIds
-    """Client order ids of places in flight from this process (duplicate refusal)."""
+    entry: OrderEntry
+    """The process's order entry (``gateway.entry``): checks and submits order commands."""
     methods: Mapping[str, MethodSpec]
     """The methods served (``gateway.validation.METHODS``, or ``RISK_METHODS``)."""
-    risk_shards: int
-    """Risk shards the orders go through; 0 without the risk stage."""
-    staged: StagedPlaces | None
-    """Under the risk stage: this process's places not yet reported (else None)."""
     balances: BalancesView | None
     """Under the risk stage: every account's committed balances (else None)."""
     asset_units: Mapping[str, int]
     """Decimals of every asset the markets trade."""
 
     def now_ms(self) -> int: ...
-
-    def backlog_of(self, symbol: str) -> int:
-        """Commands waiting unapplied in the market (estimate, no I/O)."""
-        ...
 
     def submit(self, symbol: str, cmd: Command) -> asyncio.Future[str]:
         """XADD ``cmd`` to the market's input stream; the future gets its entry id."""
@@ -154,8 +147,6 @@ class SessionHost(Protocol):
     def register(self, session: Session) -> None: ...
 
     def unregister(self, session: Session) -> None: ...
-
-    def account_bucket(self, account: str) -> TokenBucket: ...
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> None: ...
 
@@ -184,7 +175,6 @@ class Session:
         limits = host.limits
         self._bucket = TokenBucket(limits.connection_rate, limits.connection_burst,
                                    time.monotonic())
-        self._account_bucket: TokenBucket | None = None
         self._outbox: deque[_Slot] = deque()
         self._wake = asyncio.Event()
         self._resume = asyncio.Event()
@@ -344,30 +334,13 @@ class Session:
         if request.needs_logon and self.account is None:
             raise StreamexError(UNAUTHENTICATED, f"{method}: log on first")
         if method in ORDER_METHODS:
-            bucket = self._account_bucket
-            assert bucket is not None
-            now = time.monotonic()
-            if not bucket.take(now):
-                raise rate_limited(bucket, now, "account")
-            commands = commands_for(params, host.markets, self._account(),
-                                    risk=host.risk_shards > 0)
             if method == "order.place":
                 assert isinstance(params, PlaceParams)
-                symbol, cmd = commands[0]
-                coid = params.client_order_id
-                if coid is not None and host.client_ids.in_use(symbol, self._account(), coid):
-                    raise StreamexError(
-                        DUPLICATE_CLIENT_ORDER_ID,
-                        f"params.client_order_id: {quote(coid)} is in use by an open or "
-                        f"in-flight order of this account in {symbol}")
-                self._admit(symbol)
-                self._place(rid, symbol, cmd, coid)
+                symbol, future = host.entry.place(self._account(), params)
+                self._placed_reply(rid, symbol, params.client_order_id, future)
                 return
-            if method == "order.amend":
-                self._admit(commands[0][0])
-            futures = [self._submit(symbol, cmd) for symbol, cmd in commands]
-            future = futures[0] if len(futures) == 1 else asyncio.gather(*futures)
-            self._reply_when(rid, future, _received)
+            assert isinstance(params, CancelParams | AmendParams | SymbolParams)
+            self._reply_when(rid, host.entry.request(self._account(), params), _received)
         elif method == "orders.open":
             assert isinstance(params, SymbolParams)
             self._open_orders(rid, params)
@@ -388,13 +361,6 @@ class Session:
         assert self.account is not None
         return self.account
 
-    def _admit(self, symbol: str) -> None:
-        backlog = self.host.backlog_of(symbol)
-        if backlog >= self.host.limits.max_backlog:
-            raise StreamexError(OVERLOADED,
-                                f"{symbol}: the engine is behind ({backlog} commands queued); "
-                                "retry later")
-
     def _submit(self, symbol: str, cmd: Command) -> asyncio.Future[str]:
         return self.host.submit(symbol, cmd)
 
@@ -406,58 +372,19 @@ class Session:
                                params.signature, host.now_ms())
         self.account = account.id
         self.cancel_on_disconnect = params.cancel_on_disconnect
-        self._account_bucket = host.account_bucket(account.id)
         # Registered before the reply is queued: every later push follows the reply.
         host.register(self)
         self._reply(result_frame(rid, {"account": account.id, "server_time": host.now_ms()}))
 
-    def _place(self, rid: int | str, symbol: str, cmd: Command, coid: str | None) -> None:
-        staged = self.host.staged
-        if staged is not None:
-            future = self._place_staged(staged, symbol, cmd, coid)
-        elif coid is not None and self.host.client_ids.hold(symbol, self._account(), coid):
-            client_ids, account = self.host.client_ids, self._account()
-
-            def settle(done: asyncio.Future[str]) -> None:
-                if done.cancelled() or done.exception() is not None:
-                    client_ids.release(symbol, account, coid)
-                else:
-                    client_ids.added(symbol, account, coid, done.result())
-
-            try:
-                future = self._submit(symbol, cmd)
-            except BaseException:
-                client_ids.release(symbol, account, coid)
-                raise
-            future.add_done_callback(settle)
-        else:
-            future = self._submit(symbol, cmd)
+    def _placed_reply(self, rid: int | str, symbol: str, coid: str | None,
+                      future: asyncio.Future[str]) -> None:
+        """Reply ``received`` once the place's XADD returned; track it for cancel on disconnect."""
         self._reply_when(rid, future, lambda order_id: {
             "order_id": order_id, "client_order_id": coid, "symbol": symbol,
             "status": "received"})
         if self.cancel_on_disconnect:
             self._in_flight.add(future)
             future.add_done_callback(lambda done: self._placed_done(symbol, done))
-
-    def _place_staged(self, staged: StagedPlaces, symbol: str, cmd: Command,
-                      coid: str | None) -> asyncio.Future[str]:
-        """Submit a place through the risk stage: pending until its first report."""
-        account = self._account()
-        token = staged.submitting(symbol, account, coid)
-
-        def settle(done: asyncio.Future[str]) -> None:
-            if done.cancelled() or done.exception() is not None:
-                staged.failed(token, symbol, account, coid)
-            else:
-                staged.added(token, symbol, account, coid, done.result())
-
-        try:
-            future = self._submit(symbol, cmd)
-        except BaseException:
-            staged.failed(token, symbol, account, coid)
-            raise
-        future.add_done_callback(settle)
-        return future
 
     def _placed_done(self, symbol: str, done: asyncio.Future[str]) -> None:
         self._in_flight.discard(done)
