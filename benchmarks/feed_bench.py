@@ -188,8 +188,9 @@ async def measure(url: str, client: aioredis.Redis, engine: Engine, subscribers:
 
 
 def _start_child(args: list[str], what: str) -> tuple[subprocess.Popen[bytes], str]:
+    # The services log (their ready line included) on stderr: read both.
     proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL)
+                            stderr=subprocess.STDOUT)
     assert proc.stdout is not None
     ready, _, _ = select.select([proc.stdout], [], [], 30.0)
     line = proc.stdout.readline().decode() if ready else ""
@@ -209,7 +210,7 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
         feed, line = _start_child([sys.executable, "-m", "streamex", "marketdata",
                                    "--redis-url", server.url, "--port", "0"], "marketdata")
         procs.append(feed)
-        url = line.split()[-1]
+        url = line.split("url=")[-1].split()[0]  # the ready line: ... url=ws://HOST:PORT/
         echo, port = _start_child([sys.executable, "-m", "benchmarks.echo_server"],
                                   "echo server")
         procs.append(echo)

@@ -140,8 +140,10 @@ def describe(exc: Exception, root: str = "") -> str:
 
 
 def quote(text: str) -> str:
-    """``text`` for an error message: repr-quoted and cut to 40 characters."""
-    return repr(text[:40])
+    """``text`` for an error message: cut to 40 characters, repr-quoted, and the quoted form
+    cut to 64 (escapes of unprintable characters make it up to 10 times longer)."""
+    quoted = repr(text[:40])
+    return quoted if len(quoted) <= 64 else quoted[:60] + "..." + quoted[-1]
 
 
 # -- replies ----------------------------------------------------------------------

@@ -16,8 +16,19 @@ and the reader reconnects where it says, retrying with a growing delay (up
 to :data:`RETRY_S`) from the same position; subscribers just see no
 messages meanwhile.
 
-The reader holds nothing that the snapshot and the stream cannot rebuild, so
-any number of feed processes can follow the same market.
+With a history database (``history``, a ``store.db.Store``), the start-up
+then seeds the feed's candles, 24-hour window and last trades from it
+(:mod:`marketdata.seed`, in a thread) and counts the trades the engine
+snapshot covers that the database has not written yet, read from ``:out``
+between the database's position and the snapshot's (``XRANGE``); what
+retention trimmed from there is logged as a hole in the candles. From then
+on only trades above the database's last trade id are counted, so none is
+counted twice. A database that cannot be read, or that has read the stream
+past its end (it belongs to another run of the exchange: Redis was reset),
+is logged and the history starts empty at the snapshot.
+
+The reader holds nothing that the snapshot, the stream and the database
+cannot rebuild, so any number of feed processes can follow the same market.
 """
 
 from __future__ import annotations
@@ -33,12 +44,16 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from contract.events import Trade
+from contract.ids import parse_id
 from contract.keys import out_stream, snap_key
 from contract.snapshot import Snapshot, decode_snapshot
 from contract.streams import events_of
 from marketdata.feed import Batch, MarketFeed, SeqGap
+from marketdata.seed import HistorySeed, read_seed
 from redisio.tail import StreamTail
 from redisio.topology import Node, Topology
+from store.db import StoreError
+from store.queries import Queries
 
 log = logging.getLogger("streamex.marketdata")
 
@@ -50,6 +65,8 @@ GAP_RETRY_S = 0.5
 RETRY_S = 1.0
 """Longest delay between two attempts to reach Redis (the first is after FIRST_RETRY_S)."""
 FIRST_RETRY_S = 0.05
+CATCH_UP_COUNT = 1000
+"""``:out`` entries per XRANGE while counting the trades the database lacks."""
 
 Publish = Callable[[MarketFeed, Batch], None]
 Entries = list[tuple[bytes, list[bytes]]]
@@ -64,13 +81,19 @@ class MarketReader:
     """
 
     def __init__(self, client: Topology | aioredis.Redis, feed: MarketFeed,
-                 publish: Publish) -> None:
+                 publish: Publish, history: Queries | None = None) -> None:
+        """``history``: the database to seed candles and trades from (None: start empty)."""
         self.topology = client if isinstance(client, Topology) else Topology.of_client(client)
         self.feed = feed
         self.publish = publish
+        self.history = history
         self.position = "0-0"
         self.ready = asyncio.Event()
         self.gaps = 0
+        self.seeded: HistorySeed | None = None
+        """What the database gave at start-up (None: no database, or it failed)."""
+        self.caught_up = 0
+        """Trades counted at start-up from ``:out`` because the database lacked them."""
         self._stream = out_stream(feed.symbol).encode()
         self._tail = StreamTail(self.topology, READ_COUNT)
         self._snap_key = snap_key(feed.symbol)
@@ -103,6 +126,8 @@ class MarketReader:
     async def _follow(self) -> None:
         if not self.ready.is_set():
             await self._restore(newer_than=-1)
+            if self.history is not None and self.seeded is None:
+                await self._seed(self.history)
             self.ready.set()
         while True:
             reply = await self._tail.read({self._stream: self.position.encode()}, BLOCK_MS)
@@ -151,6 +176,64 @@ class MarketReader:
         self.position = snap.last_out_id
         if not batch.empty:
             self.publish(self.feed, batch)
+
+    async def _seed(self, history: Queries) -> None:
+        """Seed the feed's history from the database, then count from ``:out`` the trades
+        between the database's position and the snapshot's (module docstring)."""
+        symbol = self.feed.symbol
+        try:
+            seed = await asyncio.to_thread(read_seed, history, symbol)
+        except (StoreError, RuntimeError, OSError) as exc:
+            log.error("%s: history database unreadable (%s): candles and trades start empty "
+                      "at the engine snapshot", symbol, exc)
+            return
+        if seed.position is not None and not await self._stream_reaches(seed.position[0]):
+            log.error("%s: the history database has read the stream up to %s, beyond its "
+                      "end: it is from another run of the exchange; candles and trades "
+                      "start empty at the engine snapshot", symbol, seed.position[0])
+            return
+        self.seeded = seed
+        self.feed.seed(seed.candles, seed.minutes, seed.trades, seed.last_trade_id)
+        behind = self.feed.trade_id - seed.last_trade_id
+        log.info("%s: history seeded: %d trades, last trade %d; engine snapshot at trade %d",
+                 symbol, len(seed.trades), seed.last_trade_id, self.feed.trade_id)
+        if behind > 0:
+            await self._catch_up(seed)
+
+    async def _stream_reaches(self, entry_id: str) -> bool:
+        """Whether ``:out`` holds (or held) ``entry_id``: its last entry is not older. O(1)."""
+        last = cast(Entries, await self._call("XREVRANGE", self._stream, "+", "-", "COUNT", 1))
+        return bool(last) and parse_id(last[0][0]) >= parse_id(entry_id)
+
+    async def _catch_up(self, seed: HistorySeed) -> None:
+        """Count the trades after ``seed`` up to the engine snapshot, from ``:out``. Cost:
+        one XRANGE per :data:`CATCH_UP_COUNT` entries between the two positions."""
+        feed = self.feed
+        first = feed.history_trade_id + 1
+        last = feed.trade_id
+        start = "-" if seed.position is None else "(" + seed.position[0]
+        found: int | None = None
+        while True:
+            entries = cast(Entries, await self._call("XRANGE", self._stream, start,
+                                                     self.position, "COUNT", CATCH_UP_COUNT))
+            if not entries:
+                break
+            trades = [e for _, fields in entries for e in events_of(fields)
+                      if type(e) is Trade and feed.history_trade_id < e.trade_id <= last]
+            if trades and found is None:
+                found = trades[0].trade_id
+            self.caught_up += feed.catch_up(trades)
+            start = "(" + entries[-1][0].decode()
+        if found is None or found > first:
+            log.warning("%s: trades %d..%d are neither in the history database nor in the "
+                        "stream (trimmed): candles and 24 h statistics miss them",
+                        feed.symbol, first, last if found is None else found - 1)
+        elif feed.history_trade_id < last:
+            log.warning("%s: trades %d..%d of the engine snapshot were not found in the "
+                        "stream: candles miss them", feed.symbol, feed.history_trade_id + 1,
+                        last)
+        log.info("%s: %d trades counted from the stream up to the engine snapshot",
+                 feed.symbol, self.caught_up)
 
     async def _last_trade(self, snap: Snapshot) -> tuple[int, int] | None:
         """Price and qty of the last trade at or before ``snap``, if still in the stream."""

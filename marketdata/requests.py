@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import msgspec
 
+from candles.core import INTERVALS
 from contract import errors
 from contract.market_data import DEFAULT_DEPTH, DEPTHS, SubscriptionParams
 from contract.wire import RequestError, decode_envelope, decode_params, quote
@@ -34,7 +35,9 @@ def parse_request(frame: str | bytes, symbols: frozenset[str] | set[str]) -> Req
     """Decode and validate one frame; raise ``RequestError`` if it is not a good request.
 
     Codes: BAD_REQUEST (not JSON, not an object, bad ``id``/``method``/params
-    types, unknown channel, bad depth), UNKNOWN_METHOD, UNKNOWN_SYMBOL.
+    types, unknown channel, bad depth, an interval not served or missing on a
+    ``candles`` subscribe), UNKNOWN_METHOD, UNKNOWN_SYMBOL. An ``unsubscribe``
+    of ``candles`` without ``interval`` means every interval of the symbol.
     """
     env = decode_envelope(frame, require_id=False)
     rid = env.id
@@ -61,4 +64,15 @@ def parse_request(frame: str | bytes, symbols: frozenset[str] | set[str]) -> Req
                                f"params.depth: must be one of {', '.join(map(str, DEPTHS))}", rid)
     elif params.depth is not None:
         raise RequestError(errors.BAD_REQUEST, "params.depth: only for channel book", rid)
+    if params.channel == "candles":
+        if params.interval is None:
+            if method == "subscribe":
+                raise RequestError(errors.BAD_REQUEST, "params.interval: required for channel "
+                                   f"candles, one of {', '.join(INTERVALS)}", rid)
+        elif params.interval not in INTERVALS:
+            raise RequestError(errors.BAD_REQUEST,
+                               f"params.interval: {quote(params.interval)} is not one of "
+                               f"{', '.join(INTERVALS)}", rid)
+    elif params.interval is not None:
+        raise RequestError(errors.BAD_REQUEST, "params.interval: only for channel candles", rid)
     return Request(rid, method, params)

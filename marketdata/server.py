@@ -1,5 +1,10 @@
 """The market-data websocket server: subscriptions, fan-out, heartbeats, slow consumers.
 
+Channels (PROTOCOL.md): ``book`` (snapshot, then chained updates), ``trades``
+(a snapshot of the last trades, then updates), ``ticker`` (snapshot, then
+updates) and ``candles`` per interval (a snapshot of the last candles, then
+updates).
+
 A thin driver around the sans-I/O parts: :mod:`marketdata.requests` parses
 frames, :class:`marketdata.feed.MarketFeed` builds (and encodes once) every
 message, :class:`marketdata.outbox.Outbox` queues a connection's frames.
@@ -90,7 +95,8 @@ class Connection:
     """One subscriber connection: its outbox, writer wake-up and subscriptions."""
 
     __slots__ = ("ws", "transport", "write_limit", "outbox", "wakeup", "books", "trades",
-                 "tickers", "last_push", "overflowed", "closing", "writer", "bucket")
+                 "tickers", "candles", "last_push", "overflowed", "closing", "writer",
+                 "bucket")
 
     def __init__(self, ws: ServerConnection, outbox: Outbox, write_limit: int,
                  now: float, bucket: TokenBucket) -> None:
@@ -105,6 +111,8 @@ class Connection:
         """symbol -> depth of its book subscription (one depth per symbol)."""
         self.trades: set[str] = set()
         self.tickers: set[str] = set()
+        self.candles: dict[str, set[str]] = {}
+        """symbol -> the intervals of its candles subscriptions."""
         self.last_push = now
         self.overflowed = False
         self.closing = False
@@ -150,18 +158,31 @@ class Connection:
         return True
 
     def symbols(self) -> set[str]:
-        return set(self.books) | self.trades | self.tickers
+        return set(self.books) | self.trades | self.tickers | set(self.candles)
 
 
 class _MarketSubs:
     """Who is subscribed to what in one market."""
 
-    __slots__ = ("books", "trades", "tickers")
+    __slots__ = ("books", "trades", "tickers", "candles")
 
     def __init__(self) -> None:
         self.books: dict[int, set[Connection]] = {d: set() for d in DEPTHS}
         self.trades: set[Connection] = set()
         self.tickers: set[Connection] = set()
+        self.candles: dict[str, set[Connection]] = {}
+        """interval -> its subscribers; only intervals that have some (publish skips the
+        rest without looking)."""
+
+    def add_candles(self, interval: str, c: Connection) -> None:
+        self.candles.setdefault(interval, set()).add(c)
+
+    def discard_candles(self, interval: str, c: Connection) -> None:
+        conns = self.candles.get(interval)
+        if conns is not None:
+            conns.discard(c)
+            if not conns:
+                del self.candles[interval]
 
 
 class FeedServer:
@@ -263,6 +284,9 @@ class FeedServer:
             _add_stream(streams, subs.trades, batch.trades())
         if subs.tickers:
             _add_stream(streams, subs.tickers, batch.ticker())
+        if subs.candles:
+            for interval, conns in subs.candles.items():
+                _add_stream(streams, conns, batch.candles(interval))
         if not streams:
             return
         now = self._now()
@@ -305,6 +329,9 @@ class FeedServer:
             _push_one(c, self.feeds[symbol].book_snapshot(depth), now)
         for symbol in c.tickers:
             _push_one(c, self.feeds[symbol].ticker_message("snapshot"), now)
+        for symbol, intervals in c.candles.items():
+            for interval in sorted(intervals):
+                _push_one(c, self.feeds[symbol].candles_snapshot(interval), now)
         if c.overflowed:  # replies alone fill the queue: the peer does not read at all
             self._close_slow(c)
 
@@ -383,9 +410,13 @@ class FeedServer:
             self.subs[symbol].trades.discard(c)
         for symbol in c.tickers:
             self.subs[symbol].tickers.discard(c)
+        for symbol, intervals in c.candles.items():
+            for interval in intervals:
+                self.subs[symbol].discard_candles(interval, c)
         c.books.clear()
         c.trades.clear()
         c.tickers.clear()
+        c.candles.clear()
 
     # -- requests -------------------------------------------------------------
 
@@ -457,7 +488,12 @@ class FeedServer:
         elif p.channel == "trades":
             c.trades.add(symbol)
             subs.trades.add(c)
-            ok = True
+            ok = _push_one(c, feed.trades_snapshot(), now)
+        elif p.channel == "candles":
+            assert p.interval is not None
+            c.candles.setdefault(symbol, set()).add(p.interval)
+            subs.add_candles(p.interval, c)
+            ok = _push_one(c, feed.candles_snapshot(p.interval), now)
         else:
             c.tickers.add(symbol)
             subs.tickers.add(c)
@@ -476,6 +512,14 @@ class FeedServer:
         elif p.channel == "trades":
             c.trades.discard(symbol)
             subs.trades.discard(c)
+        elif p.channel == "candles":
+            intervals = c.candles.get(symbol, set())
+            gone = set(intervals) if p.interval is None else intervals & {p.interval}
+            for interval in gone:
+                intervals.discard(interval)
+                subs.discard_candles(interval, c)
+            if not intervals:
+                c.candles.pop(symbol, None)
         else:
             c.tickers.discard(symbol)
             subs.tickers.discard(c)

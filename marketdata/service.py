@@ -1,15 +1,18 @@
 """The market-data service: one stream reader per market feeding one websocket server.
 
-    service = MarketDataService(config.markets, redis_url, redis=config.redis)
-    await service.start(host, port)      # snapshots loaded, listening
+    service = MarketDataService(config.markets, redis_url, redis=config.redis,
+                                history_url=config.history.url)
+    await service.start(host, port)      # snapshots and history loaded, listening
     ...
     await service.close()
 
 ``redis`` (the config's ``[redis]``) says whether ``redis_url`` is a seed of a
 Redis Cluster (more seeds in ``urls``) and, with ``durability = "replicated"``,
-that the readers read from replicas. Stateless apart from what the engine
-snapshots and event streams rebuild, so several services may run side by
-side and a restarted one catches up alone.
+that the readers read from replicas. ``history_url`` is the history database
+(``sqlite:///...`` or ``postgresql://...``) the candles, 24-hour statistics
+and trades snapshots start from (None: they start empty). Stateless apart
+from what the engine snapshots, event streams and the database rebuild, so
+several services may run side by side and a restarted one catches up alone.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from marketdata.outbox import DEFAULT_LIMIT
 from marketdata.reader import MarketReader
 from marketdata.server import REQUEST_BURST, REQUEST_RATE, FeedServer
 from redisio.topology import Topology
+from store.db import Store, StoreError, display_url, open_store
 
 log = logging.getLogger("streamex.marketdata")
 
@@ -38,10 +42,12 @@ class MarketDataService:
 
     def __init__(self, markets: Iterable[Market], redis_url: str | None = None, *,
                  redis: RedisConfig | None = None, queue_limit: int = DEFAULT_LIMIT,
-                 request_rate: float = REQUEST_RATE, request_burst: int = REQUEST_BURST) -> None:
+                 request_rate: float = REQUEST_RATE, request_burst: int = REQUEST_BURST,
+                 history_url: str | None = None) -> None:
         """``redis_url`` overrides ``redis.url``; ``queue_limit``: frames queued per
         connection before the slow-consumer policy; ``request_rate``/``request_burst``:
-        each connection's request limit."""
+        each connection's request limit; ``history_url``: the history database to seed
+        from (None: none)."""
         self.markets = tuple(markets)
         self.redis = redis or RedisConfig()
         url = redis_url or self.redis.url
@@ -53,6 +59,8 @@ class MarketDataService:
         self.server = FeedServer(self.markets, self.feeds, queue_limit=queue_limit,
                                  request_rate=request_rate, request_burst=request_burst)
         self.readers: list[MarketReader] = []
+        self.history_url = history_url
+        self.store: Store | None = None
         self._topology: Topology | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -61,16 +69,24 @@ class MarketDataService:
         return self.server.port
 
     async def start(self, host: str, port: int) -> None:
-        """Load every market's snapshot, start following the streams, then listen.
+        """Load every market's snapshot (and history), start following the streams, then
+        listen.
 
-        Raises if Redis cannot be reached within :data:`START_TIMEOUT_S`.
+        Raises if Redis cannot be reached within :data:`START_TIMEOUT_S`. A history
+        database that cannot be opened is logged; candles and trades then start empty.
         """
         topology = self._topology = Topology(
             self.seeds, cluster=self.redis.cluster,
             replica_reads=self.redis.durability == "replicated")
         async with asyncio.timeout(START_TIMEOUT_S):
             await topology.initialize()
-        self.readers = [MarketReader(topology, feed, self.server.publish)
+        if self.history_url is not None and self.store is None:
+            try:
+                self.store = await asyncio.to_thread(open_store, self.history_url)
+            except (StoreError, ValueError, OSError) as exc:
+                log.error("history database %s: cannot open (%s): candles and trades start "
+                          "empty", display_url(self.history_url), exc)
+        self.readers = [MarketReader(topology, feed, self.server.publish, self.store)
                         for feed in self.feeds.values()]
         self._tasks = [asyncio.create_task(r.run(), name=f"reader {r.feed.symbol}")
                        for r in self.readers]
@@ -105,6 +121,9 @@ class MarketDataService:
                 await task
         if self._topology is not None:
             await self._topology.aclose()
+        if self.store is not None:
+            await asyncio.to_thread(self.store.close)
+            self.store = None
 
 
 def _reader_done(task: asyncio.Task[None]) -> None:

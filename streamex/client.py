@@ -411,21 +411,32 @@ def _order_ref(symbol: str, order_id: str | None, client_order_id: str | None
     return params
 
 
+MdChannel = Literal["trades", "book", "ticker", "candles"]
+
+
 class MarketDataClient(_Client):
-    """Market-data connection: subscribe to ``trades``, ``book``, ``ticker``; iterate pushes.
+    """Market-data connection: subscribe to ``trades``, ``book``, ``ticker``, ``candles``;
+    iterate pushes.
 
     Pushes are the PROTOCOL.md dicts (``{"channel", "type", ...}``), heartbeats included.
+    ``candles`` takes an ``interval`` (``"1m"``, ``"5m"``, ``"15m"``, ``"1h"``, ``"4h"``,
+    ``"1d"``)::
+
+        await feed.subscribe("candles", "BTC-USD", interval="1m")
+        snapshot = await feed.next_push()  # {"type": "snapshot", "data": [<last 100>]}
     """
 
-    async def subscribe(self, channel: Literal["trades", "book", "ticker"], symbol: str,
-                        depth: int | None = None) -> dict[str, Any]:
-        """Subscribe; the snapshot (for ``book``) and updates then arrive as pushes."""
-        return await self._call("subscribe", _subscription(channel, symbol, depth),
+    async def subscribe(self, channel: MdChannel, symbol: str, depth: int | None = None,
+                        interval: str | None = None) -> dict[str, Any]:
+        """Subscribe; the snapshot (``book``, ``ticker``, ``trades``, ``candles``) and the
+        updates then arrive as pushes, in order, after this reply."""
+        return await self._call("subscribe", _subscription(channel, symbol, depth, interval),
                                 dict[str, Any])
 
-    async def unsubscribe(self, channel: Literal["trades", "book", "ticker"], symbol: str,
-                          depth: int | None = None) -> dict[str, Any]:
-        return await self._call("unsubscribe", _subscription(channel, symbol, depth),
+    async def unsubscribe(self, channel: MdChannel, symbol: str, depth: int | None = None,
+                          interval: str | None = None) -> dict[str, Any]:
+        """Unsubscribe (``candles`` without ``interval``: every interval of ``symbol``)."""
+        return await self._call("unsubscribe", _subscription(channel, symbol, depth, interval),
                                 dict[str, Any])
 
     def __aiter__(self) -> AsyncIterator[dict[str, Any]]:
@@ -448,8 +459,11 @@ class MarketDataClient(_Client):
         return result
 
 
-def _subscription(channel: str, symbol: str, depth: int | None) -> dict[str, Any]:
+def _subscription(channel: str, symbol: str, depth: int | None,
+                  interval: str | None = None) -> dict[str, Any]:
     params: dict[str, Any] = {"channel": channel, "symbol": symbol}
     if depth is not None:
         params["depth"] = depth
+    if interval is not None:
+        params["interval"] = interval
     return params

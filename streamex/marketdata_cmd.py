@@ -3,10 +3,13 @@
 Follows every configured market's engine snapshot and event stream on Redis
 (one server, or a cluster: ``[redis] cluster``, ``--redis-url`` the first
 seed; read from replicas with ``durability = "replicated"``) and serves
-``book``, ``trades``, ``ticker`` and ``heartbeat`` to websocket subscribers
-(PROTOCOL.md). Logs ``event=listening service=marketdata url=ws://HOST:PORT/``
-once the snapshots are loaded and the port is bound (with ``--port 0`` this
-names the port picked). Stops on SIGINT or SIGTERM.
+``book``, ``trades``, ``ticker``, ``candles`` and ``heartbeat`` to websocket
+subscribers (PROTOCOL.md). Candles, 24-hour statistics and the trades
+snapshot start from the history database (``--db``, else the config's
+``[history] url``; without one they start empty at the engine snapshot).
+Logs ``event=listening service=marketdata url=ws://HOST:PORT/`` once the
+snapshots and history are loaded and the port is bound (with ``--port 0``
+this names the port picked). Stops on SIGINT or SIGTERM.
 """
 
 from __future__ import annotations
@@ -31,6 +34,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--queue-limit", type=int, default=DEFAULT_LIMIT, metavar="N",
                         help="frames queued per connection before it counts as a slow consumer "
                              "(default: %(default)s)")
+    parser.add_argument("--db", metavar="URL",
+                        help="history database to start candles and trades from: "
+                             "sqlite:///PATH or postgresql://... (default: the config's "
+                             "[history] url; none: they start empty)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -47,23 +54,29 @@ def run(args: argparse.Namespace) -> int:
     if args.queue_limit < 1:
         print("streamex marketdata: --queue-limit: must be positive", file=sys.stderr)
         return 2
+    db = args.db or config.history.url
+    if db is not None and not db.startswith(("sqlite:///", "postgresql://", "postgres://")):
+        print("streamex marketdata: --db: must start with sqlite:///, postgresql:// or "
+              "postgres://", file=sys.stderr)
+        return 2
     setup_logging(args.log_level)
     import uvloop
 
     try:
-        return uvloop.run(_serve(config, redis_url, host, port, args.queue_limit))
+        return uvloop.run(_serve(config, redis_url, host, port, args.queue_limit, db))
     except KeyboardInterrupt:
         return 0
 
 
-async def _serve(config: Config, redis_url: str, host: str, port: int, queue_limit: int) -> int:
+async def _serve(config: Config, redis_url: str, host: str, port: int, queue_limit: int,
+                 db: str | None) -> int:
     from marketdata.service import MarketDataService
 
     md = config.marketdata
     # --redis-url (else [redis] url) is the first seed; [redis] says cluster or not.
     service = MarketDataService(config.markets, redis_url, redis=config.redis,
                                 queue_limit=queue_limit, request_rate=md.request_rate,
-                                request_burst=md.request_burst)
+                                request_burst=md.request_burst, history_url=db)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

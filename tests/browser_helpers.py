@@ -160,8 +160,19 @@ def running_exchange(data_dir: Path, config: str | None = None) -> Iterator[Exch
         exchange.stop()
 
 
+def _up_takes(option: str) -> bool:
+    """Whether ``streamex up`` has ``option`` (e.g. ``--api-port``, with the REST service)."""
+    import argparse
+
+    from streamex import up
+
+    parser = argparse.ArgumentParser()
+    up.add_arguments(parser)
+    return option in parser._option_string_actions
+
+
 def start_exchange(data_dir: Path, gw_port: int, md_port: int,
-                   config: str | None = None) -> Exchange:
+                   config: str | None = None, api_port: int | None = None) -> Exchange:
     """Start ``streamex up`` on these ports with ``data_dir`` and wait for its banner.
 
     ``config``: TOML text written to ``data_dir/streamex.toml`` and passed as
@@ -170,10 +181,14 @@ def start_exchange(data_dir: Path, gw_port: int, md_port: int,
 
     Its output is drained by a thread for the whole run (the children share
     the pipe); the last lines are kept for failure messages. The caller stops
-    it (:meth:`Exchange.stop`); a start that fails stops it here.
+    it (:meth:`Exchange.stop`); a start that fails stops it here. The REST service (when
+    ``up`` runs one) listens on ``api_port``, by default a free port, so that several
+    exchanges can run at once.
     """
     argv = [sys.executable, "-m", "streamex", "up", "--gateway-port", str(gw_port),
             "--marketdata-port", str(md_port), "--data-dir", str(data_dir)]
+    if _up_takes("--api-port"):
+        argv += ["--api-port", str(free_port() if api_port is None else api_port)]
     if config is not None:
         data_dir.mkdir(parents=True, exist_ok=True)
         config_path = data_dir / "streamex.toml"
@@ -233,6 +248,9 @@ class RestartableExchange:
         self.gateway_port, self.marketdata_port = free_port(), free_port()
         while self.marketdata_port == self.gateway_port:
             self.marketdata_port = free_port()
+        self.api_port = free_port()
+        while self.api_port in (self.gateway_port, self.marketdata_port):
+            self.api_port = free_port()
         self.data_dir = data_dir
         self.current: Exchange | None = None
 
@@ -250,10 +268,11 @@ class RestartableExchange:
             if keep_accounts and saved.exists() and not (data_dir / DEMO_ACCOUNTS).exists():
                 shutil.copy2(saved, data_dir / DEMO_ACCOUNTS)
             self.data_dir = data_dir
-        ports = (self.gateway_port, self.marketdata_port)
+        ports = (self.gateway_port, self.marketdata_port, self.api_port)
         wait_for(lambda: all(port_is_free(p) for p in ports), 30,
                  f"ports {ports} to be free for the exchange")
-        self.current = start_exchange(self.data_dir, *ports)
+        self.current = start_exchange(self.data_dir, self.gateway_port, self.marketdata_port,
+                                      api_port=self.api_port)
         return self.current
 
     def stop(self, kill: bool = False) -> None:
@@ -262,7 +281,7 @@ class RestartableExchange:
             return
         self.current.stop(kill)
         self.current = None
-        ports = (self.gateway_port, self.marketdata_port)
+        ports = (self.gateway_port, self.marketdata_port, self.api_port)
         wait_for(lambda: all(port_is_free(p) for p in ports), 30,
                  f"ports {ports} to be released by the stopped exchange")
 
@@ -382,7 +401,9 @@ class OrderSession(JsonSession):
 
 
 class FeedBook:
-    """The feed's book for one market as an independent client sees it (for comparison)."""
+    """The feed's book for one market as an independent client sees it (for comparison);
+    :attr:`trades` are the trades snapshot's (the last ones before subscribing) and then
+    every trade since, oldest first."""
 
     def __init__(self, url: str, symbol: str, depth: int = 25) -> None:
         self.session = JsonSession(url)
@@ -415,7 +436,10 @@ class FeedBook:
 
     def _apply(self, msg: dict[str, Any]) -> None:
         if msg.get("channel") == "trades":
-            self.trades.extend(msg["data"])
+            if msg["type"] == "snapshot":  # the last trades before subscribing
+                self.trades = list(msg["data"])
+            else:
+                self.trades.extend(msg["data"])
         if msg.get("channel") != "book":
             return
         if msg["type"] == "snapshot":

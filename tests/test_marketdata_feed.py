@@ -164,16 +164,23 @@ def test_non_book_events_move_the_seq_without_messages() -> None:
     assert feed.seq == 1
     snapshot = json.loads(feed.book_snapshot(10))
     assert snapshot == {"channel": "book", "type": "snapshot", "symbol": "BTC-USD", "seq": 0,
-                        "bids": [], "asks": [], "checksum": zlib.crc32(b"")}
-    batch = feed.apply([BookUpdate(2, 5, [(100, 3)], [])])
+                        "bids": [], "asks": [], "checksum": zlib.crc32(b""), "ts": 5}
+    batch = feed.apply([BookUpdate(2, 7, [(100, 3)], [])])
     update = json.loads(batch.book(10) or b"")
     assert update == {"channel": "book", "type": "update", "symbol": "BTC-USD", "seq": 2,
                       "prev_seq": 0, "bids": [["1.00", "0.0003"]], "asks": [],
-                      "checksum": zlib.crc32(b"1003")}
+                      "checksum": zlib.crc32(b"1003"), "ts": 7}
     ticker = json.loads(batch.ticker() or b"")
     assert ticker == {"channel": "ticker", "type": "update", "symbol": "BTC-USD", "seq": 2,
                       "best_bid": "1.00", "best_bid_qty": "0.0003", "best_ask": None,
-                      "best_ask_qty": None, "last_price": None, "last_qty": None}
+                      "best_ask_qty": None, "last_price": None, "last_qty": None,
+                      "open_24h": None, "high_24h": None, "low_24h": None,
+                      "volume_24h": "0.0000", "quote_volume_24h": "0.000000", "ts": 7}
+    assert json.loads(feed.trades_snapshot()) == {
+        "channel": "trades", "type": "snapshot", "symbol": "BTC-USD", "seq": 2, "data": []}
+    assert json.loads(feed.candles_snapshot("1h")) == {
+        "channel": "candles", "type": "snapshot", "symbol": "BTC-USD", "interval": "1h",
+        "seq": 2, "data": []}
 
 
 def test_checksum_follows_the_kraken_rule() -> None:

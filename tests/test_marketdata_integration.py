@@ -210,8 +210,11 @@ def verify_trades(msgs: list[dict[str, Any]], client: redis.Redis,
 
 
 def verify_tickers(msgs: list[dict[str, Any]], flow: Flow) -> None:
+    """Each ticker equals the engine's state at its seq, 24-hour fields included (the
+    flow's trades all fall in one minute), and differs from the one before."""
     replay = Replay(flow)
     previous = None
+    trades = flow.trades()
     for msg in msgs:
         replay.to_seq(msg["seq"])
         bid, ask = replay.top("buy", 1), replay.top("sell", 1)
@@ -221,8 +224,20 @@ def verify_tickers(msgs: list[dict[str, Any]], flow: Flow) -> None:
         assert state == (*(bid[0] if bid else [None, None]), *(ask[0] if ask else [None, None]),
                          None if last is None else BTC.format_price(last.price),
                          None if last is None else BTC.format_qty(last.qty))
-        assert state != previous, "ticker sent without a change"
-        previous = state
+        done = [t for t in trades if t.seq <= msg["seq"]]
+        day = (msg["open_24h"], msg["high_24h"], msg["low_24h"], msg["volume_24h"],
+               msg["quote_volume_24h"])
+        if done:
+            prices = [t.price for t in done]
+            assert day == (BTC.format_price(prices[0]), BTC.format_price(max(prices)),
+                           BTC.format_price(min(prices)),
+                           BTC.format_qty(sum(t.qty for t in done)),
+                           BTC.format_quote(sum(BTC.notional(t.price, t.qty) for t in done)))
+        else:
+            assert day == (None, None, None, "0.0000", "0.000000")
+        assert msg["ts"] >= (done[-1].ts if done else 0)
+        assert (state, day) != previous, "ticker sent without a change"
+        previous = (state, day)
 
 
 # -- tests --------------------------------------------------------------------------
@@ -255,7 +270,9 @@ async def test_subscribers_rebuild_the_engine_book_trades_and_ticker(
         assert mirror.top("buy") == final_top(flow, "buy", depth)
         assert mirror.top("sell") == final_top(flow, "sell", depth)
     assert len(flow.book.bids) > 100 and len(flow.book.asks) > 100
-    verify_trades(main.pushes("trades"), stack.client, flow.trades())
+    snapshot, *updates = main.pushes("trades")
+    assert (snapshot["type"], snapshot["data"]) == ("snapshot", [])  # subscribed before any
+    verify_trades(updates, stack.client, flow.trades())
     assert len(flow.trades()) > 200
     verify_tickers(main.pushes("ticker"), flow)
 

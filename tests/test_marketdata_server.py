@@ -149,6 +149,8 @@ async def test_heartbeat_after_one_idle_second_names_the_seqs(harness: Harness) 
     harness.publish(200)
     async with connect(harness.url) as ws:
         await request(ws, "subscribe", {"channel": "trades", "symbol": "BTC-USD"})
+        snapshot = await recv_json(ws)
+        assert (snapshot["channel"], snapshot["type"]) == ("trades", "snapshot")
         started = time.monotonic()
         msg = await recv_json(ws, timeout_s=5.0)
         waited = time.monotonic() - started
@@ -216,6 +218,40 @@ async def test_slow_book_subscriber_gets_a_fresh_snapshot_others_unaffected() ->
             assert mirrors["slow"].top("buy") == h.top("buy", 500)
             assert mirrors["slow"].top("sell") == h.top("sell", 500)
             assert slow.close_code is None
+    finally:
+        await h.server.close()
+
+
+async def test_slow_candles_subscriber_gets_fresh_candle_snapshots() -> None:
+    """Candles, like the book, resync a slow consumer: its queued updates are dropped and a
+    fresh snapshot of each interval it follows replaces them, from which updates go on."""
+    h = await start(Flow(BTC, 4000, seed=15), queue_limit=20, write_limit=1024, sndbuf=4096)
+    try:
+        h.publish(200, per_batch=3)
+        async with connect(h.url, sock=small_rcvbuf_socket(h.server.port), max_queue=1) as slow:
+            for interval in ("1m", "1d"):
+                await request(slow, "subscribe", {"channel": "candles", "symbol": "BTC-USD",
+                                                  "interval": interval})
+                assert (await recv_json(slow))["type"] == "snapshot"
+            slow.transport.pause_reading()
+            for _ in range(400):
+                h.publish(5)
+                await asyncio.sleep(0)
+                if h.server.resyncs:
+                    break
+            assert h.server.resyncs == 1 and h.server.slow_closes == 0
+            h.publish(30)
+            slow.transport.resume_reading()
+            got = await drain_until_closed_or_idle(slow, None)
+            assert slow.close_code is None
+            for interval in ("1m", "1d"):
+                msgs = [m for m in got if m["channel"] == "candles" and m["interval"] == interval]
+                last_snapshot = max(i for i, m in enumerate(msgs) if m["type"] == "snapshot")
+                candles = {c["open_time"]: c for c in msgs[last_snapshot]["data"]}
+                for m in msgs[last_snapshot + 1:]:
+                    candles.update((c["open_time"], c) for c in m["data"])
+                expected = json.loads(h.feed.candles_snapshot(interval))["data"]
+                assert [candles[k] for k in sorted(candles)] == expected and expected
     finally:
         await h.server.close()
 

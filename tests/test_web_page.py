@@ -11,7 +11,8 @@ Three layers:
 * a person's session against ``python -m streamex up``: the book and trades of a
   seeded flow match an independent feed client, logon, limit order in open
   orders and in the ladder, cancel, a cross by another account showing in the
-  tape and the execution log, and error codes shown to the user.
+  tape and the execution log, error codes shown to the user, and the candle
+  chart and 24-hour ticker fields made from real trades, across a restart.
 
 Chromium missing is a failure with the fix in the message, never a skip.
 """
@@ -49,10 +50,13 @@ from browser_helpers import (
     running_exchange,
     wait_for,
 )
+from test_marketdata_history import wire_candles, wire_stats
 from timing import scaled
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.sync.client import connect
 
+from contract.events import Trade
+from contract.market import DEFAULT_MARKETS
 from contract.market_data import checksum as feed_checksum
 from marketdata.http_static import STATIC_DIR, process_request
 
@@ -1323,4 +1327,130 @@ def test_risk_off_hides_balances_and_a_market_buy_has_a_qty(
         assert exec_fills(watch, order_id, "trade") == ["0.250 @ 80.00"]
         assert watch.page.is_hidden("#order-error")
         assert watch.page.query_selector_all("[data-testid=error-item]") == []
+    assert watch.errors == []
+
+
+# -- candles and the 24-hour ticker ----------------------------------------------------------
+
+
+def chart(watch: PageWatch) -> dict[str, Any]:
+    """What the candle chart drew: its interval and candles (the canvas's test hook)."""
+    got: dict[str, Any] = watch.page.evaluate("""() => {
+        const c = document.getElementById("candle-chart");
+        return {interval: c.dataset.interval, symbol: c.dataset.symbol,
+                candles: JSON.parse(c.dataset.candles || "[]")};
+    }""")
+    return got
+
+
+def as_trades(symbol: str, data: list[dict[str, Any]]) -> list[Trade]:
+    """Wire trades back to engine units, for the Decimal reference."""
+    market = next(m for m in DEFAULT_MARKETS if m.symbol == symbol)
+    return [Trade(0, t["ts"], t["trade_id"], market.parse_price(t["price"]),
+                  market.parse_qty(t["qty"]), t["taker_side"], "", "") for t in data]
+
+
+def drawn_as_expected(watch: PageWatch, symbol: str, interval: str, width: int,
+                      trades: list[dict[str, Any]]) -> bool:
+    """The chart shows ``interval``'s candles of ``trades``: OHLC, volumes, counts, times;
+    every candle but the last closed (the last one's flag follows the market's clock)."""
+    got = chart(watch)
+    market = next(m for m in DEFAULT_MARKETS if m.symbol == symbol)
+    expected = wire_candles(market, as_trades(symbol, trades), width, 0)
+    drawn = got["candles"]
+    if got["interval"] != interval or len(drawn) != len(expected):
+        return False
+    flags = [c.pop("closed") for c in drawn]
+    for c in expected:
+        c.pop("closed")
+    return drawn == expected and all(flags[:-1])
+
+
+def ticker_day(watch: PageWatch) -> tuple[str | None, ...]:
+    return tuple(watch.page.text_content(f"#ticker-{name}") for name in (
+        "open-24h", "high-24h", "low-24h", "volume-24h", "quote-volume-24h"))
+
+
+def expected_day(symbol: str, trades: list[dict[str, Any]]) -> tuple[str, ...]:
+    market = next(m for m in DEFAULT_MARKETS if m.symbol == symbol)
+    day = wire_stats(market, as_trades(symbol, trades), trades[-1]["ts"])
+    return (day["open_24h"], day["high_24h"], day["low_24h"],
+            f"{day['volume_24h']} {market.base}", f"{day['quote_volume_24h']} {market.quote}")
+
+
+@pytest.mark.browser
+def test_candle_chart_and_24h_ticker_from_real_trades_survive_a_restart(
+        watch: PageWatch, tmp_path: Path) -> None:
+    """Trades through the gateway become the chart's candles (1m, then 1h from the
+    switcher) and the ticker's 24-hour fields, exactly as the reference computes them
+    from the trades; after the whole exchange restarts (same data directory) the page
+    shows the same candles, tape and 24-hour fields again, from the history database,
+    and goes on live."""
+    symbol = "BTC-USD"
+    with restartable_exchange(tmp_path / "data") as control:
+        first = control.exchange
+        open_page(watch, first, symbol)
+        assert chart(watch) == {"interval": "1m", "symbol": symbol, "candles": []}
+        feed = FeedBook(first.marketdata_url, symbol)
+        try:
+            with OrderSession(first.gateway_url, *first.accounts["demo1"]) as maker, \
+                    OrderSession(first.gateway_url, *first.accounts["demo2"]) as taker:
+                for qty, price in (("0.1000", "30000.00"), ("0.2000", "30012.50"),
+                                   ("0.1500", "30005.00")):
+                    maker.place(symbol, "sell", qty, price)
+                maker.place(symbol, "buy", "0.3000", "29990.00")
+                taker.place(symbol, "buy", "0.3000", "30012.50")  # sweeps three asks
+                taker.place(symbol, "sell", "0.0500")  # a market sell into the bid
+            wait_for(lambda: (feed.pump(0.05), len(feed.trades) == 4)[1], 10,
+                     "the four trades on the feed", lambda: feed.trades)
+            trades = list(feed.trades)
+        finally:
+            feed.close()
+        assert [t["price"] for t in trades] == ["30000.00", "30005.00", "30012.50",
+                                                 "29990.00"]
+        wait_for(lambda: drawn_as_expected(watch, symbol, "1m", 60_000, trades), 10,
+                 "the 1m candles of the trades", lambda: chart(watch))
+        wait_for(lambda: ticker_day(watch) == expected_day(symbol, trades), 10,
+                 "the 24-hour fields", lambda: ticker_day(watch))
+        assert "-10.00" in str(watch.page.text_content("#ticker-change-24h"))
+        watch.page.click("#candle-intervals button[data-interval='1h']")
+        wait_for(lambda: drawn_as_expected(watch, symbol, "1h", 3_600_000, trades), 10,
+                 "the 1h candle", lambda: chart(watch))
+        assert "interval=1h" in watch.page.url
+        assert watch.page.get_attribute(
+            "#candle-intervals button[data-interval='1h']", "aria-checked") == "true"
+
+        # The whole exchange restarts on the same data: the history comes back.
+        control.stop()
+        wait_for(lambda: greyed(watch, "#candle-chart"), 10, "the chart greyed out")
+        second = control.start()
+        wait_for(lambda: page_state(watch) == "live", 30, "the page live again")
+        wait_for(lambda: drawn_as_expected(watch, symbol, "1h", 3_600_000, trades), 10,
+                 "the 1h candle again, from the history", lambda: chart(watch))
+        expected_tape = [[t["trade_id"], t["price"], t["qty"]] for t in trades[::-1]]
+        wait_for(lambda: tape_rows(watch) == expected_tape, 10, "the tape again",
+                 lambda: tape_rows(watch))
+        wait_for(lambda: ticker_day(watch) == expected_day(symbol, trades), 10,
+                 "the 24-hour fields again", lambda: ticker_day(watch))
+        assert not greyed(watch, "#candle-chart")
+
+        # Live again: one more trade, in the 1m chart too.
+        watch.page.click("#candle-intervals button[data-interval='1m']")
+        feed = FeedBook(second.marketdata_url, symbol)
+        try:
+            with OrderSession(second.gateway_url, *second.accounts["demo2"]) as taker:
+                taker.place(symbol, "sell", "0.1000", "29990.00")
+            wait_for(lambda: (feed.pump(0.05), len(feed.trades) == 5)[1], 10,
+                     "the fifth trade", lambda: feed.trades)
+            trades = list(feed.trades)
+        finally:
+            feed.close()
+        assert [t["trade_id"] for t in trades] == [1, 2, 3, 4, 5]
+        wait_for(lambda: drawn_as_expected(watch, symbol, "1m", 60_000, trades), 10,
+                 "the 1m candles with the new trade", lambda: chart(watch))
+        wait_for(lambda: ticker_day(watch) == expected_day(symbol, trades), 10,
+                 "the 24-hour fields with the new trade", lambda: ticker_day(watch))
+        path = artifacts_dir(tmp_path) / "web-page-candles.png"
+        watch.page.screenshot(path=str(path), full_page=True)
+    drop_refused_connects(watch)
     assert watch.errors == []

@@ -6,11 +6,14 @@
 // Under the risk stage (learnt from `account.balances` answering, gateway.js)
 // the Balances panel shows the account's balances and a market buy spends a
 // quote amount (`quote_qty`); without it the panel is hidden and a market buy
-// has a quantity, as any other order.
+// has a quantity, as any other order. The candle chart shows the feed's
+// `candles` channel for the selected market and interval (`?interval=` keeps it),
+// the ticker its rolling 24-hour fields.
 
+import { drawCandleChart } from "./candle_chart.js";
 import { compareDecimal, decimalsOf, fromUnits, toUnits } from "./decimal.js";
 import { drawDepthChart } from "./depth_chart.js";
-import { FeedClient } from "./feed.js";
+import { FeedClient, INTERVALS } from "./feed.js";
 import { GatewayClient, orderKey } from "./gateway.js";
 
 const LADDER_ROWS = 12;
@@ -34,7 +37,9 @@ function invalidate(what) {
   }
 }
 
-const feed = new FeedClient(feedUrl, (what) => invalidate(what));
+const INTERVAL_MS = { "1m": 60_000, "5m": 300_000, "15m": 900_000, "1h": 3_600_000,
+  "4h": 14_400_000, "1d": 86_400_000 };
+const feed = new FeedClient(feedUrl, (what) => invalidate(what), query.get("interval") || "1m");
 const gateway = new GatewayClient(onGatewayChange);
 
 const REASON_TEXT = {
@@ -225,7 +230,55 @@ function renderTicker() {
   setText($("ticker-last"), last ? last.price : "–");
   setText($("ticker-last-qty"), last ? last.qty : "");
   $("ticker-last").className = last && last.side ? last.side : "";
+  renderDay(t, last);
 }
+
+/** The rolling 24-hour fields of the ticker, and the change from its open to the last price. */
+function renderDay(t, last) {
+  const m = feed.market();
+  setText($("ticker-open-24h"), t && t.open_24h ? t.open_24h : "–");
+  setText($("ticker-high-24h"), t && t.high_24h ? t.high_24h : "–");
+  setText($("ticker-low-24h"), t && t.low_24h ? t.low_24h : "–");
+  setText($("ticker-volume-24h"), t && t.volume_24h ? `${t.volume_24h}${m ? ` ${m.base}` : ""}` : "–");
+  setText($("ticker-quote-volume-24h"),
+    t && t.quote_volume_24h ? `${t.quote_volume_24h}${m ? ` ${m.quote}` : ""}` : "");
+  const change = $("ticker-change-24h");
+  if (t && t.open_24h && last) {
+    const pd = priceDecimals();
+    const diff = toUnits(last.price, pd) - toUnits(t.open_24h, pd);
+    const open = toUnits(t.open_24h, pd);
+    const pct = open > 0n ? Number((diff * 1000000n) / open) / 10000 : 0;
+    setText(change, `${diff >= 0n ? "+" : ""}${fromUnits(diff, pd)} (${pct >= 0 ? "+" : ""}${pct.toFixed(2)}%)`);
+    change.className = diff > 0n ? "up" : diff < 0n ? "down" : "";
+  } else {
+    setText(change, "–");
+    change.className = "";
+  }
+}
+
+// ---- candles -------------------------------------------------------------------
+
+function renderCandles() {
+  const canvas = $("candle-chart");
+  canvas.dataset.interval = feed.interval;
+  canvas.dataset.symbol = feed.symbol || "";
+  drawCandleChart(canvas, feed.candles, INTERVAL_MS[feed.interval], priceDecimals());
+  for (const button of $("candle-intervals").querySelectorAll("button")) {
+    button.setAttribute("role", "radio");
+    button.setAttribute("aria-checked", String(button.dataset.interval === feed.interval));
+  }
+  const n = feed.candles.length;
+  setText($("candles-state"), `${feed.symbol || ""} ${feed.interval}${n ? "" : " · no trades yet"}`);
+}
+
+$("candle-intervals").addEventListener("click", (event) => {
+  const interval = event.target.dataset && event.target.dataset.interval;
+  if (!interval || !INTERVALS.includes(interval)) return;
+  feed.selectInterval(interval);
+  const url = new URL(location.href);
+  url.searchParams.set("interval", interval);
+  history.replaceState(null, "", url);
+});
 
 // ---- trades --------------------------------------------------------------------
 
@@ -295,7 +348,7 @@ function renderConnection() {
       + "Order entry is paused; the open orders shown are the last known." : "");
 
   const feedLive = feed.state === "live";
-  for (const id of ["ladder", "ticker", "tape", "depth-chart"]) {
+  for (const id of ["ladder", "ticker", "tape", "depth-chart", "candle-chart"]) {
     $(id).dataset.stale = String(!feedLive);
   }
   $("open-orders").dataset.stale = String(c.ordersDown);
@@ -467,6 +520,7 @@ function render() {
   if (what.has("book") || what.has("orders") || what.has("markets")) renderLadder();
   if (what.has("book") || what.has("ticker") || what.has("trades")) renderTicker();
   if (what.has("trades")) renderTape();
+  if (what.has("candles") || what.has("markets")) renderCandles();
   if (what.has("state")) renderStates();
   if (what.has("orders")) renderOpenOrders();
   if (what.has("state") || what.has("orders")) renderConnection();
@@ -476,7 +530,10 @@ function render() {
   renderStats();
 }
 
-window.addEventListener("resize", () => invalidate("book"));
+window.addEventListener("resize", () => {
+  invalidate("book");
+  invalidate("candles");
+});
 
 // ---- forms ---------------------------------------------------------------------
 
@@ -681,5 +738,7 @@ $("cancel-all-btn").addEventListener("click", async () => {
 // ---- start ---------------------------------------------------------------------
 
 window.streamexApp = { feed, gateway, frameStats };
-for (const what of ["state", "orders", "balances", "executions", "error", "book"]) invalidate(what);
+for (const what of ["state", "orders", "balances", "executions", "error", "book", "candles"]) {
+  invalidate(what);
+}
 feed.start();

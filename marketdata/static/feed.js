@@ -1,26 +1,31 @@
 // The market-data client: one websocket to the feed, the `markets` list,
-// book/trades/ticker subscriptions for the selected market, book
-// verification (prev_seq chain and checksum) with resubscription on any gap or
-// mismatch, and reconnection with backoff. While the socket is down `down` is
-// true and the book, trades and ticker are only the last known state; a new
-// connection starts them from scratch (fresh snapshots, an empty tape), since
-// the exchange may have restarted. No DOM: it calls `onChange(what)` after
-// every applied message and the page renders at most once per frame.
+// book/trades/ticker/candles subscriptions for the selected market (candles of
+// the selected interval), book verification (prev_seq chain and checksum) with
+// resubscription on any gap or mismatch, and reconnection with backoff. While
+// the socket is down `down` is true and the book, trades, ticker and candles
+// are only the last known state; a new connection starts them from scratch
+// (fresh snapshots: the trades and candles snapshots refill the tape and the
+// chart), since the exchange may have restarted. No DOM: it calls
+// `onChange(what)` after every applied message and the page renders at most
+// once per frame.
 
 import { backoffDelay } from "./backoff.js";
 import { L2Book } from "./book.js";
 
 export const BOOK_DEPTH = 25;
 export const TAPE_LENGTH = 100;
+export const INTERVALS = ["1m", "5m", "15m", "1h", "4h", "1d"];
+export const CANDLES_KEPT = 500; // the snapshot's 100, then the ones that open live
 const STALE_MS = 5000; // the feed sends a heartbeat after 1 s of silence
 const RESYNC_TIMEOUT_MS = 5000;
 
 export class FeedClient {
   /**
    * `url` is the feed's websocket URL; `onChange(what)` is called with
-   * "markets", "book", "trades", "ticker", "state" or "error".
+   * "markets", "book", "trades", "ticker", "candles", "state" or "error".
+   * `interval` is the candles' first interval.
    */
-  constructor(url, onChange) {
+  constructor(url, onChange, interval = "1m") {
     this.url = url;
     this.onChange = onChange;
     this.ws = null;
@@ -33,6 +38,8 @@ export class FeedClient {
     this.lastTradeId = null;
     this.lastTradeSeq = -1;
     this.ticker = null;
+    this.interval = INTERVALS.includes(interval) ? interval : "1m";
+    this.candles = []; // of `interval`, oldest first, as the feed sends them
     this.attempt = 0;
     this.nextId = 1;
     this.pending = new Map(); // id -> method
@@ -72,9 +79,10 @@ export class FeedClient {
     this.lastTradeId = null;
     this.lastTradeSeq = -1;
     this.ticker = null;
+    this.candles = [];
     if (this._open()) {
       if (old) {
-        for (const channel of ["book", "trades", "ticker"]) {
+        for (const channel of ["book", "trades", "ticker", "candles"]) {
           this._send("unsubscribe", this._params(channel, old));
         }
       }
@@ -83,6 +91,20 @@ export class FeedClient {
     this.onChange("book");
     this.onChange("trades");
     this.onChange("ticker");
+    this.onChange("candles");
+  }
+
+  /** Switch the candles to `interval` ("1m" ... "1d"): a new snapshot replaces them. */
+  selectInterval(interval) {
+    if (interval === this.interval || !INTERVALS.includes(interval)) return;
+    const old = this.interval;
+    this.interval = interval;
+    this.candles = [];
+    if (this._open() && this.symbol) {
+      this._send("unsubscribe", { channel: "candles", symbol: this.symbol, interval: old });
+      this._send("subscribe", this._params("candles", this.symbol));
+    }
+    this.onChange("candles");
   }
 
   market() {
@@ -95,7 +117,9 @@ export class FeedClient {
   }
 
   _params(channel, symbol) {
-    return channel === "book" ? { channel, symbol, depth: BOOK_DEPTH } : { channel, symbol };
+    if (channel === "book") return { channel, symbol, depth: BOOK_DEPTH };
+    if (channel === "candles") return { channel, symbol, interval: this.interval };
+    return { channel, symbol };
   }
 
   _open() {
@@ -174,21 +198,24 @@ export class FeedClient {
     this._timer = setTimeout(() => this._connect(), delay);
   }
 
-  /** Forget the market's trades and ticker (a new connection: whatever the feed says now). */
+  /** Forget the market's trades, ticker and candles (a new connection: whatever the feed
+   * says now). */
   _clearMarketData() {
     this.trades = [];
     this.lastTradeId = null; // trade ids restart when the exchange does
     this.lastTradeSeq = -1;
     this.ticker = null;
+    this.candles = [];
     this.onChange("trades");
     this.onChange("ticker");
+    this.onChange("candles");
   }
 
   _subscribeAll() {
     this.book = new L2Book(this.symbol, BOOK_DEPTH);
     this.resyncStartedAt = Date.now();
     this._setState("resyncing", "waiting for book snapshot");
-    for (const channel of ["book", "trades", "ticker"]) {
+    for (const channel of ["book", "trades", "ticker", "candles"]) {
       this._send("subscribe", this._params(channel, this.symbol));
     }
     this.onChange("book");
@@ -254,6 +281,9 @@ export class FeedClient {
         this.ticker = msg;
         this.onChange("ticker");
         break;
+      case "candles":
+        this._onCandles(msg);
+        break;
       default:
         break; // heartbeat and future channels: liveness only
     }
@@ -282,6 +312,14 @@ export class FeedClient {
   }
 
   _onTrades(msg) {
+    if (msg.type === "snapshot") {
+      // The last trades, oldest first: the tape starts from them.
+      this.trades = msg.data.slice(-TAPE_LENGTH).reverse();
+      this.lastTradeId = msg.data.length ? msg.data[msg.data.length - 1].trade_id : null;
+      this.lastTradeSeq = msg.seq;
+      this.onChange("trades");
+      return;
+    }
     let added = false;
     for (const t of msg.data) {
       if (this.lastTradeId !== null && t.trade_id <= this.lastTradeId) continue;
@@ -292,5 +330,24 @@ export class FeedClient {
     if (this.trades.length > TAPE_LENGTH) this.trades.length = TAPE_LENGTH;
     if (added) this.lastTradeSeq = msg.seq;
     if (added) this.onChange("trades");
+  }
+
+  /** A candles snapshot replaces the chart's candles; an update replaces or adds each
+   * candle by its open_time (they come oldest first). */
+  _onCandles(msg) {
+    if (msg.interval !== this.interval) return; // of the interval just switched from
+    if (msg.type === "snapshot") {
+      this.candles = msg.data.slice();
+    } else {
+      const candles = this.candles;
+      for (const c of msg.data) {
+        let i = candles.length;
+        while (i > 0 && candles[i - 1].open_time > c.open_time) i--;
+        if (i > 0 && candles[i - 1].open_time === c.open_time) candles[i - 1] = c;
+        else candles.splice(i, 0, c);
+      }
+      if (candles.length > CANDLES_KEPT) candles.splice(0, candles.length - CANDLES_KEPT);
+    }
+    this.onChange("candles");
   }
 }
