@@ -1,4 +1,5 @@
-# The streamex image: every service (engine, gateway, marketdata) runs from it
+# The streamex image: every service (engine, risk, gateway, marketdata, history,
+# api) runs from it
 # with a different command; see docker-compose.yml.
 FROM python:3.11.9-slim-bookworm
 
@@ -12,21 +13,26 @@ COPY pyproject.toml README.md ./
 COPY contract/ contract/
 COPY matching/ matching/
 COPY ledger/ ledger/
+COPY candles/ candles/
 COPY engine/ engine/
 COPY risk/ risk/
 COPY redisio/ redisio/
+COPY store/ store/
 COPY gateway/ gateway/
 COPY marketdata/ marketdata/
+COPY history/ history/
+COPY api/ api/
 COPY streamex/ streamex/
 # The benchmarks ship in the package; their dependencies (the bench extra) do not.
 COPY benchmarks/ benchmarks/
 RUN pip install . \
     && rm -rf /build \
     && useradd --system --uid 10001 --user-group --create-home \
-       --home-dir /var/lib/streamex --shell /usr/sbin/nologin streamex
+       --home-dir /var/lib/streamex --shell /usr/sbin/nologin streamex \
+    && install -d -o streamex -g streamex -m 700 /var/lib/streamex/history
 
 USER streamex
 WORKDIR /var/lib/streamex
-EXPOSE 8001 8002
+EXPOSE 8001 8002 8003
 ENTRYPOINT ["streamex"]
 CMD ["--help"]

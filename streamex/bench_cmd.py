@@ -20,6 +20,8 @@ BENCHMARKS = {
     "risk": ("benchmarks.risk_bench", "risk engine on Redis Streams vs the XREADGROUP+XACK floor"),
     "feed": ("benchmarks.feed_bench", "market-data commit-to-subscriber latency"),
     "e2e": ("benchmarks.e2e", "end-to-end order latency under open-loop load"),
+    "history": ("benchmarks.history_bench", "history ingest rate on SQLite and PostgreSQL"),
+    "api": ("benchmarks.api_bench", "REST depth and order latency vs an aiohttp echo floor"),
 }
 
 INSTALL_HINT = "pip install -e '.[bench]'"

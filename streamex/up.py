@@ -1,7 +1,9 @@
 """``streamex up``: the whole exchange in one command.
 
 Starts an embedded Redis (unless ``--redis-url``), one engine process per
-market, the gateway and the market-data service; prints the endpoints (and two
+market (and per risk shard), the gateway, the market-data service, the
+history writer (SQLite in the data directory unless ``[history] url``) and
+the REST API; prints the endpoints (and two
 demo accounts when the configuration has none); restarts a child that dies;
 stops everything on Ctrl-C or SIGTERM (engines snapshot first), and forces on
 a second one. With ``--data-dir`` the server keeps an AOF there, so the book
@@ -51,6 +53,8 @@ GRACE_S = 15.0
 MAX_BACKOFF_S = 10.0
 READY_TIMEOUT_S = 30.0
 DEMO_ACCOUNTS = "demo-accounts.toml"
+HISTORY_DB = "history.sqlite3"
+"""The embedded history database's file, in the data directory (or a temporary one)."""
 DEMO_MAKER_TAKER = ("demo-maker", "demo-taker")
 """The accounts of ``--demo``'s market maker: its own, so the user's accounts stay quiet."""
 
@@ -64,6 +68,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         default="everysec", help="AOF fsync policy with --data-dir")
     parser.add_argument("--gateway-port", type=int, help="override [gateway] port")
     parser.add_argument("--marketdata-port", type=int, help="override [marketdata] port")
+    parser.add_argument("--api-port", type=int, help="override [api] port")
     parser.add_argument("--cluster", type=int, metavar="N",
                         help="start an embedded Redis Cluster of N primaries and N replicas "
                              "instead of one server")
@@ -158,6 +163,8 @@ def _effective_config(config: Config, args: argparse.Namespace,
         config = replace(config, gateway=replace(config.gateway, port=args.gateway_port))
     if args.marketdata_port:
         config = replace(config, marketdata=replace(config.marketdata, port=args.marketdata_port))
+    if args.api_port:
+        config = replace(config, api=replace(config.api, port=args.api_port))
     if args.demo:
         # The market maker's own accounts: new keys each run (only its process logs on
         # with them), the same ids, so it takes its resting orders back after a restart.
@@ -214,10 +221,11 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"streamex up: {exc}", file=sys.stderr)
         return 2
-    gateway, marketdata = config.gateway, config.marketdata
+    gateway, marketdata, api = config.gateway, config.marketdata, config.api
     for name, host, port in (("gateway", gateway.host, args.gateway_port or gateway.port),
                              ("marketdata", marketdata.host,
-                              args.marketdata_port or marketdata.port)):
+                              args.marketdata_port or marketdata.port),
+                             ("api", api.host, args.api_port or api.port)):
         if not _port_free(host, port):
             print(f"streamex up: {name} port {host}:{port} is in use "
                   f"(another streamex up?); choose another with --{name}-port",
@@ -247,6 +255,7 @@ def run(args: argparse.Namespace) -> int:
     cluster: LocalCluster | None = None
     redis_url = args.redis_url or config.redis.url
     secret_config: SecretConfig | None = None
+    scratch: tempfile.TemporaryDirectory[str] | None = None
     children: list[Child] = []
     stopping: list[int] = []
 
@@ -281,13 +290,21 @@ def run(args: argparse.Namespace) -> int:
             redis_url = server.unix_url or server.url
         config = replace(config, redis=replace(config.redis, url=redis_url,
                                                durability=durability))
+        if config.history.url is None:  # embedded: SQLite beside the Redis data
+            if data_dir is not None:
+                where = data_dir
+            else:
+                scratch = tempfile.TemporaryDirectory(prefix="streamex-history-")
+                where = Path(scratch.name)
+            config = replace(config, history=replace(
+                config.history, url=f"sqlite:///{where.resolve() / HISTORY_DB}"))
         secret_config = SecretConfig(dump_config(config))
         children = _children(config, secret_config, args)
         for c in children:
             c.start()
         deadline = time.monotonic() + READY_TIMEOUT_S
         ready = all(_wait_listening(cfg.host, cfg.port, deadline)
-                    for cfg in (config.gateway, config.marketdata))
+                    for cfg in (config.gateway, config.marketdata, config.api))
         ready = ready and all(c.exited() is None for c in children)
         _print_banner(config, redis_url or "", server, data_dir, generated, ready,
                       any(c.name == "demo" for c in children), cluster)
@@ -300,6 +317,8 @@ def run(args: argparse.Namespace) -> int:
             cluster.stop()
         if secret_config is not None:
             secret_config.close()
+        if scratch is not None:
+            scratch.cleanup()
     return code
 
 
@@ -316,7 +335,9 @@ def _children(config: Config, secret_config: SecretConfig,
                                                "--consumer", f"risk-{k}"], fds)
                     for k in range(config.risk.shards)]
     services = [Child("gateway", [*base, "gateway", *common], fds),
-                Child("marketdata", [*base, "marketdata", *common], fds)]
+                Child("marketdata", [*base, "marketdata", *common], fds),
+                Child("history", [*base, "history", *common], fds),
+                Child("api", [*base, "api", *common], fds)]
     demo = []
     if args.demo:
         maker, taker = DEMO_MAKER_TAKER
@@ -334,6 +355,9 @@ def _print_banner(config: Config, redis_url: str, embedded: RedisServer | None,
         f"  order entry   ws://{g.host}:{g.port}/",
         f"  market data   ws://{md.host}:{md.port}/",
         f"  web page      http://{md.host}:{md.port}/",
+        f"  rest api      http://{config.api.host}:{config.api.port}/api/v3/ "
+        "(Binance spot compatible)",
+        f"  history       {display_url(config.history.url or '')} (streamex history)",
     ]
     where = f"data in {data_dir}" if data_dir is not None else "in memory"
     if cluster is not None:

@@ -105,7 +105,7 @@ async def trade_in_every_market(up: Up, price: str) -> None:
         async with asyncio.timeout(scaled(20)):
             while seen != set(SYMBOLS):
                 push = await feed.next_push()
-                if push["channel"] == "trades":
+                if push["channel"] == "trades" and push["type"] == "update":
                     seen.add(push["symbol"])
 
 

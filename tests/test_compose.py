@@ -30,7 +30,9 @@ from streamex.redis_server import RedisServer, free_port
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG_IN_CONTAINER = "/etc/streamex/streamex.toml"
 REDIS_URL = "redis://redis:6379/0"
-STREAMEX_SERVICES = ("engine", "risk", "gateway", "marketdata")
+STREAMEX_SERVICES = ("engine", "risk", "gateway", "marketdata", "history", "api")
+HISTORY_VOLUME = "history-data:/var/lib/streamex/history"
+"""The history database's volume: written by history, read by api and marketdata."""
 PASSWORD_SECRET = "/run/secrets/redis_password"
 ACCOUNTS_SECRET = "/run/secrets/streamex_accounts"
 
@@ -151,7 +153,10 @@ def test_streamex_services(compose: dict[str, Any], name: str) -> None:
     assert s["build"] == "."
     assert re.fullmatch(r"streamex:\d+\.\d+\.\d+", s["image"]), "pin the image's version"
     assert s["command"] == [name, "--config", CONFIG_IN_CONTAINER]
-    assert s["volumes"] == [f"./deploy/streamex.toml:{CONFIG_IN_CONTAINER}:ro"]
+    history = [HISTORY_VOLUME] if name in ("history", "api", "marketdata") else []
+    assert s["volumes"] == [f"./deploy/streamex.toml:{CONFIG_IN_CONTAINER}:ro", *history]
+    if history:
+        assert HISTORY_VOLUME.partition(":")[0] in compose["volumes"]
     assert s["secrets"] == ["redis_password", "streamex_accounts"]
     assert s["depends_on"]["redis"]["condition"] == "service_healthy"
     test = s["healthcheck"]["test"]
@@ -180,13 +185,16 @@ def test_ports_are_bound_to_loopback_and_match_the_mounted_config(
     config = load_config(local)
     assert config.redis.url == "redis://:pw@redis:6379/0"  # the password, from its file
     assert [a.id for a in config.accounts] == ["a"]
-    for name, listener in (("gateway", config.gateway), ("marketdata", config.marketdata)):
+    assert config.history.url == "sqlite:///" + HISTORY_VOLUME.partition(":")[2] + \
+        "/history.sqlite3"
+    for name, listener in (("gateway", config.gateway), ("marketdata", config.marketdata),
+                           ("api", config.api)):
         assert listener.host == "0.0.0.0", f"{name} must listen on every interface in a container"
         assert compose["services"][name]["ports"] == [
             f"127.0.0.1:{listener.port}:{listener.port}"]
         assert f"('127.0.0.1', {listener.port})" in compose["services"][name]["healthcheck"][
             "test"][3]
-    assert [config.gateway.port, config.marketdata.port] == [8001, 8002]
+    assert [config.gateway.port, config.marketdata.port, config.api.port] == [8001, 8002, 8003]
 
 
 def test_compose_tool_accepts_the_file_when_installed() -> None:
@@ -242,7 +250,7 @@ def _run(code: str) -> int:
                           timeout=20).returncode
 
 
-@pytest.mark.parametrize("name", ["gateway", "marketdata"])
+@pytest.mark.parametrize("name", ["gateway", "marketdata", "api"])
 def test_listener_healthcheck(compose: dict[str, Any], name: str) -> None:
     code = _healthcheck(compose, name)
     port = compose["services"][name]["ports"][0].split(":")[-1]

@@ -122,8 +122,8 @@ FIELDS: dict[str, tuple[list[str], list[str]]] = {  # method -> (required, optio
     "order.cancel": (["symbol", "order_id"], ["client_order_id"]),
     "order.amend": (["symbol", "client_order_id"], ["order_id", "qty", "price"]),
     "order.cancel_all": ([], ["symbol"]), "orders.open": ([], ["symbol"]),
-    "subscribe": (["channel", "symbol"], ["depth"]),
-    "unsubscribe": (["channel", "symbol"], ["depth"]),
+    "subscribe": (["channel", "symbol"], ["depth", "interval"]),
+    "unsubscribe": (["channel", "symbol"], ["depth", "interval"]),
 }
 GOOD: dict[str, list[Any]] = {
     "symbol": ["BTC-USD", "ETH-USD"], "side": ["buy", "sell"], "type": ["limit", "market"],
@@ -131,8 +131,8 @@ GOOD: dict[str, list[Any]] = {
     "post_only": [True, False], "client_order_id": ["abc", "x" * 36, "A-z_0"],
     "stp": ["cancel_taker", "cancel_maker", "cancel_both", "none"], "order_id": ["1-0"],
     "api_key": [ALICE.api_key], "timestamp": [1_700_000_000_000], "signature": ["00" * 32],
-    "cancel_on_disconnect": [True, False], "channel": ["book", "trades", "ticker"],
-    "depth": [10, 25, 100, 500],
+    "cancel_on_disconnect": [True, False], "channel": ["book", "trades", "ticker", "candles"],
+    "depth": [10, 25, 100, 500], "interval": ["1m", "5m", "1h", "1d"],
 }
 BAD: dict[str, list[Any]] = {
     "symbol": ["XRP-USD", "btc-usd", 1, None], "side": ["BUY", "hold"], "type": ["stop"],
@@ -143,7 +143,8 @@ BAD: dict[str, list[Any]] = {
     "stp": ["never", ""], "order_id": ["abc", "1-2-3", "9" * 30 + "-0", 5, None],
     "api_key": ["nobody", "", "k" * 300], "timestamp": ["1", 10**30, 1.5, -(2**63) - 1],
     "signature": ["zz" * 32, "", "\u0000"], "cancel_on_disconnect": [1, "true"],
-    "channel": ["candles", None], "depth": [11, "10", 0, -1, 10**20, None],
+    "channel": ["kline", None], "depth": [11, "10", 0, -1, 10**20, None],
+    "interval": ["2m", "1M", "", 60, None],
 }
 METHOD_NAMES = list(FIELDS)
 WEIGHTED_METHODS = [*METHOD_NAMES, *["order.place"] * 4, "order.amend", "order.cancel",

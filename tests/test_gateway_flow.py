@@ -13,6 +13,7 @@ from gateway_helpers import (
     ALICE,
     BOB,
     CAROL,
+    RISK_ENABLED,
     Process,
     RawClient,
     engine_process,
@@ -186,8 +187,8 @@ async def test_duplicate_client_order_id_in_flight_is_refused_at_once(
         assert [r["error"]["code"] for r in replies[1:]] == [DUPLICATE_CLIENT_ORDER_ID] * 2
         # Received, not applied yet: still refused, and nothing more reached Redis.
         reply = await raw.call({"id": 3, "method": "order.place", "params": {
-            "symbol": "BTC-USD", "side": "buy", "type": "market", "quote_qty": "100",
-            "client_order_id": "fly"}})
+            "symbol": "BTC-USD", "side": "buy", "type": "market", "client_order_id": "fly",
+            **({"quote_qty": "100"} if RISK_ENABLED else {"qty": "1"})}})
         assert reply["error"]["code"] == DUPLICATE_CLIENT_ORDER_ID
         # An IOC that will expire on an empty book holds its id only until it is applied.
         reply = await raw.call({"id": 4, "method": "order.place", "params": {

@@ -54,7 +54,7 @@ async def _trade_and_watch(up: Up) -> str:
         assert (report.liquidity, report.last_qty, report.last_price) == \
             ("taker", "0.2000", "30000.00")
         push = await asyncio.wait_for(feed.next_push(), 10)
-        while push["channel"] != "trades":
+        while push["channel"] != "trades" or push["type"] != "update":
             push = await asyncio.wait_for(feed.next_push(), 10)
         assert [(t["price"], t["qty"], t["taker_side"]) for t in push["data"]] == \
             [("30000.00", "0.2000", "buy")]
