@@ -60,6 +60,32 @@ def pg_bin() -> Path | None:
     return max(found)[1] if found else None
 
 
+STALE_S = 300.0
+DIR_PREFIX = "streamex-pg-"
+"""Each cluster's directory in the temporary directory (parents must be traversable by its
+unprivileged owner, so not under pytest's 0700 base directory)."""
+
+
+def sweep_stale_clusters() -> None:
+    """Remove the cluster directories of earlier runs that were killed before their teardown
+    (their server died with them: PR_SET_PDEATHSIG): one whose ``postmaster.pid`` names no
+    live process, or that has none and is older than a start takes. O(directories)."""
+    for path in Path(tempfile.gettempdir()).glob(DIR_PREFIX + "*"):
+        pid_file = path / "data" / "postmaster.pid"
+        try:
+            if not pid_file.exists():
+                if time.time() - path.stat().st_mtime < STALE_S:
+                    continue  # another run is creating it
+            else:
+                os.kill(int(pid_file.read_text().split()[0]), 0)
+                continue  # a live server: another run's
+        except ProcessLookupError:
+            pass
+        except (OSError, ValueError, IndexError):
+            continue  # unreadable: not ours to judge
+        shutil.rmtree(path, ignore_errors=True)
+
+
 class PostgresServer:
     """One throwaway PostgreSQL cluster; :meth:`start`, :meth:`database`, :meth:`stop`."""
 
@@ -100,7 +126,8 @@ class PostgresServer:
         self._bin = pg_bin()
         if self._bin is None:
             pytest.fail(INSTALL_HINT, pytrace=False)
-        self.dir = Path(tempfile.mkdtemp(prefix="streamex-pg-"))
+        sweep_stale_clusters()
+        self.dir = Path(tempfile.mkdtemp(prefix=DIR_PREFIX))
         os.chown(self.dir, self._uid, self._gid)
         os.chmod(self.dir, 0o700)
         pwfile = self.dir / "pwfile"
