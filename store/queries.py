@@ -157,15 +157,10 @@ class Queries:
         liquidity), ascending by ``(trade_id, seq)`` (Binance ``myTrades``; a self-trade
         gives two rows of one trade id). Cost: the time bounds' two lookups in
         ``trades_by_time``, then one range of ``executions_my_trades``."""
-        if limit < 1:
+        window = self._trade_window(symbol, start_ms, end_ms, from_trade_id, limit)
+        if window is None:
             return []
-        bounds = self._trade_id_bounds(symbol, start_ms, end_ms)
-        if bounds is None:
-            return []
-        lo, hi = bounds
-        if from_trade_id is not None:
-            lo = max(lo, from_trade_id)
-        ascending = from_trade_id is not None or start_ms is not None
+        lo, hi, ascending = window
         rows = self._fetch(
             f"SELECT {EXECUTION_COLUMNS} FROM executions WHERE account = ? AND symbol = ? "
             "AND trade_id IS NOT NULL AND trade_id >= ? AND trade_id <= ? "
@@ -175,21 +170,31 @@ class Queries:
             rows.reverse()
         return [execution_row(r) for r in rows]
 
+    def _trade_window(self, symbol: str, start_ms: int | None, end_ms: int | None,
+                      from_trade_id: int | None, limit: int) -> tuple[int, int, bool] | None:
+        """Binance's paging of trade ids: ``(lo, hi, ascending)`` — ascending from ``lo``
+        with ``fromId`` or ``startTime``, else the latest up to ``hi``; None if nothing can
+        match. Cost: the time bounds' lookups in ``trades_by_time``."""
+        if limit < 1:
+            return None
+        bounds = self._trade_id_bounds(symbol, start_ms, end_ms)
+        if bounds is None:
+            return None
+        lo, hi = bounds
+        if from_trade_id is not None:
+            lo = max(lo, from_trade_id)
+        return lo, hi, from_trade_id is not None or start_ms is not None
+
     def trades(self, symbol: str, *, from_trade_id: int | None = None,
                start_ms: int | None = None, end_ms: int | None = None, limit: int = 500
                ) -> list[TradeRow]:
         """``symbol``'s public trades ascending by ``trade_id`` (Binance ``trades``,
         ``historicalTrades`` and, one trade per aggregate, ``aggTrades``). Cost: the time
         bounds' lookups, then one range of the primary key, O(limit)."""
-        if limit < 1:
+        window = self._trade_window(symbol, start_ms, end_ms, from_trade_id, limit)
+        if window is None:
             return []
-        bounds = self._trade_id_bounds(symbol, start_ms, end_ms)
-        if bounds is None:
-            return []
-        lo, hi = bounds
-        if from_trade_id is not None:
-            lo = max(lo, from_trade_id)
-        ascending = from_trade_id is not None or start_ms is not None
+        lo, hi, ascending = window
         rows = self._fetch(
             f"SELECT {TRADE_COLUMNS} FROM trades WHERE symbol = ? AND trade_id >= ? "
             f"AND trade_id <= ? ORDER BY trade_id{'' if ascending else ' DESC'} LIMIT ?",
