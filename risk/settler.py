@@ -16,9 +16,11 @@ the shard (``epoch()`` is not None), and its script checks that epoch like a
 commit: a paused process writes nothing once another took the shard over.
 Cost per ``:out`` entry: one decode and a filter; per read: one XREAD and,
 when it found this shard's reports, one script.
-On a cluster the markets' ``:out`` live on several nodes; the settler reads
-them in turn with a short BLOCK (``MULTI_NODE_BLOCK_MS``), so an idle node
-delays another's settlement by at most that.
+On a cluster every market is its own slot, and one XREAD may name one slot
+only: the settler reads all of them without blocking, one pipeline per node,
+and only when none had anything does it block on one of them for
+``MULTI_NODE_BLOCK_MS`` -- so an idle cluster delays a settlement by at most
+that, and a busy one not at all.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import redis
+from redis.crc import key_slot
 
 from contract.events import CancelRejected, Report
 from contract.ids import ZERO_ID
@@ -142,13 +145,20 @@ class Settler:
                 positions = self._positions(topology)
                 owned = epoch
             groups = self._groups(topology)
-            block = SINGLE_NODE_BLOCK_MS if len(groups) == 1 else MULTI_NODE_BLOCK_MS
-            for streams in groups:
-                reply = topology.call(streams[0], "XREAD", "COUNT", READ_COUNT, "BLOCK", block,
-                                      "STREAMS", *streams,
-                                      *(positions[s] for s in streams))
+            if len(groups) == 1:
+                replies = [self._read(topology, positions, groups[0], SINGLE_NODE_BLOCK_MS)]
+            else:
+                replies = topology.pipelined([(g[0], _xread(positions, g)) for g in groups])
+                if not any(replies):
+                    replies = [self._read(topology, positions, groups[0], MULTI_NODE_BLOCK_MS)]
+            for reply in replies:
                 for stream, entries in reply or ():
                     self._copy(topology, positions, stream.decode(), entries, epoch)
+
+    @staticmethod
+    def _read(topology: Topology, positions: dict[str, bytes], streams: list[str],
+              block_ms: int) -> Any:
+        return topology.call(streams[0], *_xread(positions, streams, block_ms))
 
     def _copy(self, topology: Topology, positions: dict[str, bytes], stream: str,
               entries: list[Any], epoch: int) -> None:
@@ -168,10 +178,21 @@ class Settler:
         return {out_stream(s): by_symbol.get(s, ZERO_ID) for s in self.symbols}
 
     def _groups(self, topology: Topology) -> list[list[str]]:
-        """The ``:out`` streams grouped by the node holding them (one XREAD each)."""
-        groups: dict[str, list[str]] = {}
-        for symbol in self.symbols:
-            stream = out_stream(symbol)
-            groups.setdefault(topology.node_of(stream), []).append(stream)
-        return list(groups.values())
+        """The ``:out`` streams one XREAD may name together: all on one server, one per
+        slot on a cluster (every market is its own hash tag)."""
+        streams = [out_stream(s) for s in self.symbols]
+        if not topology.cluster:
+            return [streams]
+        by_slot: dict[int, list[str]] = {}
+        for stream in streams:
+            by_slot.setdefault(key_slot(stream.encode()), []).append(stream)
+        return list(by_slot.values())
+
+
+def _xread(positions: dict[str, bytes], streams: list[str],
+           block_ms: int | None = None) -> list[str | int | bytes]:
+    """``XREAD`` of ``streams`` after their positions (blocking ``block_ms`` if given)."""
+    block: list[str | int | bytes] = [] if block_ms is None else ["BLOCK", block_ms]
+    return ["XREAD", "COUNT", READ_COUNT, *block, "STREAMS", *streams,
+            *(positions[s] for s in streams)]
 

@@ -109,12 +109,27 @@ async def trade_in_every_market(up: Up, price: str) -> None:
                     seen.add(push["symbol"])
 
 
+async def base_totals(up: Up, account: int) -> dict[str, Decimal]:
+    """Available + held of every market's base asset, as the account's balances say."""
+    key, secret = up.accounts[account]
+    async with OrderClient.connect(up.gateway_url) as client:
+        await client.logon(key, secret)
+        got = {b.asset: Decimal(b.available) + Decimal(b.held) for b in await client.balances()}
+    return {m.base: got.get(m.base, Decimal(0)) for m in MARKETS}
+
+
 def test_the_exchange_on_a_cluster_trades_and_recovers_an_engine(tmp_path: Path) -> None:
     up = Up(None, tmp_path / "up.log", extra=("--cluster", "3", "--config",
                                               str(write_config(tmp_path))))
     try:
         assert len(set(homes(up).values())) >= 2, homes(up)  # spread over the primaries
+        before = asyncio.run(base_totals(up, 0))
         asyncio.run(trade_in_every_market(up, "100.00"))
+        # The risk stage settles every market's fills, whichever primary holds the market
+        # (markets sharing a node are still separate slots): the seller's base falls by 0.2.
+        wait_until(lambda: asyncio.run(base_totals(up, 0)) == {
+            a: v - Decimal("0.2") for a, v in before.items()},
+            timeout_s=scaled(20), what="every market's fill settled")
         # kill -9 the engine of a market: streamex up restarts it, it recovers (snapshot +
         # replay + claim) on its primary, and the book is still there.
         victim = engine_pid(up, "SOL-USD")
