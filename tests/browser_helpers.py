@@ -120,6 +120,8 @@ class Exchange:
     output: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=500))
     data_dir: Path | None = None
     drainer: threading.Thread | None = None
+    api_url: str | None = None
+    """The REST service's base URL (``http://127.0.0.1:<port>``), when ``up`` runs one."""
 
     def log_tail(self) -> str:
         return "".join(self.output)
@@ -187,8 +189,11 @@ def start_exchange(data_dir: Path, gw_port: int, md_port: int,
     """
     argv = [sys.executable, "-m", "streamex", "up", "--gateway-port", str(gw_port),
             "--marketdata-port", str(md_port), "--data-dir", str(data_dir)]
+    api_url = None
     if _up_takes("--api-port"):
-        argv += ["--api-port", str(free_port() if api_port is None else api_port)]
+        api_port = free_port() if api_port is None else api_port
+        argv += ["--api-port", str(api_port)]
+        api_url = f"http://127.0.0.1:{api_port}"
     if config is not None:
         data_dir.mkdir(parents=True, exist_ok=True)
         config_path = data_dir / "streamex.toml"
@@ -209,7 +214,8 @@ def start_exchange(data_dir: Path, gw_port: int, md_port: int,
     drainer = threading.Thread(target=drain, daemon=True, name="streamex-up-output")
     drainer.start()
     exchange = Exchange(proc, f"ws://127.0.0.1:{gw_port}/", f"ws://127.0.0.1:{md_port}/",
-                        f"http://127.0.0.1:{md_port}/", {}, output, data_dir, drainer)
+                        f"http://127.0.0.1:{md_port}/", {}, output, data_dir, drainer,
+                        api_url)
     try:
         banner: list[str] = []
         deadline = time.monotonic() + STARTUP_TIMEOUT_S

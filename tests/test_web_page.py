@@ -439,7 +439,8 @@ def exchange(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Exchange]:
 
 
 def open_page(watch: PageWatch, exchange: Exchange, symbol: str | None = None) -> None:
-    query = f"?gateway={exchange.gateway_url}" + (f"&symbol={symbol}" if symbol else "")
+    query = (f"?gateway={exchange.gateway_url}" + (f"&symbol={symbol}" if symbol else "")
+             + (f"&api={exchange.api_url}" if exchange.api_url else ""))
     watch.page.goto(exchange.page_url + query)
     wait_for(lambda: page_state(watch) == "live", 10, "the feed to be live")
 
@@ -1454,3 +1455,133 @@ def test_candle_chart_and_24h_ticker_from_real_trades_survive_a_restart(
         watch.page.screenshot(path=str(path), full_page=True)
     drop_refused_connects(watch)
     assert watch.errors == []
+
+
+# -- order history -------------------------------------------------------------------------
+
+
+def history_rows(watch: PageWatch) -> dict[str, dict[str, str]]:
+    """Order history rows by streamex order id: their data attributes."""
+    rows: list[dict[str, str]] = watch.page.eval_on_selector_all(
+        "[data-testid=history-row]", "rows => rows.map(r => ({...r.dataset}))")
+    return {r["orderId"]: r for r in rows}
+
+
+def history_row(watch: PageWatch, order_id: str) -> tuple[str, ...] | None:
+    row = history_rows(watch).get(order_id)
+    return None if row is None else (row["status"], row["side"], row["price"], row["qty"],
+                                     row["filled"])
+
+
+def rest_orders(exchange: Exchange, account: str, symbol: str) -> list[Any]:
+    """The account's latest orders by the SDK's REST client (in a thread of its own: the
+    sync browser driver runs an event loop in this one)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from streamex.rest_client import RestClient
+
+    assert exchange.api_url is not None
+    api_url = exchange.api_url
+
+    async def fetch() -> list[Any]:
+        async with RestClient(api_url, *exchange.accounts[account]) as rest:
+            return list(await rest.orders(symbol, limit=50))
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, fetch()).result()
+
+
+@pytest.mark.browser
+def test_order_history_follows_the_accounts_orders_from_the_rest_api(
+        watch: PageWatch, tmp_path: Path) -> None:
+    """The Order history panel lists the account's orders of the selected market as the
+    REST API's ``allOrders`` states them, newest first: a placed order as NEW, then
+    CANCELED once canceled, a filled one FILLED with its quote amount; another market
+    its own; another account's orders never; signed in the page (the secret is in no
+    request); empty once logged off."""
+    with running_exchange(tmp_path / "up") as fresh:
+        assert fresh.api_url is not None, "streamex up runs no REST API"
+        requests: list[Any] = []
+        watch.page.on("request", lambda r: requests.append(r))
+        open_page(watch, fresh, "ETH-USD")
+        assert "log on" in str(watch.page.text_content("#history-state"))
+        assert watch.page.input_value("#api-url") == fresh.api_url
+        log_on(watch, fresh, "demo1")
+        wait_for(lambda: watch.page.get_attribute("#order-history", "data-state") == "ok", 10,
+                 "the (empty) order history", lambda: watch.page.text_content("#history-state"))
+        assert history_rows(watch) == {}
+        assert "no orders" in str(watch.page.text_content("#history-state"))
+
+        resting = page_place(watch, "buy", "0.100", "41.11")
+        wait_for(lambda: history_row(watch, resting) == ("NEW", "BUY", "41.11", "0.100",
+                                                         "0.000"),
+                 10, "the resting order in the history", lambda: history_rows(watch))
+        watch.page.click(f"[data-testid=cancel-order][data-order-id='{resting}']")
+        wait_for(lambda: history_row(watch, resting) == ("CANCELED", "BUY", "41.11", "0.100",
+                                                         "0.000"),
+                 10, "the order canceled in the history", lambda: history_rows(watch))
+
+        sold = page_place(watch, "sell", "0.300", "63.20")
+        with OrderSession(fresh.gateway_url, *fresh.accounts["demo2"]) as taker:
+            taker.report(taker.place("ETH-USD", "buy", "0.300", "63.20"), "trade")
+            theirs = taker.place("ETH-USD", "buy", "0.010", "40.00")  # another account's
+        wait_for(lambda: history_row(watch, sold) == ("FILLED", "SELL", "63.20", "0.300",
+                                                      "0.300"),
+                 10, "the filled order in the history", lambda: history_rows(watch))
+        rows = history_rows(watch)
+        assert Decimal(rows[sold]["quote"]) == Decimal("18.96")
+        assert theirs not in rows
+        # Newest first, and exactly what the REST API says, field for field.
+        listed = watch.page.eval_on_selector_all("[data-testid=history-row]",
+                                                 "rows => rows.map(r => r.dataset.orderId)")
+        assert listed == [sold, resting]
+        api = {o.streamex_order_id: o for o in rest_orders(fresh, "demo1", "ETH-USD")}
+        assert set(api) == set(rows)
+        for order_id, row in rows.items():
+            o = api[order_id]
+            assert (row["restOrderId"], row["status"], row["type"], row["price"], row["qty"],
+                    row["filled"], row["quote"]) == (
+                str(o.order_id), o.status, o.type, o.price, o.orig_qty, o.executed_qty,
+                o.cummulative_quote_qty)
+
+        # Another market: its own orders (none yet), then back.
+        watch.page.select_option("#market-select", "BTC-USD")
+        wait_for(lambda: history_rows(watch) == {}
+                 and watch.page.get_attribute("#order-history", "data-state") == "ok",
+                 10, "BTC-USD's (empty) history", lambda: history_rows(watch))
+        watch.page.select_option("#market-select", "ETH-USD")
+        wait_for(lambda: set(history_rows(watch)) == {sold, resting}, 10,
+                 "ETH-USD's history again", lambda: history_rows(watch))
+
+        # Signed in the page: the key in X-MBX-APIKEY, the secret in no request.
+        api_key, secret = fresh.accounts["demo1"]
+        rest = [r for r in requests if r.url.startswith(fresh.api_url)
+                and r.method == "GET" and "/api/v3/allOrders" in r.url]
+        assert rest, "the page made no allOrders request"
+        for r in rest:
+            assert "signature=" in r.url and secret not in r.url
+            assert r.headers.get("x-mbx-apikey") == api_key
+            assert secret not in json.dumps(r.headers)
+
+        watch.page.click("#logoff-btn")
+        wait_for(lambda: history_rows(watch) == {}
+                 and "log on" in str(watch.page.text_content("#history-state")),
+                 10, "no history once logged off", lambda: history_rows(watch))
+    assert watch.errors == []
+
+
+@pytest.mark.browser
+def test_order_history_says_when_the_rest_api_is_unreachable(
+        watch: PageWatch, exchange: Exchange) -> None:
+    """A REST URL nothing listens on: the panel says so with a code; order entry goes on."""
+    dead = f"http://127.0.0.1:{free_port()}"
+    watch.page.goto(f"{exchange.page_url}?gateway={exchange.gateway_url}&symbol=ETH-USD"
+                    f"&api={dead}")
+    wait_for(lambda: page_state(watch) == "live", 10, "the feed to be live")
+    log_on(watch, exchange, "demo2")
+    watch.page.wait_for_selector("#history-error[data-code=UNREACHABLE]")
+    assert dead in str(watch.page.text_content("#history-error"))
+    order_id = page_place(watch, "buy", "0.010", "40.01")
+    watch.page.wait_for_selector(f"[data-testid=open-order-row][data-order-id='{order_id}']")
+    # A failed fetch logs a console error in Chromium; nothing else may have gone wrong.
+    assert [e for e in watch.errors if "ERR_CONNECTION_REFUSED" not in e] == []

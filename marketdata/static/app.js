@@ -8,13 +8,16 @@
 // quote amount (`quote_qty`); without it the panel is hidden and a market buy
 // has a quantity, as any other order. The candle chart shows the feed's
 // `candles` channel for the selected market and interval (`?interval=` keeps it),
-// the ticker its rolling 24-hour fields.
+// the ticker its rolling 24-hour fields. The Order history panel lists the
+// account's latest orders of the selected market from the REST API
+// (order_history.js; `?api=` sets its URL, by default port 8003 of this host).
 
 import { drawCandleChart } from "./candle_chart.js";
 import { compareDecimal, decimalsOf, fromUnits, toUnits } from "./decimal.js";
 import { drawDepthChart } from "./depth_chart.js";
 import { FeedClient, INTERVALS } from "./feed.js";
 import { GatewayClient, orderKey } from "./gateway.js";
+import { OrderHistory } from "./order_history.js";
 
 const LADDER_ROWS = 12;
 const $ = (id) => document.getElementById(id);
@@ -22,6 +25,7 @@ const query = new URLSearchParams(location.search);
 
 const feedUrl = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/`;
 const defaultGateway = query.get("gateway") || `ws://${location.hostname}:8001/`;
+const defaultApi = query.get("api") || `http://${location.hostname}:8003/`;
 
 // ---- render scheduling -------------------------------------------------------
 
@@ -41,6 +45,7 @@ const INTERVAL_MS = { "1m": 60_000, "5m": 300_000, "15m": 900_000, "1h": 3_600_0
   "4h": 14_400_000, "1d": 86_400_000 };
 const feed = new FeedClient(feedUrl, (what) => invalidate(what), query.get("interval") || "1m");
 const gateway = new GatewayClient(onGatewayChange);
+const orderHistory = new OrderHistory(() => invalidate("history"));
 
 const REASON_TEXT = {
   INSUFFICIENT_FUNDS: "not enough available balance for the order's hold",
@@ -52,12 +57,15 @@ function rejectDetail(r) {
   return `${r.exec_type} order ${r.order_id}${why ? `: ${why}` : ""}`;
 }
 
+let wasDown = false;
+
 function onGatewayChange(what) {
   if (what === "executions") {
     // An order rejected after "received" (e.g. POST_ONLY_WOULD_TAKE, INSUFFICIENT_FUNDS) shows
     // in the ticket too. A refused cancel or amend shows next to the open orders, where it was
     // asked for.
     const r = gateway.executions[0];
+    if (r) orderHistory.expect(r);
     if (r && r.exec_type === "rejected") {
       showOrderError({ code: r.reason || "REJECTED", detail: rejectDetail(r) });
     } else if (r && r.exec_type === "cancel_rejected") {
@@ -65,6 +73,11 @@ function onGatewayChange(what) {
     }
   }
   if (what === "balances") syncTicketInputs(); // risk on or off decides what a market buy sends
+  if (what === "state") {
+    if (!gateway.session && orderHistory.active) orderHistory.stop(); // logged off
+    else if (gateway.state === "logged_on" && wasDown) orderHistory.refreshSoon(); // rebuilt
+    wasDown = gateway.down;
+  }
   invalidate(what);
 }
 
@@ -455,6 +468,33 @@ function renderBalances() {
   $("balances").dataset.risk = gateway.risk === null ? "unknown" : String(gateway.risk);
 }
 
+function renderHistory() {
+  const rows = orderHistory.orders.map((o) => el("tr", {
+    class: `history-order ${o.side.toLowerCase()}`, "data-testid": "history-row",
+    "data-order-id": o.streamexId, "data-rest-order-id": o.orderId, "data-status": o.status,
+    "data-type": o.type, "data-side": o.side, "data-price": o.price, "data-qty": o.origQty,
+    "data-filled": o.executedQty, "data-quote": o.cummulativeQuoteQty,
+  }, [el("td", { text: timeOf(o.time) }), el("td", { class: "side", text: o.side }),
+    el("td", { text: o.type }), el("td", { text: o.type === "MARKET" ? "market" : o.price }),
+    el("td", { text: o.origQty }), el("td", { text: o.executedQty }),
+    el("td", { text: o.cummulativeQuoteQty }), el("td", { text: o.timeInForce }),
+    el("td", { text: o.status }), el("td", { class: "id", text: o.streamexId })]));
+  $("order-history-body").replaceChildren(...rows);
+  const h = orderHistory;
+  let state = "";
+  if (h.state === "off") state = "(log on to see it)";
+  else if (h.state === "loading" && !rows.length) state = "(loading…)";
+  else if (h.state === "ok" && !rows.length) state = `(no orders in ${h.symbol})`;
+  else if (rows.length) state = `(latest ${rows.length} in ${h.symbol})`;
+  setText($("history-state"), state);
+  $("order-history").dataset.state = h.state;
+  $("history-refresh").disabled = h.state === "off";
+  const box = $("history-error");
+  box.hidden = h.state !== "error";
+  box.dataset.code = h.error ? h.error.code : "";
+  setText(box, h.error ? `${h.error.code}: ${h.error.msg}` : "");
+}
+
 function renderErrors() {
   const all = [...feed.errors.map((e) => ({ ...e, source: "feed" })),
     ...gateway.errors.map((e) => ({ ...e, source: "orders" }))].sort((a, b) => b.ts - a.ts);
@@ -507,6 +547,7 @@ $("market-select").addEventListener("change", (event) => {
   history.replaceState(null, "", url);
   renderTicketLabels();
   invalidate("orders");
+  if (orderHistory.active) orderHistory.select(event.target.value);
 });
 
 // ---- the render pass -----------------------------------------------------------
@@ -516,7 +557,12 @@ function render() {
   frameStats.frames += 1;
   const what = new Set(dirty);
   dirty.clear();
-  if (what.has("markets")) renderMarkets();
+  if (what.has("markets")) {
+    renderMarkets();
+    if (orderHistory.active && feed.symbol && orderHistory.symbol !== feed.symbol) {
+      orderHistory.select(feed.symbol); // logged on before the markets were known
+    }
+  }
   if (what.has("book") || what.has("orders") || what.has("markets")) renderLadder();
   if (what.has("book") || what.has("ticker") || what.has("trades")) renderTicker();
   if (what.has("trades")) renderTape();
@@ -526,6 +572,7 @@ function render() {
   if (what.has("state") || what.has("orders")) renderConnection();
   if (what.has("state") || what.has("balances")) renderBalances();
   if (what.has("executions")) renderExecutions();
+  if (what.has("history")) renderHistory();
   if (what.has("error")) renderErrors();
   renderStats();
 }
@@ -574,6 +621,8 @@ function showOrdersResult(action, text, orderId = "") {
 }
 
 $("gateway-url").value = defaultGateway;
+$("api-url").value = defaultApi;
+$("history-refresh").addEventListener("click", () => orderHistory.refresh());
 
 $("logon-form").addEventListener("submit", async (event) => {
   event.preventDefault();
@@ -583,8 +632,10 @@ $("logon-form").addEventListener("submit", async (event) => {
   const button = $("logon-btn");
   button.disabled = true;
   try {
-    await gateway.logon($("gateway-url").value.trim(), $("api-key").value.trim(), secret,
+    const apiKey = $("api-key").value.trim();
+    await gateway.logon($("gateway-url").value.trim(), apiKey, secret,
       $("cancel-on-disconnect").checked);
+    await orderHistory.start($("api-url").value.trim(), apiKey, secret, feed.symbol);
   } catch (err) {
     showOrderError(err);
   } finally {
@@ -737,8 +788,9 @@ $("cancel-all-btn").addEventListener("click", async () => {
 
 // ---- start ---------------------------------------------------------------------
 
-window.streamexApp = { feed, gateway, frameStats };
-for (const what of ["state", "orders", "balances", "executions", "error", "book", "candles"]) {
+window.streamexApp = { feed, gateway, orderHistory, frameStats };
+for (const what of ["state", "orders", "balances", "executions", "error", "book", "candles",
+  "history"]) {
   invalidate(what);
 }
 feed.start();
