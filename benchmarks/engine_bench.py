@@ -27,7 +27,7 @@ import sys
 import time
 from typing import Any
 
-from contract.commands import Command, encode_command
+from contract.commands import OrderCommand, encode_command
 from contract.ids import ZERO_ID, parse_id
 from contract.keys import MarketKeys
 from contract.market import DEFAULT_MARKETS, Market
@@ -73,13 +73,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "the single server, in the same run")
 
 
-def _flow(market: Market, n: int, seed: int) -> list[tuple[str, Command]]:
+def _flow(market: Market, n: int, seed: int) -> list[tuple[str, OrderCommand]]:
     from benchmarks.flow import realistic_flow
 
     return realistic_flow(market, n, seed)
 
 
-def _prefill(client: Any, key: str, flow: list[tuple[str, Command]]) -> None:
+def _prefill(client: Any, key: str, flow: list[tuple[str, OrderCommand]]) -> None:
     """XADD every order with its explicit id, 5,000 per pipeline round trip."""
     for i in range(0, len(flow), 5000):
         pipe = client.pipeline(transaction=False)
@@ -150,7 +150,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _measure(args: argparse.Namespace, market: Market, keys: MarketKeys,
-             flow: list[tuple[str, Command]], reference: OrderBook, cluster: int | None,
+             flow: list[tuple[str, OrderCommand]], reference: OrderBook, cluster: int | None,
              say: Any) -> dict[str, Any] | None:
     """Floor, replay and engine on one embedded server, or on a ``cluster`` of N primaries
     (the floor then runs against the node that holds the market). None on a wrong result."""

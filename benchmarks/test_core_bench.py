@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from benchmarks.flow import entry_ids, realistic_flow
-from contract.commands import Amend, Cancel, Command, Place, Side
+from contract.commands import Amend, Cancel, Command, OrderCommand, Place, Side
 from contract.events import Report, Trade
 from contract.market import DEFAULT_MARKETS
 from matching.book import OrderBook
@@ -116,7 +116,7 @@ def test_realistic_flow(benchmark: Any) -> None:
     """The ``streamex bench core`` flow, 20,000 messages per round."""
     flow = realistic_flow(MARKET, 20_000, seed=7)
 
-    def setup() -> tuple[tuple[OrderBook, list[tuple[str, Command]]], dict[str, Any]]:
+    def setup() -> tuple[tuple[OrderBook, list[tuple[str, OrderCommand]]], dict[str, Any]]:
         return (OrderBook(MARKET), flow), {}
 
     book = benchmark.pedantic(_apply_all, setup=setup, rounds=20)

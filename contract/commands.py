@@ -24,14 +24,37 @@ import msgspec
 from contract.errors import REASON_CODES
 
 Side = Literal["buy", "sell"]
-OrderType = Literal["limit", "market"]
-Tif = Literal["GTC", "IOC", "FOK"]
+OrderType = Literal["limit", "market", "stop_limit", "stop_market", "take_profit_limit",
+                    "take_profit_market"]
+Tif = Literal["GTC", "IOC", "FOK", "GTD"]
 StpMode = Literal["cancel_taker", "cancel_maker", "cancel_both", "none"]
 
 SIDES: tuple[str, ...] = get_args(Side)
 ORDER_TYPES: tuple[str, ...] = get_args(OrderType)
 TIFS: tuple[str, ...] = get_args(Tif)
 STP_MODES: tuple[str, ...] = get_args(StpMode)
+
+STOP_TYPES = frozenset({"stop_limit", "stop_market", "take_profit_limit", "take_profit_market"})
+"""Orders that rest off-book, untriggered, until a trade prints through ``stop_price``."""
+LIMIT_TYPES = frozenset({"limit", "stop_limit", "take_profit_limit"})
+"""Orders with a limit ``price`` (a stop of these becomes a limit order when triggered)."""
+MARKET_TYPES = frozenset({"market", "stop_market", "take_profit_market"})
+"""Orders without a price (a stop of these becomes a market order when triggered)."""
+
+
+def triggers_above(order_type: str, side: str) -> bool:
+    """True when a stop of ``order_type`` on ``side`` triggers on a trade at or above its
+    ``stop_price`` (a stop buy, a take-profit sell); False: at or below (a stop sell, a
+    take-profit buy). O(1)."""
+    return (side == "buy") == order_type.startswith("stop_")
+
+
+def report_tif(order_type: str, tif: str) -> str:
+    """The time in force an order's reports state: a market order's is IOC unless it is
+    FOK; a stop market's GTD (its untriggered life) is kept too. O(1)."""
+    if order_type in LIMIT_TYPES or tif == "FOK" or (tif == "GTD" and order_type != "market"):
+        return tif
+    return "IOC"
 
 
 class Message(msgspec.Struct, tag_field="kind", array_like=True, frozen=True, gc=False):
@@ -45,7 +68,12 @@ class Place(Message, tag="place", frozen=True):
     A market buy by budget carries ``quote_qty`` (quote units: the most it may spend,
     fees included) and ``qty`` 0: it fills while the next fill and its fee fit in what
     is left of ``quote_qty``, and the rest expires (its reports' ``qty`` is the filled
-    quantity). ``quote_qty`` is 0 for every other order.
+    quantity). ``quote_qty`` is 0 for every other order (a stop or take-profit market
+    buy may carry one too: it is spent when the stop triggers).
+
+    ``stop_price`` (ticks) is the trigger of a stop/take-profit type (0 otherwise);
+    ``expire_time`` (ms since the epoch) the end of a ``GTD`` order (0 otherwise);
+    ``display_qty`` (lots) the shown slice of an iceberg (0: the whole order shows).
     """
 
     account: str
@@ -58,6 +86,9 @@ class Place(Message, tag="place", frozen=True):
     client_order_id: str | None = None
     stp: StpMode = "cancel_taker"
     quote_qty: int = 0
+    stop_price: int = 0
+    expire_time: int = 0
+    display_qty: int = 0
 
     def invalid_field(self) -> str | None:
         """Why a ``Place`` built in Python is not valid (``"side: 'Buy' is not ..."``), or None.
@@ -87,13 +118,15 @@ class Cancel(Message, tag="cancel", frozen=True):
 
 
 class Amend(Message, tag="amend", frozen=True):
-    """Change an open order's total quantity and/or price (None = unchanged)."""
+    """Change an open order's total quantity, price and/or (an untriggered stop's)
+    ``stop_price`` (None = unchanged)."""
 
     account: str
     order_id: str | None = None
     client_order_id: str | None = None
     qty: int | None = None
     price: int | None = None
+    stop_price: int | None = None
 
 
 class CancelAll(Message, tag="cancel_all", frozen=True):
@@ -111,7 +144,14 @@ class CancelAll(Message, tag="cancel_all", frozen=True):
             raise ValueError(f"reason: {self.reason[:40]!r} is not a reason code")
 
 
-Command = Place | Cancel | Amend | CancelAll
+class Clock(Message, tag="clock", frozen=True):
+    """The engine's own entry when a ``GTD`` expiry is due on a quiet market: it only
+    moves the market's clock to its entry's time (which expires what is due)."""
+
+
+OrderCommand = Place | Cancel | Amend | CancelAll
+"""What an account sends (through the gateway, or forwarded by the risk stage)."""
+Command = OrderCommand | Clock
 
 
 _encoder = msgspec.msgpack.Encoder()

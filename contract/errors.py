@@ -19,6 +19,10 @@ DUPLICATE_CLIENT_ORDER_ID = "DUPLICATE_CLIENT_ORDER_ID"
 UNKNOWN_ORDER = "UNKNOWN_ORDER"
 RATE_LIMITED = "RATE_LIMITED"
 OVERLOADED = "OVERLOADED"
+INVALID_STOP_PRICE = "INVALID_STOP_PRICE"
+"""A stop's ``stop_price`` off the tick grid or outside the market's price band."""
+INVALID_EXPIRE_TIME = "INVALID_EXPIRE_TIME"
+"""A ``GTD`` order's ``expire_time`` missing, not in the future, or given without ``GTD``."""
 INSUFFICIENT_FUNDS = "INSUFFICIENT_FUNDS"
 """A hold (order, amend) or a withdrawal that does not fit in the account's available."""
 INTERNAL = "INTERNAL"
@@ -30,6 +34,8 @@ NO_LIQUIDITY = "NO_LIQUIDITY"
 STP = "STP"
 USER_CANCEL = "USER_CANCEL"
 CANCEL_ON_DISCONNECT = "CANCEL_ON_DISCONNECT"
+EXPIRED = "EXPIRED"
+"""A ``GTD`` order the market's clock reached ``expire_time`` of."""
 
 ERROR_CODES = frozenset(
     {
@@ -46,6 +52,8 @@ ERROR_CODES = frozenset(
         RATE_LIMITED,
         OVERLOADED,
         INSUFFICIENT_FUNDS,
+        INVALID_STOP_PRICE,
+        INVALID_EXPIRE_TIME,
         INTERNAL,
     }
 )
@@ -56,6 +64,7 @@ REASON_CODES = ERROR_CODES | {
     STP,
     USER_CANCEL,
     CANCEL_ON_DISCONNECT,
+    EXPIRED,
 }
 
 

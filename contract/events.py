@@ -15,8 +15,10 @@ import msgspec
 
 from contract.commands import Message, OrderType, Side, Tif
 
-ExecType = Literal["new", "trade", "canceled", "expired", "rejected", "replaced", "status"]
-Status = Literal["new", "partially_filled", "filled", "canceled", "expired", "rejected"]
+ExecType = Literal["new", "trade", "canceled", "expired", "rejected", "replaced", "status",
+                   "triggered"]
+Status = Literal["new", "partially_filled", "filled", "canceled", "expired", "rejected",
+                 "untriggered"]
 Liquidity = Literal["maker", "taker"]
 
 
@@ -28,7 +30,8 @@ class Report(Message, tag="report", frozen=True):
     ``last_qty``/``last_price`` are 0 and ``trade_id`` None unless ``exec_type``
     is ``"trade"``. ``fee`` is the quote units this fill cost the order (0 on
     non-trade reports; ``contract.market.Market.fee``: per order, cumulative,
-    rounded up), always in the market's quote asset.
+    rounded up), always in the market's quote asset. ``stop_price``, ``expire_time``
+    and ``display_qty`` are the order's (``contract.commands.Place``; 0 where not set).
     """
 
     seq: int
@@ -52,6 +55,9 @@ class Report(Message, tag="report", frozen=True):
     trade_id: int | None
     reason: str | None
     fee: int = 0
+    stop_price: int = 0
+    expire_time: int = 0
+    display_qty: int = 0
 
 
 class CancelRejected(Message, tag="cancel_rejected", frozen=True):

@@ -36,7 +36,7 @@ from typing import Literal
 
 import msgspec
 
-from contract.commands import Command, Message, Place
+from contract.commands import Message, OrderCommand, Place
 from contract.events import CancelRejected, InputRejected, Report
 from contract.keys import KEY_PREFIX, MarketKeys
 
@@ -75,7 +75,7 @@ class ToMarket(Message, tag="to_market", frozen=True):
     """An order command of ``command.account`` for market ``symbol``."""
 
     symbol: str
-    command: Command
+    command: OrderCommand
 
 
 class Deposit(Message, tag="deposit", frozen=True):

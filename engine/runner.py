@@ -23,6 +23,12 @@ below stands for either):
 - every ``snapshot_every`` commands or ``snapshot_interval_s`` seconds, at a
   round whose state is fully committed, a snapshot is written and the
   streams trimmed behind it;
+- a market whose core has a clock-driven change due (a GTD order expiring:
+  ``Core.next_due_ms``) and no entry at hand when it is due gets a ``Clock``
+  entry appended to its input stream with the due time as its id
+  (``XADD key <due>-*``), at most one per due time; the loop's waits end at
+  the next due time, so this costs nothing until then and never polls. The
+  entry goes through the stream like any other, so replay expires the same;
 - a stage's side effects of a batch (the risk stage's forwards to the
   markets) go in the same write as its commit when they target the same
   node (the stage says so: ``Stage.before_commit``), else run once the
@@ -48,11 +54,12 @@ from dataclasses import dataclass, field
 
 import redis
 
+from contract.commands import Clock, encode_command
 from contract.ids import ZERO_ID, parse_id
 from contract.keys import ENGINE_GROUP
 from contract.market import Market
 from contract.settings import EngineConfig
-from contract.streams import RawEntry
+from contract.streams import IN_FIELD, RawEntry
 from engine.channel import CommitChannel, StreamEntries
 from engine.exceptions import CommitConflict, Fenced, RecoveryError, StateLost
 from engine.lease import acquire, release, renew
@@ -91,6 +98,9 @@ class MarketStats:
     interval_batches: int = 0
 
 
+_CLOCK = encode_command(Clock())
+
+
 class _Applied:
     """A batch applied to the core but not yet committed: ids, encoded events, effects."""
 
@@ -120,6 +130,7 @@ class _MarketState:
         self.snapshot_at = 0.0
         self.next_lease = 0.0
         self.channel: CommitChannel | None = None  # the hot connection while owned
+        self.clock_sent = 0  # the due time of the last clock entry appended
 
     def to_standby(self) -> None:
         """Forget ownership and state (rebuilt by recovery when the lease is taken again)."""
@@ -270,6 +281,7 @@ class EngineRunner:
         while True:
             now = time.monotonic()
             self._tend_leases(now)
+            self._tend_clocks()
             worked = False
             for m in self._markets:
                 if m.epoch is None:
@@ -369,9 +381,41 @@ class EngineRunner:
         return max(1, int(self._wait_s() * 1000))
 
     def _wait_s(self) -> float:
-        """How long the loop may wait: until the next lease action, at most the block time."""
+        """How long the loop may wait: until the next lease action or clock entry due, at
+        most the block time."""
         due = min(m.next_lease for m in self._markets) - time.monotonic()
+        clock = self._next_clock_ms()
+        if clock is not None:
+            due = min(due, (clock - time.time() * 1000) / 1000)
         return max(0.001, min(self._block_s, due))
+
+    def _next_clock_ms(self) -> int | None:
+        """The earliest due time of an owned core that has no clock entry yet. O(markets)."""
+        dues = [d for m in self._markets if m.epoch is not None
+                and (d := m.core.next_due_ms()) is not None and d > m.clock_sent]
+        return min(dues) if dues else None
+
+    def _tend_clocks(self) -> None:
+        """Append a ``Clock`` entry for every idle owned core whose due time has come.
+
+        Its id is the due time itself (``<due>-*``), so the core sees that
+        clock; if the stream already holds a later entry Redis refuses the id,
+        and that entry moves the clock instead. O(markets) when nothing is due.
+        """
+        now_ms = time.time() * 1000
+        for m in self._markets:
+            if m.epoch is None or m.in_hand or m.ready is not None:
+                continue
+            due = m.core.next_due_ms()
+            if due is None or due <= m.clock_sent or due > now_ms:
+                continue
+            m.clock_sent = due
+            try:
+                self.topology.call(m.keys.input, "XADD", m.keys.input, f"{due}-*", IN_FIELD,
+                                   _CLOCK)
+            except redis.ResponseError as exc:
+                if "equal or smaller" not in str(exc):
+                    raise
 
     def _take(self, m: _MarketState, reply: StreamEntries) -> None:
         """Hand the entries of a read of ``m``'s stream to ``m``."""

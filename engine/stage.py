@@ -50,6 +50,11 @@ class Core(Protocol):
     def summary(self) -> str:
         """A few logfmt fields describing the state (``seq=.. resting=..``)."""
 
+    def next_due_ms(self) -> int | None:
+        """The time (ms since the epoch) at which an input entry would change the state
+        even if it carried nothing (a GTD order expiring), or None. The runner appends a
+        clock entry of that time when none came by then. O(1)."""
+
 
 class Stage(Protocol):
     """One unit an engine owns under one lease: its keys, core factory and commit hooks."""
@@ -109,6 +114,9 @@ class MarketCore:
 
     def summary(self) -> str:
         return f"seq={self.book.seq} resting={len(self.book.orders)}"
+
+    def next_due_ms(self) -> int | None:
+        return self.book.next_expiry
 
 
 class MarketStage:

@@ -32,7 +32,7 @@ from typing import Any
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 
-from contract.commands import Command
+from contract.commands import OrderCommand
 from contract.ids import stage_order_id
 from contract.keys import in_stream
 from contract.ratelimit import TokenBucket
@@ -178,7 +178,7 @@ class Gateway:
             backlog = max(backlog, self.backlog.backlog(tag))
         return backlog
 
-    def submit(self, symbol: str, cmd: Command) -> asyncio.Future[str]:
+    def submit(self, symbol: str, cmd: OrderCommand) -> asyncio.Future[str]:
         """XADD ``cmd`` (its market's ``:in``, or its account's risk shard's); the future gets
         the entry id, under the risk stage the order id ``stage_order_id(entry id, K)``."""
         if not self.risk_shards:

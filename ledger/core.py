@@ -12,7 +12,10 @@ the state with ``ledger.snapshot``.
 Holds (PROTOCOL.md, section A). Every open order holds at least what the
 market may still charge it: a buy limit ``notional(price, leaves)`` plus the
 taker fee on it with the order's cumulative rounding (:meth:`Market.fee`), a
-sell the base of its leaves, a market buy its ``quote_qty``. A forwarded amend
+sell the base of its leaves, a market buy its ``quote_qty``; a stop or
+take-profit holds, from its acceptance, what the order it becomes would (its
+limit price, or its budget), so a triggered stop is always covered, and a
+GTD order's hold is released by its ``expired`` report. A forwarded amend
 may be applied after fills at the old price, so while amends are pending the
 hold covers the worst of every order they may leave (``max_price``/``max_qty``);
 it only ever grows at amend time and is trimmed back once every forwarded
@@ -29,7 +32,16 @@ from collections.abc import Iterable, Mapping
 import msgspec
 
 from contract import errors
-from contract.commands import Amend, Cancel, Command, Place, encode_command
+from contract.commands import (
+    LIMIT_TYPES,
+    MARKET_TYPES,
+    Amend,
+    Cancel,
+    Command,
+    Place,
+    encode_command,
+    report_tif,
+)
 from contract.events import CancelRejected, InputRejected, Report
 from contract.ids import parse_id
 from contract.market import Market
@@ -250,12 +262,13 @@ class Ledger:
     def _reject_place(self, input_id: str, ts: int, symbol: str, cmd: Place, reason: str,
                       events: list[RiskEvent]) -> None:
         """Answer a place the ledger does not forward with the market's ``rejected`` report."""
-        limit = cmd.type == "limit"
+        limit = cmd.type in LIMIT_TYPES
         self.seq += 1
         events.append(MarketAnswer(self.seq, ts, symbol, Report(
             self.seq, ts, cmd.account, input_id, cmd.client_order_id, cmd.side, cmd.type,
-            cmd.tif if limit or cmd.tif == "FOK" else "IOC", cmd.price if limit else 0,
-            cmd.qty, "rejected", "rejected", 0, 0, 0, 0, 0, None, None, reason)))
+            report_tif(cmd.type, cmd.tif), cmd.price if limit else 0,  # type: ignore[arg-type]
+            cmd.qty, "rejected", "rejected", 0, 0, 0, 0, 0, None, None, reason, 0,
+            cmd.stop_price, cmd.expire_time, cmd.display_qty)))
 
     def _reject_request(self, input_id: str, ts: int, symbol: str, cmd: Cancel | Amend,
                         reason: str, events: list[RiskEvent]) -> None:
@@ -275,8 +288,10 @@ class Ledger:
             return
         buy = cmd.side == "buy"
         qty = cmd.qty
+        limit = cmd.type in LIMIT_TYPES
         reason = None
-        if cmd.type == "market" and buy:  # by budget: quote_qty, never qty
+        # A stop holds what the order it becomes may cost: it is always affordable then.
+        if cmd.type in MARKET_TYPES and buy:  # by budget: quote_qty, never qty
             hold = cmd.quote_qty
             if qty != 0 or hold <= 0:
                 reason = errors.BAD_REQUEST
@@ -284,7 +299,7 @@ class Ledger:
             reason = errors.BAD_REQUEST
         elif not market.min_lots <= qty <= market.max_lots:
             reason = errors.INVALID_QTY
-        elif cmd.type == "limit" and not market.min_ticks <= cmd.price <= market.max_ticks:
+        elif limit and not market.min_ticks <= cmd.price <= market.max_ticks:
             reason = errors.INVALID_PRICE
         else:
             hold = market.buy_hold(cmd.price, qty) if buy else market.base_amount(qty)
@@ -301,7 +316,7 @@ class Ledger:
         row = self._row(account, asset)
         row[0] -= hold
         row[1] += hold
-        price = cmd.price if cmd.type == "limit" else 0
+        price = cmd.price if limit else 0
         coid = cmd.client_order_id
         self.orders[input_id] = Hold(input_id, account, symbol, coid, cmd.side, cmd.type,
                                      asset, hold, price, qty, 0, 0, cmd.quote_qty, [],
@@ -324,13 +339,14 @@ class Ledger:
         self._forward(symbol, cmd, input_id)
 
     def _amend_targets(self, symbol: str, cmd: Amend) -> list[Hold]:
-        """Every held limit order the market may find for ``cmd`` (a superset: by client
-        order id, an order the market has already finished may share it)."""
+        """Every held order that may rest the market may find for ``cmd`` (limit orders and
+        stops; a superset: by client order id, an order the market has already finished
+        may share it)."""
         coid = cmd.client_order_id
         if cmd.order_id is not None:
             o = self.orders.get(cmd.order_id)
             if (o is None or o.account != cmd.account or o.symbol != symbol
-                    or o.type != "limit" or (coid is not None and o.client_order_id != coid)):
+                    or o.type == "market" or (coid is not None and o.client_order_id != coid)):
                 return []
             return [o]
         if coid is None:
@@ -340,7 +356,7 @@ class Ledger:
             return []
         orders = self.orders
         return [orders[i] for i in ids
-                if orders[i].symbol == symbol and orders[i].type == "limit"]
+                if orders[i].symbol == symbol and orders[i].type != "market"]
 
     def _amend(self, input_id: str, ts: int, symbol: str, cmd: Amend,
                events: list[RiskEvent]) -> None:
@@ -350,10 +366,13 @@ class Ledger:
             return
         new_qty, new_price = cmd.qty, cmd.price
         targets = self._amend_targets(symbol, cmd)
-        if (not targets or (new_qty is None and new_price is None)
+        stop_price = cmd.stop_price
+        if (not targets or (new_qty is None and new_price is None and stop_price is None)
                 or (new_qty is not None and not market.min_lots <= new_qty <= market.max_lots)
                 or (new_price is not None
-                    and not market.min_ticks <= new_price <= market.max_ticks)):
+                    and not market.min_ticks <= new_price <= market.max_ticks)
+                or (stop_price is not None
+                    and not market.min_ticks <= stop_price <= market.max_ticks)):
             # The market surely rejects it (or finds no order): nothing to hold.
             self._forward(symbol, cmd, input_id)
             return
@@ -551,7 +570,7 @@ def _required(market: Market, o: Hold) -> int:
     """What ``o`` may still cost at its current price and quantity (no amend pending)."""
     if o.side == "sell":
         return market.base_amount(o.qty - o.cum_qty)
-    if o.type == "market":
+    if o.type in MARKET_TYPES:
         return o.hold  # a budget: the market never spends more than is left of it
     notional = market.notional(o.price, o.qty - o.cum_qty)
     return notional + market.fee(o.fee_num, notional, False)[0]
@@ -567,6 +586,8 @@ def _amend_bound(market: Market, o: Hold, new_price: int | None, new_qty: int | 
     qty = top_qty if new_qty is None else new_qty
     if o.side == "sell":
         return market.base_amount(max(top_qty, qty) - cum)
+    if o.type in MARKET_TYPES:
+        return o.hold  # a stop's budget: an amend never changes it
     if qty <= cum:
         return 0  # the market rejects it: the order keeps what it holds now
     price = top_price if new_price is None else new_price

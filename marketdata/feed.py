@@ -367,13 +367,17 @@ class MarketFeed:
         Subscribers keep their chains: each depth whose window differs gets an
         update (``seq`` = the snapshot's) turning the old window into the new
         one. ``last_trade`` is the last trade at or before the snapshot, if
-        known (the snapshot does not hold it). O(orders + sum of depths).
+        known (the snapshot does not hold it). Untriggered stops are not in the book and
+        an iceberg counts its visible slice only. O(orders + sum of depths).
         """
         bids: dict[int, int] = {}
         asks: dict[int, int] = {}
         for o in snap.orders:
+            if o.untriggered:
+                continue
             side = bids if o.side == "buy" else asks
-            side[o.price] = side.get(o.price, 0) + o.qty - o.cum_qty
+            shown = o.visible if o.display_qty else o.qty - o.cum_qty
+            side[o.price] = side.get(o.price, 0) + shown
         depths = self.depths
         before = {d: (self.book.top("buy", d), self.book.top("sell", d)) for d in depths}
         self.book.load(bids.items(), asks.items())

@@ -19,21 +19,35 @@ id: :meth:`OrderBook.apply_into` then takes the time apart from the id, and
 ``risk_seqs`` (risk shard -> highest ``risk_seq`` applied) is kept here so
 that it travels in the snapshot.
 
+Order types of PROTOCOL.md section B. Stops and take-profits rest off-book,
+untriggered, in two ``SortedList`` s keyed by stop price (those that trigger on
+a print at or above it, and at or below); after a command, the trades it
+printed are examined in print order and every stop a print meets is
+triggered, in placement priority, breadth first through cascades
+(:meth:`OrderBook._run_stops`). ``GTD`` orders are indexed by expire time:
+before a command, what its time has reached expires (one comparison per
+command when nothing is due). An iceberg shows ``visible`` (at most its
+``display``) in its level's total; a maker that used up its slice is refilled
+and goes to the back of the level. Orders without these features pay one
+truthiness test per fill and a few per place.
+
 Layout: each side is a ``SortedList`` of prices plus a dict price -> Level;
 a Level keeps its orders in an ``OrderedDict`` (FIFO with O(1) removal from
 anywhere). Costs: resting an order O(log L) for a new level else O(1); a
-cancel O(1) (O(log L) when it empties a level); each fill O(1) amortized.
+cancel O(1) (O(log L) when it empties a level); each fill O(1) amortized; a
+stop or GTD order O(log n) more to index.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import OrderedDict, deque
 
 import msgspec
 from sortedcontainers import SortedList
 
 from contract import errors
 from contract.commands import (
+    LIMIT_TYPES,
     ORDER_TYPES,
     SIDES,
     STP_MODES,
@@ -41,8 +55,11 @@ from contract.commands import (
     Amend,
     Cancel,
     CancelAll,
+    Clock,
     Command,
     Place,
+    report_tif,
+    triggers_above,
 )
 from contract.events import BookUpdate, CancelRejected, Event, InputRejected, Report, Trade
 from contract.ids import ts_of
@@ -72,10 +89,32 @@ class Order(msgspec.Struct, gc=False):
     prio: int
     fee_num: int = 0
     """Exact fees charged so far times ``market.fee_den`` (``Market.fee``)."""
+    stop_price: int = 0
+    expire_time: int = 0
+    """A ``GTD`` order's end (ms); 0 for every other order."""
+    display: int = 0
+    """An iceberg's slice (``display_qty``); 0: the whole order shows."""
+    visible: int = 0
+    """The part of an iceberg its level's total counts (0 < visible <= display)."""
+    untriggered: bool = False
+    """A stop or take-profit waiting off-book for its trigger."""
+    quote_qty: int = 0
+    """The budget of a (stop) market buy by quote; 0 otherwise."""
+    at_market: bool = False
+    """Matches as a market order (``market``, ``stop_market``, ``take_profit_market``)."""
+    above: bool = False
+    """An untriggered stop that triggers on a print at or above ``stop_price``."""
 
     @property
     def status(self) -> str:
+        if self.untriggered:
+            return "untriggered"
         return "partially_filled" if self.cum_qty else "new"
+
+    @property
+    def shown(self) -> int:
+        """What its level's total counts: the visible slice of an iceberg, else leaves."""
+        return self.visible if self.display else self.leaves
 
 
 class Level:
@@ -87,6 +126,10 @@ class Level:
         self.price = price
         self.total = 0
         self.orders: OrderedDict[str, Order] = OrderedDict()
+
+
+_NEVER = 1 << 63
+"""No ``GTD`` order: later than any clock."""
 
 
 class OrderBook:
@@ -124,6 +167,19 @@ class OrderBook:
         # Per-command scratch: prices of levels touched, for the book update.
         self._touched_bids: dict[int, None] = {}
         self._touched_asks: dict[int, None] = {}
+        # Untriggered stops: (stop_price, order id), for prints at/above and at/below.
+        self.stops_above: SortedList = SortedList()
+        self.stops_below: SortedList = SortedList()
+        self._armed = 0  # untriggered stops in the two lists
+        # Stops to trigger in this command before its prints are examined (already met).
+        self._pending: list[Order] = []
+        # Open GTD orders: (expire_time, order id); the earliest, or _NEVER.
+        self.expiries: SortedList = SortedList()
+        self._next_expiry = _NEVER
+        self.last_price = 0
+        """The price of the market's last trade; 0 before the first."""
+        self.clock = 0
+        """The time (ms) of the last command applied."""
 
     # -- queries --------------------------------------------------------------
 
@@ -143,8 +199,15 @@ class OrderBook:
         prices = list(self.ask_prices) if n is None else list(self.ask_prices.islice(0, n))
         return [(p, self.asks[p].total) for p in prices]
 
+    @property
+    def next_expiry(self) -> int | None:
+        """When the next ``GTD`` order expires (ms), None if there is none: a command (or
+        a ``Clock`` entry) at that time or later expires it. O(1)."""
+        return None if self._next_expiry == _NEVER else self._next_expiry
+
     def open_orders(self, account: str) -> list[Order]:
-        """The account's open orders, oldest priority first. O(k log k)."""
+        """The account's open orders (resting and untriggered), oldest priority first.
+        O(k log k)."""
         orders = self.by_account.get(account)
         return sorted(orders.values(), key=_prio) if orders else []
 
@@ -172,6 +235,11 @@ class OrderBook:
             else:
                 ts = self._ts = int(ms)
                 self._ts_text = ms
+        if ts > self.clock:
+            self.clock = ts
+        if ts >= self._next_expiry:
+            self._expire_due(ts, events)
+        mark = len(events)
         t = type(cmd)
         if t is Place:
             self._place(input_id, ts, cmd, events)  # type: ignore[arg-type]
@@ -181,8 +249,10 @@ class OrderBook:
             self._amend(input_id, ts, cmd, events)  # type: ignore[arg-type]
         elif t is CancelAll:
             self._cancel_all(ts, cmd, events)  # type: ignore[arg-type]
-        else:  # pragma: no cover - the decoder only produces the four commands
+        elif t is not Clock:  # pragma: no cover - the decoder only produces these commands
             raise TypeError(f"not a command: {cmd!r}")
+        if self._armed or self._pending:
+            self._run_stops(ts, mark, events)
         if self._touched_bids or self._touched_asks:
             self._emit_book_update(ts, events)
 
@@ -211,11 +281,12 @@ class OrderBook:
         t = type(cmd)
         if t is Place:
             p: Place = cmd  # type: ignore[assignment]
-            limit = p.type == "limit"
-            tif = p.tif if limit else ("FOK" if p.tif == "FOK" else "IOC")
+            limit = p.type in LIMIT_TYPES
             return [Report(self.seq, ts, p.account, order_id, p.client_order_id, p.side,
-                           p.type, tif, p.price if limit else 0, p.qty, "rejected",
-                           "rejected", 0, 0, 0, 0, 0, None, None, reason)]
+                           p.type, report_tif(p.type, p.tif),  # type: ignore[arg-type]
+                           p.price if limit else 0, p.qty, "rejected", "rejected", 0, 0, 0,
+                           0, 0, None, None, reason, 0, p.stop_price, p.expire_time,
+                           p.display_qty)]
         if t is Cancel or t is Amend:
             c: Cancel | Amend = cmd  # type: ignore[assignment]
             return [CancelRejected(self.seq, ts, c.account, c.order_id, c.client_order_id,
@@ -230,8 +301,8 @@ class OrderBook:
         events.append(Report(
             self.seq, ts, o.account, o.order_id, o.client_order_id, o.side, o.type,  # type: ignore[arg-type]
             o.tif, o.price, o.qty, exec_type, status, 0, 0, o.cum_qty,  # type: ignore[arg-type]
-            o.leaves if status in ("new", "partially_filled") else 0,
-            o.cum_notional, None, None, reason,
+            o.leaves if status in ("new", "partially_filled", "untriggered") else 0,
+            o.cum_notional, None, None, reason, 0, o.stop_price, o.expire_time, o.display,
         ))
 
     def _reject_cancel(self, ts: int, request_id: str, account: str, order_id: str | None,
@@ -251,20 +322,39 @@ class OrderBook:
             events.append(InputRejected(self.seq, ts, input_id, errors.BAD_REQUEST))
             return
         market = self.market
-        is_limit = cmd.type == "limit"
-        o = Order(input_id, cmd.account, cmd.client_order_id, cmd.side, cmd.type,
-                  cmd.tif if is_limit else ("FOK" if cmd.tif == "FOK" else "IOC"),
-                  cmd.price if is_limit else 0, cmd.qty, 0, cmd.qty, 0, cmd.post_only, cmd.stp, 0)
+        kind = cmd.type
+        tif: str
+        if kind == "limit":
+            is_limit = True
+            stop = False
+            tif = cmd.tif
+        elif kind == "market":
+            is_limit = stop = False
+            tif = "FOK" if cmd.tif == "FOK" else "IOC"
+        else:
+            stop = True
+            is_limit = kind in LIMIT_TYPES
+            tif = report_tif(kind, cmd.tif)
+        o = Order(input_id, cmd.account, cmd.client_order_id, cmd.side, kind, tif,
+                  cmd.price if is_limit else 0, cmd.qty, 0, cmd.qty, 0, cmd.post_only, cmd.stp,
+                  0, 0, cmd.stop_price, cmd.expire_time, cmd.display_qty, 0, False,
+                  cmd.quote_qty, not is_limit)
         reason = None
         if cmd.quote_qty:
-            # A budget: only a market buy, with qty 0, not FOK (it could never be "all").
+            # A budget: only a market-type buy, with qty 0, not FOK (it could never be "all").
             if cmd.quote_qty < 0 or is_limit or cmd.side != "buy" or cmd.qty or \
                     cmd.tif == "FOK":
                 reason = errors.BAD_REQUEST
         elif not market.min_lots <= cmd.qty <= market.max_lots:
             reason = errors.INVALID_QTY
+        if reason is not None:
+            pass
         elif is_limit and not market.min_ticks <= cmd.price <= market.max_ticks:
             reason = errors.INVALID_PRICE
+        elif (stop or cmd.stop_price or cmd.expire_time or cmd.display_qty
+              or tif == "GTD") and (
+                  reason := _order_type_reason(market, cmd, stop, is_limit)) is not None:
+            pass
         elif input_id in self.orders:
             reason = errors.BAD_REQUEST  # an input entry can only be one order
         elif cmd.client_order_id is not None and (cmd.account, cmd.client_order_id) in \
@@ -272,28 +362,138 @@ class OrderBook:
             reason = errors.DUPLICATE_CLIENT_ORDER_ID
         elif cmd.post_only and (not is_limit or self._crosses(o)):
             reason = errors.POST_ONLY_WOULD_TAKE
+        elif cmd.expire_time and cmd.expire_time <= ts:
+            reason = errors.EXPIRED
         if reason is not None:
             o.leaves = 0
             self._report(ts, o, "rejected", "rejected", events, reason)
             return
+        if stop:
+            self.prio += 1
+            o.prio = self.prio
+            o.untriggered = True
+            o.above = triggers_above(kind, cmd.side)
+            self._report(ts, o, "new", "untriggered", events)
+            self._index(o)
+            if self._met(o):
+                self._pending.append(o)
+            else:
+                self._arm(o)
+            return
         self.seq += 1
         events.append(Report(
-            self.seq, ts, o.account, input_id, o.client_order_id, o.side, o.type,  # type: ignore[arg-type]
-            o.tif, o.price, o.qty, "new", "new", 0, 0, 0, o.leaves, 0, None, None, None,  # type: ignore[arg-type]
+            self.seq, ts, o.account, input_id, o.client_order_id, o.side,  # type: ignore[arg-type]
+            kind, tif, o.price, o.qty, "new", "new", 0, 0, 0, o.leaves, 0,  # type: ignore[arg-type]
+            None, None, None, 0, o.stop_price, o.expire_time, o.display,
         ))
-        if is_limit and o.tif == "GTC" and not self._crosses(o):
+        if is_limit and tif == "GTC" and not self._crosses(o):
             self._rest(o)  # the common case: a passive order rests at once
         elif cmd.quote_qty:
             self._execute_budget(ts, o, cmd.quote_qty, events)
         else:
             self._execute(ts, o, events)
 
+    # -- stops ----------------------------------------------------------------
+
+    def _met(self, o: Order) -> bool:
+        """Whether the last trade price already meets ``o``'s trigger. O(1)."""
+        last = self.last_price
+        if not last:
+            return False
+        return last >= o.stop_price if o.above else last <= o.stop_price
+
+    def _arm(self, o: Order) -> None:
+        """Put an untriggered stop in its trigger list (``o.above`` says which). O(log n)."""
+        (self.stops_above if o.above else self.stops_below).add((o.stop_price, o.order_id))
+        self._armed += 1
+
+    def _disarm(self, o: Order) -> None:
+        """Take an untriggered stop out of its trigger list (if it is there). O(log n)."""
+        key = (o.stop_price, o.order_id)
+        stops = self.stops_above if o.above else self.stops_below
+        if key in stops:
+            stops.remove(key)
+            self._armed -= 1
+
+    def _triggered_by(self, price: int) -> list[Order]:
+        """Take out every untriggered stop a print at ``price`` meets, in priority order.
+        O(k log n) for k triggered; O(1) when none."""
+        hit: list[Order] = []
+        orders = self.orders
+        above = self.stops_above
+        if above and above[0][0] <= price:
+            while above and above[0][0] <= price:
+                hit.append(orders[above.pop(0)[1]])
+        below = self.stops_below
+        if below and below[-1][0] >= price:
+            while below and below[-1][0] >= price:
+                hit.append(orders[below.pop()[1]])
+        self._armed -= len(hit)
+        if len(hit) > 1:
+            hit.sort(key=_prio)
+        return hit
+
+    def _run_stops(self, ts: int, mark: int, events: list[Event]) -> None:
+        """Trigger the stops this command's prints (``events[mark:]``) meet, breadth first.
+
+        Every print not yet examined is examined (its stops queued in priority
+        order) before the next queued stop executes; a stop's own prints are
+        examined after it. Stops already met on acceptance go first. O(events
+        of the command) plus the triggered stops' own work.
+        """
+        queue = deque(self._pending)
+        self._pending.clear()
+        i = mark
+        while True:
+            n = len(events)
+            while i < n:
+                e = events[i]
+                i += 1
+                if type(e) is Trade:
+                    queue.extend(self._triggered_by(e.price))
+            if not queue:
+                return
+            self._trigger(ts, queue.popleft(), events)
+
+    def _trigger(self, ts: int, o: Order, events: list[Event]) -> None:
+        """A stop's trigger was met: it becomes the order it stands for, placed now."""
+        self._forget(o)
+        o.untriggered = False
+        o.above = False
+        self._report(ts, o, "triggered", "new", events)
+        if not o.at_market and (o.tif == "GTC" or o.tif == "GTD") and not self._crosses(o):
+            self._rest(o)
+        elif o.quote_qty:
+            self._execute_budget(ts, o, o.quote_qty, events)
+        else:
+            self._execute(ts, o, events)
+
+    # -- GTD ------------------------------------------------------------------
+
+    def _expire_due(self, ts: int, events: list[Event]) -> None:
+        """Expire every open order whose ``expire_time`` the clock ``ts`` reached, earliest
+        first (priority among equal times). O(k log n) for k expired."""
+        expiries = self.expiries
+        due: list[Order] = []
+        while expiries and expiries[0][0] <= ts:
+            due.append(self.orders[expiries.pop(0)[1]])
+        due.sort(key=_expiry_order)
+        for o in due:
+            if o.untriggered:
+                self._disarm(o)
+                self._forget(o)
+            else:
+                self._unrest(o)
+            o.leaves = 0
+            self._report(ts, o, "expired", "expired", events, errors.EXPIRED)
+        self._next_expiry = expiries[0][0] if expiries else _NEVER
+
     def _crosses(self, o: Order) -> bool:
         if o.side == "buy":
             best = self.best_ask_price
-            return best is not None and (o.type == "market" or best <= o.price)
+            return best is not None and (o.at_market or best <= o.price)
         best = self.best_bid_price
-        return best is not None and (o.type == "market" or best >= o.price)
+        return best is not None and (o.at_market or best >= o.price)
 
     def _execute(self, ts: int, o: Order, events: list[Event]) -> None:
         """Match a new (or repriced) order as taker, then rest or expire its remainder."""
@@ -307,33 +507,45 @@ class OrderBook:
         if stopped_by_stp:
             o.leaves = 0
             self._report(ts, o, "expired", "expired", events, errors.STP)
-        elif o.tif == "GTC" and o.type == "limit":
+        elif (o.tif == "GTC" or o.tif == "GTD") and not o.at_market:
             self._rest(o)
         else:
             o.leaves = 0
             self._report(ts, o, "expired", "expired", events,
-                         errors.NO_LIQUIDITY if o.type == "market" else None)
+                         errors.NO_LIQUIDITY if o.at_market else None)
 
     def _fillable(self, o: Order) -> int:
-        """How much of ``o`` could fill right now, honouring its limit and STP. O(fills)."""
+        """How much of ``o`` matching would fill right now, honouring its limit and STP.
+
+        Icebergs count whole: a level is walked as matching would walk it, a
+        maker whose slice is used up going to the back with its next slice, so
+        an STP stop behind an iceberg's first slice is found where matching
+        finds it. O(fills) (FOK orders only).
+        """
         need = o.leaves
         avail = 0
         buy = o.side == "buy"
         prices = self.ask_prices if buy else reversed(self.bid_prices)
         levels = self.asks if buy else self.bids
-        limit = None if o.type == "market" else o.price
+        limit = None if o.at_market else o.price
         account, stp = o.account, o.stp
         for price in prices:
             if limit is not None and (price > limit if buy else price < limit):
                 break
-            for maker in levels[price].orders.values():
-                if stp != "none" and maker.account == account:
+            queue = deque((m.account, m.shown, m.leaves, m.display)
+                          for m in levels[price].orders.values())
+            while queue:
+                maker_account, shown, leaves, display = queue.popleft()
+                if stp != "none" and maker_account == account:
                     if stp == "cancel_maker":
                         continue
                     return avail
-                avail += maker.leaves
+                avail += shown
                 if avail >= need:
                     return avail
+                leaves -= shown
+                if leaves:  # an iceberg's next slice, at the back of the level
+                    queue.append((maker_account, min(display, leaves), leaves, display))
         return avail
 
     def _match(self, ts: int, o: Order, events: list[Event]) -> bool:
@@ -343,7 +555,7 @@ class OrderBook:
             levels, touched = self.asks, self._touched_asks
         else:
             levels, touched = self.bids, self._touched_bids
-        limit = None if o.type == "market" else o.price
+        limit = None if o.at_market else o.price
         account, stp, taker_id = o.account, o.stp, o.order_id
         maker_side = "sell" if buy else "buy"
         fee = self._fee
@@ -364,10 +576,10 @@ class OrderBook:
                     if stp == "cancel_taker":
                         self.seq = seq
                         return True
-                    # cancel_maker or cancel_both: the maker goes first.
+                    # cancel_maker or cancel_both: the maker goes first (all of an iceberg).
                     touched[price] = None
                     del queue[maker.order_id]
-                    level.total -= maker.leaves
+                    level.total -= maker.shown
                     self._forget(maker)
                     self.seq = seq
                     maker.leaves = 0
@@ -378,7 +590,9 @@ class OrderBook:
                             self._drop_level(maker.side, price)
                         return True
                     continue
-                qty = maker.leaves if maker.leaves < o.leaves else o.leaves
+                display = maker.display
+                avail = maker.visible if display else maker.leaves
+                qty = avail if avail < o.leaves else o.leaves
                 self.trade_id += 1
                 trade_id = self.trade_id
                 notional = qty * price
@@ -394,6 +608,8 @@ class OrderBook:
                 if maker_done:
                     del queue[maker.order_id]
                     self._forget(maker)
+                elif display:
+                    self._shown_filled(level, maker, qty)
                 if fee is not None:
                     quote = notional * per_tick_lot
                     maker_fee, maker.fee_num = fee(maker.fee_num, quote, True)
@@ -405,19 +621,32 @@ class OrderBook:
                     maker.side, maker.type, maker.tif, maker.price, maker.qty,  # type: ignore[arg-type]
                     "trade", "filled" if maker_done else "partially_filled", qty, price,
                     maker.cum_qty, maker.leaves, maker.cum_notional, "maker", trade_id, None,
-                    maker_fee,
+                    maker_fee, maker.stop_price, maker.expire_time, display,
                 ))
                 events.append(Report(
                     seq + 3, ts, account, taker_id, o.client_order_id, o.side, o.type,  # type: ignore[arg-type]
                     o.tif, o.price, o.qty, "trade",  # type: ignore[arg-type]
                     "partially_filled" if o.leaves else "filled", qty, price, o.cum_qty,
                     o.leaves, o.cum_notional, "taker", trade_id, None, taker_fee,
+                    o.stop_price, o.expire_time, o.display,
                 ))
                 seq += 3
+                self.last_price = price
             if not queue:
                 self._drop_level(maker_side, price)
         self.seq = seq
         return False
+
+    def _shown_filled(self, level: Level, maker: Order, qty: int) -> None:
+        """An iceberg maker (still open) filled ``qty`` of its slice: when the slice is
+        used up, show the next one at the back of the level with a new priority. O(1)."""
+        maker.visible -= qty
+        if not maker.visible:
+            maker.visible = maker.display if maker.display < maker.leaves else maker.leaves
+            level.total += maker.visible
+            self.prio += 1
+            maker.prio = self.prio
+            level.orders.move_to_end(maker.order_id)
 
     def _execute_budget(self, ts: int, o: Order, budget: int, events: list[Event]) -> None:
         """Fill a market buy by budget (``quote_qty``) against the asks; it never rests.
@@ -467,7 +696,7 @@ class OrderBook:
                         break
                     touched[price] = None
                     del queue[maker.order_id]
-                    level.total -= maker.leaves
+                    level.total -= maker.shown
                     self._forget(maker)
                     self.seq = seq
                     maker.leaves = 0
@@ -483,7 +712,9 @@ class OrderBook:
                 if fits == 0:
                     done = True  # not one lot more at this price, nor at any later one
                     break
-                qty = maker.leaves if maker.leaves < fits else fits
+                display = maker.display
+                avail = maker.visible if display else maker.leaves
+                qty = avail if avail < fits else fits
                 self.trade_id += 1
                 trade_id = self.trade_id
                 notional = qty * price
@@ -504,6 +735,8 @@ class OrderBook:
                 if maker_done:
                     del queue[maker.order_id]
                     self._forget(maker)
+                elif display:
+                    self._shown_filled(level, maker, qty)
                 # Filled: the rest cannot pay for one more lot at this price.
                 done = ((left - (-fee_num // den)) * den - fee_num) < unit
                 events.append(Trade(seq + 1, ts, trade_id, price, qty, "buy",
@@ -513,15 +746,17 @@ class OrderBook:
                     maker.side, maker.type, maker.tif, maker.price, maker.qty,  # type: ignore[arg-type]
                     "trade", "filled" if maker_done else "partially_filled", qty, price,
                     maker.cum_qty, maker.leaves, maker.cum_notional, "maker", trade_id, None,
-                    maker_fee,
+                    maker_fee, maker.stop_price, maker.expire_time, display,
                 ))
                 events.append(Report(
-                    seq + 3, ts, account, taker_id, o.client_order_id, "buy", "market",
+                    seq + 3, ts, account, taker_id, o.client_order_id, "buy", o.type,  # type: ignore[arg-type]
                     o.tif, 0, o.qty, "trade",  # type: ignore[arg-type]
                     "filled" if done else "partially_filled", qty, price, o.cum_qty,
                     0, o.cum_notional, "taker", trade_id, None, taker_fee,
+                    o.stop_price, o.expire_time, 0,
                 ))
                 seq += 3
+                self.last_price = price
                 if done:
                     reason = None
                     break
@@ -549,7 +784,11 @@ class OrderBook:
             elif self.best_ask_price is None or price < self.best_ask_price:
                 self.best_ask_price = price
         level.orders[o.order_id] = o
-        level.total += o.leaves
+        if o.display:
+            o.visible = o.display if o.display < o.leaves else o.leaves
+            level.total += o.visible
+        else:
+            level.total += o.leaves
         touched[price] = None
         self.orders[o.order_id] = o
         acct = self.by_account.get(o.account)
@@ -558,9 +797,31 @@ class OrderBook:
         acct[o.order_id] = o
         if o.client_order_id is not None:
             self.client_ids[(o.account, o.client_order_id)] = o
+        if o.expire_time:
+            self._add_expiry(o)
+
+    def _index(self, o: Order) -> None:
+        """Make an untriggered stop findable (by id, account, client id, expiry), off-book."""
+        self.orders[o.order_id] = o
+        self.by_account.setdefault(o.account, {})[o.order_id] = o
+        if o.client_order_id is not None:
+            self.client_ids[(o.account, o.client_order_id)] = o
+        if o.expire_time:
+            self._add_expiry(o)
+
+    def _add_expiry(self, o: Order) -> None:
+        self.expiries.add((o.expire_time, o.order_id))
+        if o.expire_time < self._next_expiry:
+            self._next_expiry = o.expire_time
+
+    def _drop_expiry(self, o: Order) -> None:
+        """Forget a GTD order's expiry (it ended, or it is being expired). O(log n)."""
+        expiries = self.expiries
+        expiries.discard((o.expire_time, o.order_id))
+        self._next_expiry = expiries[0][0] if expiries else _NEVER
 
     def _forget(self, o: Order) -> None:
-        """Drop ``o`` from the indexes (not from its level)."""
+        """Drop ``o`` from the indexes (not from its level or trigger list)."""
         del self.orders[o.order_id]
         acct = self.by_account[o.account]
         del acct[o.order_id]
@@ -568,6 +829,8 @@ class OrderBook:
             del self.by_account[o.account]
         if o.client_order_id is not None:
             del self.client_ids[(o.account, o.client_order_id)]
+        if o.expire_time:
+            self._drop_expiry(o)
 
     def _unrest(self, o: Order) -> None:
         """Remove a resting order from its level and the indexes. O(1), O(log L) if emptied."""
@@ -579,7 +842,7 @@ class OrderBook:
         level = levels[price]
         oid = o.order_id
         del level.orders[oid]
-        level.total -= o.leaves
+        level.total -= o.visible if o.display else o.leaves
         touched[price] = None
         if not level.orders:
             self._drop_level(o.side, price)
@@ -591,6 +854,8 @@ class OrderBook:
             del self.by_account[o.account]
         if o.client_order_id is not None:
             del self.client_ids[(o.account, o.client_order_id)]
+        if o.expire_time:
+            self._drop_expiry(o)
 
     # -- cancel, amend, cancel_all ---------------------------------------------
 
@@ -613,14 +878,23 @@ class OrderBook:
             self._reject_cancel(ts, input_id, cmd.account, cmd.order_id, cmd.client_order_id,
                                 errors.UNKNOWN_ORDER, events)
             return
-        self._unrest(o)
+        self._close(o)
         o.leaves = 0
         self.seq += 1
         events.append(Report(
             self.seq, ts, o.account, o.order_id, o.client_order_id, o.side, o.type,  # type: ignore[arg-type]
             o.tif, o.price, o.qty, "canceled", "canceled", 0, 0, o.cum_qty, 0,  # type: ignore[arg-type]
-            o.cum_notional, None, None, errors.USER_CANCEL,
+            o.cum_notional, None, None, errors.USER_CANCEL, 0, o.stop_price, o.expire_time,
+            o.display,
         ))
+
+    def _close(self, o: Order) -> None:
+        """Take an open order out of the book, resting or untriggered. O(1) / O(log n)."""
+        if o.untriggered:
+            self._disarm(o)
+            self._forget(o)
+        else:
+            self._unrest(o)
 
     def _amend(self, input_id: str, ts: int, cmd: Amend, events: list[Event]) -> None:
         o = self._find(cmd.account, cmd.order_id, cmd.client_order_id)
@@ -631,17 +905,27 @@ class OrderBook:
         else:
             new_qty = o.qty if cmd.qty is None else cmd.qty
             new_price = o.price if cmd.price is None else cmd.price
-            if cmd.qty is None and cmd.price is None:
+            new_stop = o.stop_price if cmd.stop_price is None else cmd.stop_price
+            if ((cmd.qty is None and cmd.price is None and cmd.stop_price is None)
+                    or (cmd.stop_price is not None and not o.untriggered)  # not a waiting stop
+                    or (cmd.price is not None and o.at_market)  # no limit price to change
+                    or (cmd.qty is not None and o.quote_qty)):  # a budget has no quantity
                 reason = errors.BAD_REQUEST
-            elif new_qty <= o.cum_qty or not market.min_lots <= new_qty <= market.max_lots:
+            elif cmd.qty is not None and (new_qty <= o.cum_qty
+                                          or not market.min_lots <= new_qty <= market.max_lots):
                 reason = errors.INVALID_QTY
-            elif not market.min_ticks <= new_price <= market.max_ticks:
+            elif not o.at_market and not market.min_ticks <= new_price <= market.max_ticks:
                 reason = errors.INVALID_PRICE
+            elif o.untriggered and not market.min_ticks <= new_stop <= market.max_ticks:
+                reason = errors.INVALID_STOP_PRICE
             elif o.post_only and new_price != o.price and self._would_take(o.side, new_price):
                 reason = errors.POST_ONLY_WOULD_TAKE
         if reason is not None or o is None:
             self._reject_cancel(ts, input_id, cmd.account, cmd.order_id, cmd.client_order_id,
                                 reason or errors.UNKNOWN_ORDER, events)
+            return
+        if o.untriggered:
+            self._amend_untriggered(ts, o, new_qty, new_price, new_stop, events)
             return
         if new_price == o.price and new_qty <= o.qty:
             # Same price, not larger: keeps its place in the queue.
@@ -649,10 +933,16 @@ class OrderBook:
             if delta:
                 levels, touched = ((self.bids, self._touched_bids) if o.side == "buy"
                                    else (self.asks, self._touched_asks))
-                levels[o.price].total -= delta
-                touched[o.price] = None
+                level = levels[o.price]
                 o.qty = new_qty
                 o.leaves -= delta
+                if o.display:  # an iceberg shows at most what is left
+                    shown = o.visible if o.visible < o.leaves else o.leaves
+                    level.total -= o.visible - shown
+                    o.visible = shown
+                else:
+                    level.total -= delta
+                touched[o.price] = None
             self._report(ts, o, "replaced", o.status, events)
             return
         # Price change or quantity increase: cancel + reinsert, may match at once.
@@ -662,6 +952,23 @@ class OrderBook:
         o.leaves = new_qty - o.cum_qty
         self._report(ts, o, "replaced", o.status, events)
         self._execute(ts, o, events)
+
+    def _amend_untriggered(self, ts: int, o: Order, qty: int, price: int, stop_price: int,
+                           events: list[Event]) -> None:
+        """Amend a stop still waiting: a new trigger or a larger quantity puts it behind the
+        other stops (a new priority); one the last trade already meets triggers now."""
+        self._disarm(o)
+        if stop_price != o.stop_price or qty > o.qty:
+            self.prio += 1
+            o.prio = self.prio
+        o.stop_price = stop_price
+        o.price = price
+        o.qty = o.leaves = qty
+        self._report(ts, o, "replaced", "untriggered", events)
+        if self._met(o):
+            self._pending.append(o)
+        else:
+            self._arm(o)
 
     def _would_take(self, side: str, price: int) -> bool:
         if side == "buy":
@@ -693,7 +1000,7 @@ class OrderBook:
             victims = [acct[i] for i in dict.fromkeys(cmd.order_ids) if i in acct]
         victims.sort(key=_prio)
         for o in victims:
-            self._unrest(o)
+            self._close(o)
             o.leaves = 0
             self._report(ts, o, "canceled", "canceled", events, cmd.reason)
 
@@ -737,20 +1044,38 @@ class OrderBook:
             for price, level in levels.items():
                 assert level.price == price
                 assert level.orders, f"empty level {side} {price}"
-                assert level.total == sum(o.leaves for o in level.orders.values()), \
+                assert level.total == sum(o.shown for o in level.orders.values()), \
                     f"level total wrong at {side} {price}"
                 last_prio = 0
                 for oid, o in level.orders.items():
                     assert oid == o.order_id and o.side == side and o.price == price
                     assert 0 < o.leaves == o.qty - o.cum_qty, f"bad leaves {oid}"
-                    assert o.type == "limit" and o.tif == "GTC"
+                    assert o.type in LIMIT_TYPES and o.tif in ("GTC", "GTD")
+                    assert not o.untriggered and not o.at_market and not o.quote_qty
+                    if o.display:
+                        assert 0 < o.visible <= min(o.display, o.leaves), f"bad slice {oid}"
                     assert o.prio > last_prio, f"priority out of order at {side} {price}"
                     assert 0 <= o.fee_num <= o.cum_notional * per_tick_lot * taker_num, \
                         f"fee_num {o.fee_num} beyond the taker rate of its fills: {oid}"
                     last_prio = o.prio
                     assert oid not in seen
                     seen[oid] = o
-        assert seen.keys() == self.orders.keys(), "order index != levels"
+        stops = {oid for _, oid in self.stops_above} | {oid for _, oid in self.stops_below}
+        assert len(stops) == len(self.stops_above) + len(self.stops_below) == self._armed
+        assert not self._pending
+        for key, above in [(k, True) for k in self.stops_above] + [
+                (k, False) for k in self.stops_below]:
+            o = self.orders[key[1]]
+            assert o.untriggered and o.above == above and key[0] == o.stop_price
+            assert o.above == triggers_above(o.type, o.side)
+            assert not self._met(o), f"untriggered stop {o.order_id} whose trigger is met"
+            assert o.leaves == o.qty and not o.cum_qty and o.order_id not in seen
+            seen[o.order_id] = o
+        assert seen.keys() == self.orders.keys(), "order index != levels + stops"
+        gtd = {(o.expire_time, oid) for oid, o in seen.items() if o.expire_time}
+        assert gtd == set(self.expiries), "expiry index != GTD orders"
+        assert all(t > self.clock for t, _ in gtd), "a GTD order alive past its time"
+        assert self._next_expiry == (self.expiries[0][0] if self.expiries else _NEVER)
         assert all(self.orders[k] is v for k, v in seen.items())
         by_acct = {(o.account, k) for k, o in seen.items()}
         assert by_acct == {(a, k) for a, d in self.by_account.items() for k in d}
@@ -765,3 +1090,32 @@ class OrderBook:
 
 def _prio(o: Order) -> int:
     return o.prio
+
+
+def _expiry_order(o: Order) -> tuple[int, int]:
+    return (o.expire_time, o.prio)
+
+
+def _order_type_reason(market: Market, cmd: Place, stop: bool, is_limit: bool) -> str | None:
+    """Why a place using section B's fields is refused (``stop_price``, ``GTD``,
+    ``display_qty``), or None. O(1); only orders that use one of them pay for it."""
+    if stop:
+        if not market.min_ticks <= cmd.stop_price <= market.max_ticks:
+            return errors.INVALID_STOP_PRICE
+    elif cmd.stop_price:
+        return errors.BAD_REQUEST
+    if cmd.tif == "GTD":
+        if cmd.expire_time <= 0:
+            return errors.INVALID_EXPIRE_TIME
+        if cmd.type == "market":
+            return errors.BAD_REQUEST
+    elif cmd.expire_time:
+        return errors.INVALID_EXPIRE_TIME
+    if cmd.display_qty:
+        if not 0 < cmd.display_qty <= cmd.qty:
+            return errors.INVALID_QTY
+        if not is_limit or cmd.tif in ("IOC", "FOK"):
+            return errors.BAD_REQUEST
+    if stop and cmd.post_only:
+        return errors.BAD_REQUEST
+    return None

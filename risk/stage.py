@@ -75,6 +75,10 @@ class RiskCore:
         return (f"seq={self.ledger.seq} risk_seq={self.ledger.risk_seq} "
                 f"open_orders={len(self.ledger.orders)}")
 
+    def next_due_ms(self) -> int | None:
+        """A ledger has no clock-driven change."""
+        return None
+
 
 class RiskStage:
     """Risk shard ``shard`` of the accounts trading ``markets``."""

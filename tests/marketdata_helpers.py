@@ -78,8 +78,10 @@ class Flow:
     """A seeded random command flow and the reference run of it (in-process OrderBook).
 
     Passive orders spread over ``spread`` ticks on each side of a drifting mid
-    (so books get hundreds of levels), cancels, amends and takers that sweep
-    several levels. ``events[i]`` are the events of ``entries[i]``.
+    (so books get hundreds of levels; some of them icebergs, whose hidden part
+    no view may show), cancels, amends, takers that sweep several levels and
+    stops that trigger as the mid moves. ``events[i]`` are the events of
+    ``entries[i]``.
     """
 
     def __init__(self, market: Market, n: int, seed: int, spread: int = 700,
@@ -122,6 +124,14 @@ class Flow:
                 qty = lot * rng.randint(5, 120)
                 if kind < 0.3:
                     cmd = Place(account, side, "market", qty)
+                elif kind < 0.4:  # a stop a few ticks beyond the mid: triggers later
+                    away = rng.randint(1, 40)
+                    stop = mid + away if side == "buy" else mid - away
+                    reach = rng.randint(0, 60)
+                    limit = stop + reach if side == "buy" else stop - reach
+                    cmd = (Place(account, side, "stop_market", qty, stop_price=stop)
+                           if rng.random() < 0.5 else
+                           Place(account, side, "stop_limit", qty, limit, stop_price=stop))
                 else:
                     reach = rng.randint(0, 60)
                     price = mid + reach if side == "buy" else mid - reach
@@ -131,8 +141,11 @@ class Flow:
                 side = rng.choice(("buy", "sell"))
                 off = rng.randint(1, spread)
                 price = mid - off if side == "buy" else mid + off
-                cmd = Place(account, side, "limit", lot * rng.randint(1, 20), price,
-                            stp=rng.choice(("cancel_taker", "cancel_maker", "none")))
+                qty = lot * rng.randint(1, 20)
+                display = lot * rng.randint(1, 4) if rng.random() < 0.15 else 0
+                cmd = Place(account, side, "limit", qty, price,
+                            stp=rng.choice(("cancel_taker", "cancel_maker", "none")),
+                            display_qty=min(display, qty))
             self.entries.append((entry_id, cmd))
             self.events.append(self.book.apply(entry_id, cmd))
             if entry_id in self.book.orders:

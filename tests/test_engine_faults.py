@@ -87,9 +87,13 @@ class Feeder(threading.Thread):
 def test_kill9_at_random_moments_leaves_output_identical(
         client: redis.Redis, redis_url: str, tmp_path: Path,
         engines: list[EngineProcess]) -> None:
-    """20,000 orders; the engine is SIGKILLed 11 times while consuming and restarted."""
+    """20,000 orders (icebergs, stops and GTD orders among them); the engine is SIGKILLed
+    11 times while consuming and restarted."""
     rng = random.Random(20240611)
-    pairs = realistic_flow(BTC, 20_000, seed=42)
+    # GTD orders live past the test: an expiry due on an idle engine would append a clock
+    # entry, and this feeder writes explicit (old) ids (GTD expiry: test_engine_runner).
+    pairs = realistic_flow(BTC, 20_000, seed=42, order_types=0.15,
+                           gtd_life_ms=(10**11, 10**11 + 10**6))
     ids = [parse_id(i) for i, _ in pairs]
     # Chunks of several batches: kills also land between a read and its commit.
     config = write_config(tmp_path, batch_size=48, snapshot_every=700, lease_ms=2000)

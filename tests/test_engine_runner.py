@@ -370,3 +370,55 @@ def test_commits_are_packed_exactly_as_hiredis_packs_them(
         head: list[bytes | int | str], tail: list[bytes]) -> None:
     """The commit's RESP is written by hand for speed; Redis must get the same bytes."""
     assert resp_command(head, tail) == pack_command(tuple(head) + tuple(tail))
+
+
+def test_a_quiet_market_expires_gtd_orders_on_time_with_its_own_clock_entries(
+        client: redis.Redis, redis_url: str, tmp_path: Path,
+        engines: list[EngineProcess]) -> None:
+    """Two GTD orders due in about a second, and nothing else arrives: the engine appends
+    one clock entry per due time (its id the due time) and the orders expire then, not
+    earlier; a kill -9 and restart replays those entries to the same events and adds
+    none for times already passed."""
+    from contract.commands import Clock, decode_command
+    from contract.events import Report
+
+    config = write_config(tmp_path, batch_size=64, snapshot_every=1_000_000)
+    engine = start_engine(engines, redis_url, config, "e1", tmp_path, [BTC.symbol])
+    now = int(time.time() * 1000)
+    first, second = now + scaled_ms(800), now + scaled_ms(1500)
+    resting = [(f"{now}-1", Place("alice", "buy", "limit", 10, 2_000_000, tif="GTD",
+                                  expire_time=first)),
+               (f"{now}-2", Place("bob", "sell", "limit", 10, 3_000_000, tif="GTD",
+                                  expire_time=second)),
+               (f"{now}-3", Place("carol", "sell", "limit", 10, 3_100_000))]
+    xadd_commands(client, BTC.symbol, resting)
+
+    def expired() -> list[Report]:
+        return [e for e in out_events(client, BTC.symbol)
+                if isinstance(e, Report) and e.exec_type == "expired"]
+
+    wait_until(lambda: len(expired()) == 2, what="both GTD orders expired")
+    got = expired()
+    assert [(r.order_id, r.reason, r.ts) for r in got] == [
+        (f"{now}-1", "EXPIRED", first), (f"{now}-2", "EXPIRED", second)]
+    assert time.time() * 1000 >= second
+    clocks = [(i, f) for i, f in client.xrange(IN)
+              if isinstance(decode_command(f[IN_FIELD]), Clock)]
+    assert [i for i, _ in clocks] == [f"{first}-0".encode(), f"{second}-0".encode()]
+    before = out_events(client, BTC.symbol)
+
+    engine.kill()
+    engine = start_engine(engines, redis_url, config, "e1", tmp_path, [BTC.symbol])
+    client.xadd(IN, {IN_FIELD: encode_command(Place("dave", "buy", "limit", 1, 1_000_000))})
+    wait_until(lambda: len(out_events(client, BTC.symbol)) > len(before),
+               what="the restarted engine serving")
+    after = out_events(client, BTC.symbol)
+    assert after[:len(before)] == before  # nothing expired twice, nothing re-reported
+    assert len([i for i, f in client.xrange(IN)
+                if isinstance(decode_command(f[IN_FIELD]), Clock)]) == 2
+
+
+def scaled_ms(ms: int) -> int:
+    from timing import scaled
+
+    return int(scaled(ms))

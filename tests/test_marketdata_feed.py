@@ -242,3 +242,34 @@ def test_outbox_policy_resyncs_once_then_closes() -> None:
     assert box.on_overflow(105.0, has_trades=False) is Overflow.CLOSE
     assert box.on_overflow(200.0, has_trades=False) is Overflow.RESYNC
     assert box.on_overflow(300.0, has_trades=True) is Overflow.CLOSE
+
+
+def test_an_iceberg_shows_only_its_slice_and_an_untriggered_stop_nothing() -> None:
+    """The feed's book, its checksum and a snapshot restore count an iceberg's visible
+    slice only and never a stop waiting for its trigger; a refill shows the next slice."""
+    from contract.commands import Place
+    from matching.book import OrderBook
+
+    book = OrderBook(BTC)
+    feed = MarketFeed(BTC)
+    lots = BTC.min_lots
+    commands = [
+        ("1-0", Place("maker", "sell", "limit", 10 * lots, 5_000_000, display_qty=2 * lots)),
+        ("2-0", Place("other", "sell", "limit", 1 * lots, 5_000_000)),
+        ("3-0", Place("stopper", "buy", "stop_limit", 7 * lots, 5_100_000,
+                      stop_price=5_200_000)),
+    ]
+    for entry_id, cmd in commands:
+        feed.apply(book.apply(entry_id, cmd))
+    snapshot = json.loads(feed.book_snapshot(10))
+    shown = [[BTC.format_price(5_000_000), BTC.format_qty(3 * lots)]]
+    assert snapshot["asks"] == shown and snapshot["bids"] == []
+    assert snapshot["checksum"] == checksum(shown, [])
+    # The whole first slice and the other order fill; the iceberg shows its next slice.
+    feed.apply(book.apply("4-0", Place("taker", "buy", "limit", 3 * lots, 5_000_000)))
+    assert json.loads(feed.book_snapshot(10))["asks"] == [
+        [BTC.format_price(5_000_000), BTC.format_qty(2 * lots)]]
+    restored = MarketFeed(BTC)
+    restored.restore(take_snapshot(book, "4-0", "1-0"), None)
+    assert json.loads(restored.book_snapshot(10))["asks"] == [
+        [BTC.format_price(5_000_000), BTC.format_qty(2 * lots)]]

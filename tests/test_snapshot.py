@@ -72,7 +72,7 @@ def test_empty_book_snapshot() -> None:
     book = OrderBook(MARKET)
     snap = take_snapshot(book)
     assert snap == Snapshot(SNAPSHOT_VERSION, "TST-USD", "0-0", "0-0", 0, 0, 0, [], [])
-    assert SNAPSHOT_VERSION == 2
+    assert SNAPSHOT_VERSION == 3
     restored = restore_book(MARKET, decode_snapshot(encode_snapshot(snap)))
     assert state(restored) == state(book)
 
@@ -248,7 +248,24 @@ def test_a_version_1_snapshot_still_decodes() -> None:
     book._check()
     assert book.risk_seqs == {} and (book.seq, book.trade_id, book.prio) == (12, 2, 5)
     assert book.depth("buy") == [(100, 3)] and book.depth("sell") == [(102, 5)]
-    # Written again, it is a version-2 snapshot of the same book.
+    # Written again, it is a version-3 snapshot of the same book (GTC limit orders).
     again = take_snapshot(book, "15-0", "7-3")
-    assert again.version == SNAPSHOT_VERSION == 2
-    assert again == msgspec.structs.replace(snap, version=2)
+    assert again.version == SNAPSHOT_VERSION == 3
+    assert again == msgspec.structs.replace(snap, version=3)
+    assert all((o.type, o.tif, o.untriggered) == ("limit", "GTC", False) for o in again.orders)
+
+
+def test_a_version_2_snapshot_still_decodes_as_gtc_limit_orders() -> None:
+    """Written before section B: 12-field orders, no last trade price."""
+    v2 = msgspec.msgpack.encode([
+        2, "TST-USD", "15-0", "7-3", 12, 2, 5,
+        [["10-0", "A", "a1", "buy", 100, 5, 2, 200, False, "cancel_taker", 1, 0]], [[0, 3]],
+    ])
+    snap = decode_snapshot(v2)
+    assert snap.version == 2 and snap.last_price == 0 and snap.risk_seqs == [(0, 3)]
+    (order,) = snap.orders
+    assert (order.type, order.tif, order.stop_price, order.display_qty, order.untriggered) == (
+        "limit", "GTC", 0, 0, False)
+    book = restore_book(MARKET, snap)
+    book._check()
+    assert book.depth("buy") == [(100, 3)] and book.next_expiry is None
