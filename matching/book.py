@@ -104,6 +104,8 @@ class Order(msgspec.Struct, gc=False):
     """Matches as a market order (``market``, ``stop_market``, ``take_profit_market``)."""
     above: bool = False
     """An untriggered stop that triggers on a print at or above ``stop_price``."""
+    extra: bool = False
+    """Uses a field of section B (stop, GTD, iceberg): plain orders skip their handling."""
 
     @property
     def status(self) -> str:
@@ -127,6 +129,8 @@ class Level:
         self.total = 0
         self.orders: OrderedDict[str, Order] = OrderedDict()
 
+
+_OPEN = frozenset({"new", "partially_filled", "untriggered"})
 
 _NEVER = 1 << 63
 """No ``GTD`` order: later than any clock."""
@@ -233,13 +237,14 @@ class OrderBook:
             if ms == self._ts_text:
                 ts = self._ts
             else:
-                ts = self._ts = int(ms)
+                ts = self._ts = self.clock = int(ms)
                 self._ts_text = ms
-        if ts > self.clock:
+        else:
             self.clock = ts
         if ts >= self._next_expiry:
             self._expire_due(ts, events)
-        mark = len(events)
+        armed = self._armed
+        mark = len(events) if armed else 0
         t = type(cmd)
         if t is Place:
             self._place(input_id, ts, cmd, events)  # type: ignore[arg-type]
@@ -251,8 +256,9 @@ class OrderBook:
             self._cancel_all(ts, cmd, events)  # type: ignore[arg-type]
         elif t is not Clock:  # pragma: no cover - the decoder only produces these commands
             raise TypeError(f"not a command: {cmd!r}")
-        if self._armed or self._pending:
-            self._run_stops(ts, mark, events)
+        if armed or self._pending:
+            # No stop waited before the command: it printed nothing a stop may see.
+            self._run_stops(ts, mark if armed else len(events), events)
         if self._touched_bids or self._touched_asks:
             self._emit_book_update(ts, events)
 
@@ -301,7 +307,7 @@ class OrderBook:
         events.append(Report(
             self.seq, ts, o.account, o.order_id, o.client_order_id, o.side, o.type,  # type: ignore[arg-type]
             o.tif, o.price, o.qty, exec_type, status, 0, 0, o.cum_qty,  # type: ignore[arg-type]
-            o.leaves if status in ("new", "partially_filled", "untriggered") else 0,
+            o.leaves if status in _OPEN else 0,
             o.cum_notional, None, None, reason, 0, o.stop_price, o.expire_time, o.display,
         ))
 
@@ -335,25 +341,33 @@ class OrderBook:
             stop = True
             is_limit = kind in LIMIT_TYPES
             tif = report_tif(kind, cmd.tif)
-        o = Order(input_id, cmd.account, cmd.client_order_id, cmd.side, kind, tif,
-                  cmd.price if is_limit else 0, cmd.qty, 0, cmd.qty, 0, cmd.post_only, cmd.stp,
-                  0, 0, cmd.stop_price, cmd.expire_time, cmd.display_qty, 0, False,
-                  cmd.quote_qty, not is_limit)
-        reason = None
+        # Section B's fields: read once here, so that plain orders pay one test below.
+        extra = (stop or cmd.expire_time or cmd.display_qty or cmd.stop_price
+                 or tif == "GTD")
+        # Every field given: msgspec fills a default slower than it takes an argument.
+        if extra:
+            o = Order(input_id, cmd.account, cmd.client_order_id, cmd.side, kind, tif,
+                      cmd.price if is_limit else 0, cmd.qty, 0, cmd.qty, 0, cmd.post_only,
+                      cmd.stp, 0, 0, cmd.stop_price, cmd.expire_time, cmd.display_qty, 0, False,
+                      cmd.quote_qty, not is_limit, False, True)
+            extra = True
+        else:
+            o = Order(input_id, cmd.account, cmd.client_order_id, cmd.side, kind, tif,
+                      cmd.price if is_limit else 0, cmd.qty, 0, cmd.qty, 0, cmd.post_only,
+                      cmd.stp, 0, 0, 0, 0, 0, 0, False, cmd.quote_qty, not is_limit, False, False)
         if cmd.quote_qty:
             # A budget: only a market-type buy, with qty 0, not FOK (it could never be "all").
-            if cmd.quote_qty < 0 or is_limit or cmd.side != "buy" or cmd.qty or \
-                    cmd.tif == "FOK":
-                reason = errors.BAD_REQUEST
+            reason = (errors.BAD_REQUEST if cmd.quote_qty < 0 or is_limit or cmd.side != "buy"
+                      or cmd.qty or cmd.tif == "FOK" else None)
         elif not market.min_lots <= cmd.qty <= market.max_lots:
             reason = errors.INVALID_QTY
+        else:
+            reason = None
         if reason is not None:
             pass
         elif is_limit and not market.min_ticks <= cmd.price <= market.max_ticks:
             reason = errors.INVALID_PRICE
-        elif (stop or cmd.stop_price or cmd.expire_time or cmd.display_qty
-              or tif == "GTD") and (
-                  reason := _order_type_reason(market, cmd, stop, is_limit)) is not None:
+        elif extra and (reason := _order_type_reason(market, cmd, stop, is_limit)) is not None:
             pass
         elif input_id in self.orders:
             reason = errors.BAD_REQUEST  # an input entry can only be one order
@@ -362,7 +376,7 @@ class OrderBook:
             reason = errors.DUPLICATE_CLIENT_ORDER_ID
         elif cmd.post_only and (not is_limit or self._crosses(o)):
             reason = errors.POST_ONLY_WOULD_TAKE
-        elif cmd.expire_time and cmd.expire_time <= ts:
+        elif extra and cmd.expire_time and cmd.expire_time <= ts:
             reason = errors.EXPIRED
         if reason is not None:
             o.leaves = 0
@@ -384,8 +398,7 @@ class OrderBook:
         events.append(Report(
             self.seq, ts, o.account, input_id, o.client_order_id, o.side,  # type: ignore[arg-type]
             kind, tif, o.price, o.qty, "new", "new", 0, 0, 0, o.leaves, 0,  # type: ignore[arg-type]
-            None, None, None, 0, o.stop_price, o.expire_time, o.display,
-        ))
+            None, None, None, 0, o.stop_price, o.expire_time, o.display))
         if is_limit and tif == "GTC" and not self._crosses(o):
             self._rest(o)  # the common case: a passive order rests at once
         elif cmd.quote_qty:
@@ -616,20 +629,19 @@ class OrderBook:
                     taker_fee, o.fee_num = fee(o.fee_num, quote, False)
                 events.append(Trade(seq + 1, ts, trade_id, price, qty, o.side,  # type: ignore[arg-type]
                                     maker.order_id, taker_id))
+                # Every field given: msgspec fills a default slower than it takes an argument.
                 events.append(Report(
                     seq + 2, ts, maker.account, maker.order_id, maker.client_order_id,
                     maker.side, maker.type, maker.tif, maker.price, maker.qty,  # type: ignore[arg-type]
                     "trade", "filled" if maker_done else "partially_filled", qty, price,
                     maker.cum_qty, maker.leaves, maker.cum_notional, "maker", trade_id, None,
-                    maker_fee, maker.stop_price, maker.expire_time, display,
-                ))
+                    maker_fee, maker.stop_price, maker.expire_time, display))
                 events.append(Report(
                     seq + 3, ts, account, taker_id, o.client_order_id, o.side, o.type,  # type: ignore[arg-type]
                     o.tif, o.price, o.qty, "trade",  # type: ignore[arg-type]
                     "partially_filled" if o.leaves else "filled", qty, price, o.cum_qty,
                     o.leaves, o.cum_notional, "taker", trade_id, None, taker_fee,
-                    o.stop_price, o.expire_time, o.display,
-                ))
+                    o.stop_price, o.expire_time, o.display))
                 seq += 3
                 self.last_price = price
             if not queue:
@@ -746,15 +758,13 @@ class OrderBook:
                     maker.side, maker.type, maker.tif, maker.price, maker.qty,  # type: ignore[arg-type]
                     "trade", "filled" if maker_done else "partially_filled", qty, price,
                     maker.cum_qty, maker.leaves, maker.cum_notional, "maker", trade_id, None,
-                    maker_fee, maker.stop_price, maker.expire_time, display,
-                ))
+                    maker_fee, maker.stop_price, maker.expire_time, display))
                 events.append(Report(
                     seq + 3, ts, account, taker_id, o.client_order_id, "buy", o.type,  # type: ignore[arg-type]
                     o.tif, 0, o.qty, "trade",  # type: ignore[arg-type]
                     "filled" if done else "partially_filled", qty, price, o.cum_qty,
                     0, o.cum_notional, "taker", trade_id, None, taker_fee,
-                    o.stop_price, o.expire_time, 0,
-                ))
+                    o.stop_price, o.expire_time, 0))
                 seq += 3
                 self.last_price = price
                 if done:
@@ -797,7 +807,7 @@ class OrderBook:
         acct[o.order_id] = o
         if o.client_order_id is not None:
             self.client_ids[(o.account, o.client_order_id)] = o
-        if o.expire_time:
+        if o.extra and o.expire_time:
             self._add_expiry(o)
 
     def _index(self, o: Order) -> None:
@@ -829,7 +839,7 @@ class OrderBook:
             del self.by_account[o.account]
         if o.client_order_id is not None:
             del self.client_ids[(o.account, o.client_order_id)]
-        if o.expire_time:
+        if o.extra and o.expire_time:
             self._drop_expiry(o)
 
     def _unrest(self, o: Order) -> None:
@@ -842,7 +852,7 @@ class OrderBook:
         level = levels[price]
         oid = o.order_id
         del level.orders[oid]
-        level.total -= o.visible if o.display else o.leaves
+        level.total -= o.visible if o.extra and o.display else o.leaves
         touched[price] = None
         if not level.orders:
             self._drop_level(o.side, price)
@@ -854,7 +864,7 @@ class OrderBook:
             del self.by_account[o.account]
         if o.client_order_id is not None:
             del self.client_ids[(o.account, o.client_order_id)]
-        if o.expire_time:
+        if o.extra and o.expire_time:
             self._drop_expiry(o)
 
     # -- cancel, amend, cancel_all ---------------------------------------------
@@ -878,14 +888,18 @@ class OrderBook:
             self._reject_cancel(ts, input_id, cmd.account, cmd.order_id, cmd.client_order_id,
                                 errors.UNKNOWN_ORDER, events)
             return
-        self._close(o)
+        if o.extra:
+            self._close(o)
+            o.leaves = 0
+            self._report(ts, o, "canceled", "canceled", events, errors.USER_CANCEL)
+            return
+        self._unrest(o)
         o.leaves = 0
         self.seq += 1
         events.append(Report(
             self.seq, ts, o.account, o.order_id, o.client_order_id, o.side, o.type,  # type: ignore[arg-type]
             o.tif, o.price, o.qty, "canceled", "canceled", 0, 0, o.cum_qty, 0,  # type: ignore[arg-type]
-            o.cum_notional, None, None, errors.USER_CANCEL, 0, o.stop_price, o.expire_time,
-            o.display,
+            o.cum_notional, None, None, errors.USER_CANCEL, 0, 0, 0, 0,
         ))
 
     def _close(self, o: Order) -> None:
@@ -938,11 +952,13 @@ class OrderBook:
                 o.leaves -= delta
                 if o.display:  # an iceberg shows at most what is left
                     shown = o.visible if o.visible < o.leaves else o.leaves
-                    level.total -= o.visible - shown
-                    o.visible = shown
+                    if shown != o.visible:  # a smaller hidden part alone is no book change
+                        level.total -= o.visible - shown
+                        o.visible = shown
+                        touched[o.price] = None
                 else:
                     level.total -= delta
-                touched[o.price] = None
+                    touched[o.price] = None
             self._report(ts, o, "replaced", o.status, events)
             return
         # Price change or quantity increase: cancel + reinsert, may match at once.

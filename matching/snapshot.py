@@ -54,7 +54,8 @@ def restore_book(market: Market, snap: Snapshot) -> OrderBook:
         o = Order(r.order_id, r.account, r.client_order_id, r.side, r.type, r.tif, r.price,
                   r.qty, r.cum_qty, r.qty - r.cum_qty, r.cum_notional, r.post_only, r.stp, r.prio,
                   r.fee_num, r.stop_price, r.expire_time, r.display_qty, r.visible,
-                  r.untriggered, r.quote_qty, at_market)
+                  r.untriggered, r.quote_qty, at_market, False,
+                  bool(r.stop_price or r.expire_time or r.display_qty or r.tif == "GTD"))
         if o.untriggered:
             o.above = triggers_above(o.type, o.side)
             book._index(o)

@@ -62,13 +62,18 @@ def test_commands_round_trip(cmd: Command) -> None:
 
 def test_commands_are_compact_tagged_arrays() -> None:
     assert msgspec.msgpack.decode(encode_command(Place("A", "buy", "limit", 5, 100))) == [
-        "place", "A", "buy", "limit", 5, 100, "GTC", False, None, "cancel_taker", 0]
+        "place", "A", "buy", "limit", 5, 100, "GTC", False, None, "cancel_taker", 0, 0, 0, 0]
+    assert msgspec.msgpack.decode(encode_command(Place(
+        "A", "sell", "stop_limit", 5, 100, "GTD", stop_price=99, expire_time=7,
+        display_qty=2))) == [
+        "place", "A", "sell", "stop_limit", 5, 100, "GTD", False, None, "cancel_taker", 0,
+        99, 7, 2]
     assert msgspec.msgpack.decode(encode_command(CancelAll("A"))) == [
         "cancel_all", "A", None, "USER_CANCEL"]
     assert msgspec.msgpack.decode(encode_command(Cancel("A", "1-0"))) == [
         "cancel", "A", "1-0", None]
     assert msgspec.msgpack.decode(encode_command(Amend("A", "1-0", qty=2))) == [
-        "amend", "A", "1-0", None, 2, None]
+        "amend", "A", "1-0", None, 2, None, None]
 
 
 def test_missing_trailing_fields_take_their_defaults() -> None:
@@ -82,7 +87,7 @@ def test_missing_trailing_fields_take_their_defaults() -> None:
     ["launch", "A"],  # unknown command
     ["place", "A", "long", "limit", 1, 1],  # unknown side
     ["place", "A", "buy", "stop", 1, 1],  # unknown type
-    ["place", "A", "buy", "limit", 1, 1, "GTD"],  # unknown tif
+    ["place", "A", "buy", "limit", 1, 1, "GTX"],  # unknown tif
     ["place", "A", "buy", "limit", 1, 1, "GTC", False, None, "cancel_all"],  # unknown stp
     ["place", "A", "buy", "limit", "1", 1],  # qty is not an integer
     ["place", "A", "buy", "limit", 1.5, 1],
@@ -98,7 +103,7 @@ def test_malformed_commands_are_rejected(raw: object) -> None:
 @pytest.mark.parametrize(("kwargs", "field"), [
     ({"side": "Buy"}, "side"),  # once rested as a sell: anything but "buy" was a sell
     ({"type": "stop"}, "type"),
-    ({"tif": "GTD"}, "tif"),
+    ({"tif": "GTX"}, "tif"),
     ({"stp": "maybe"}, "stp"),
 ])
 def test_a_place_built_in_python_with_a_wrong_value_is_an_error(kwargs: dict[str, str],
