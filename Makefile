@@ -34,7 +34,8 @@ system-deps:
 # The order-entry tests once more on the v1 pipeline ([risk] enabled = false).
 RISK_OFF_TESTS := tests/test_gateway_flow.py tests/test_gateway_errors.py \
 	tests/test_gateway_client.py tests/test_gateway_faults.py \
-	tests/test_gateway_backpressure.py tests/test_fuzz_requests.py tests/test_demo.py
+	tests/test_gateway_backpressure.py tests/test_fuzz_requests.py tests/test_demo.py \
+	tests/test_gateway_order_types.py
 
 test: lint system-deps
 	$(BIN)/pytest -q

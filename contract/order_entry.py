@@ -18,9 +18,11 @@ from contract.commands import OrderType, Side, StpMode, Tif
 from contract.wire import INT64
 
 WireExecType = Literal[
-    "new", "trade", "canceled", "expired", "rejected", "replaced", "cancel_rejected", "status"
+    "new", "trade", "canceled", "expired", "rejected", "replaced", "cancel_rejected", "status",
+    "triggered",
 ]
-WireStatus = Literal["new", "partially_filled", "filled", "canceled", "expired", "rejected"]
+WireStatus = Literal["new", "partially_filled", "filled", "canceled", "expired", "rejected",
+                     "untriggered"]
 
 
 class ExecutionReport(msgspec.Struct, frozen=True, gc=False):
@@ -38,6 +40,12 @@ class ExecutionReport(msgspec.Struct, frozen=True, gc=False):
     it (its ``order_id``, current ``status`` and fields); otherwise its
     ``status`` is ``rejected``, it echoes the request's order ids and has
     None wherever the gateway does not know the order.
+
+    ``stop_price`` (a price string), ``expire_time`` (ms) and ``display_qty`` (a
+    quantity string) are present only on the orders that have them (a stop or
+    take-profit, a ``GTD`` order, an iceberg): UNSET otherwise, which the encoder
+    leaves out of the JSON. An untriggered stop has ``status`` ``untriggered``; the
+    report of its trigger has ``exec_type`` ``triggered``.
     """
 
     exec_id: str | None
@@ -62,6 +70,9 @@ class ExecutionReport(msgspec.Struct, frozen=True, gc=False):
     ts: int
     fee: str
     fee_asset: str
+    stop_price: str | msgspec.UnsetType = msgspec.UNSET
+    expire_time: int | msgspec.UnsetType = msgspec.UNSET
+    display_qty: str | msgspec.UnsetType = msgspec.UNSET
 
 
 class ExecutionPush(msgspec.Struct, frozen=True, gc=False, kw_only=True):
@@ -102,8 +113,11 @@ class LogonParams(_Params, frozen=True):
 
 
 class PlaceParams(_Params, frozen=True):
-    """``qty`` is required except for a market buy under the risk stage, which carries
-    ``quote_qty`` (quote, fees included) instead (``gateway.validation`` checks which)."""
+    """``qty`` is required except for a market (or stop/take-profit market) buy under the
+    risk stage, which carries ``quote_qty`` (quote, fees included) instead;
+    ``stop_price`` goes with the stop and take-profit types, ``expire_time`` (ms) with
+    ``tif`` ``GTD``, ``display_qty`` (an iceberg's shown slice) with resting limit
+    types. ``gateway.validation`` checks which combinations are allowed."""
 
     symbol: Symbol
     side: Side
@@ -115,6 +129,9 @@ class PlaceParams(_Params, frozen=True):
     client_order_id: ClientOrderId | None = None
     stp: StpMode = "cancel_taker"
     quote_qty: DecimalString | msgspec.UnsetType = msgspec.UNSET
+    stop_price: DecimalString | msgspec.UnsetType = msgspec.UNSET
+    expire_time: Annotated[int, INT64] | msgspec.UnsetType = msgspec.UNSET
+    display_qty: DecimalString | msgspec.UnsetType = msgspec.UNSET
 
 
 class CancelParams(_Params, frozen=True):
@@ -124,11 +141,14 @@ class CancelParams(_Params, frozen=True):
 
 
 class AmendParams(_Params, frozen=True):
+    """``stop_price`` changes an untriggered stop's trigger (None: unchanged)."""
+
     symbol: Symbol
     order_id: OrderId | None = None
     client_order_id: ClientOrderId | None = None
     qty: DecimalString | None = None
     price: DecimalString | None = None
+    stop_price: DecimalString | None = None
 
 
 class SymbolParams(_Params, frozen=True):

@@ -26,7 +26,7 @@ import time
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from contract.commands import Command
+from contract.commands import OrderCommand
 from contract.errors import DUPLICATE_CLIENT_ORDER_ID, OVERLOADED, StreamexError
 from contract.market import Market
 from contract.order_entry import AmendParams, CancelParams, PlaceParams, SymbolParams
@@ -50,11 +50,15 @@ class EntryHost(Protocol):
     staged: StagedPlaces | None
     """Under the risk stage: this process's places not yet reported (else None)."""
 
+    def now_ms(self) -> int:
+        """The gateway's clock (ms since the epoch): a ``GTD`` order must expire after it."""
+        ...
+
     def backlog_of(self, symbol: str) -> int:
         """Commands waiting unapplied in the market (estimate, no I/O)."""
         ...
 
-    def submit(self, symbol: str, cmd: Command) -> asyncio.Future[str]:
+    def submit(self, symbol: str, cmd: OrderCommand) -> asyncio.Future[str]:
         """XADD ``cmd`` to the market's input stream; the future gets its entry id."""
         ...
 
@@ -71,14 +75,15 @@ class OrderEntry:
         """Check and submit an ``order.place``: ``(symbol, future of the order id)``.
 
         Raises StreamexError (RATE_LIMITED, UNKNOWN_SYMBOL, BAD_REQUEST,
-        INVALID_*, DUPLICATE_CLIENT_ORDER_ID, OVERLOADED) with nothing sent.
+        INVALID_*, DUPLICATE_CLIENT_ORDER_ID, OVERLOADED) with nothing sent; a ``GTD``
+        order's ``expire_time`` is checked against ``host.now_ms()``.
         The future fails (or is cancelled) when Redis did not confirm the XADD:
         the order may or may not have been received.
         """
         host = self.host
         self._take(account)
         symbol, cmd = commands_for(params, host.markets, account,
-                                   risk=host.risk_shards > 0)[0]
+                                   risk=host.risk_shards > 0, now_ms=host.now_ms())[0]
         coid = params.client_order_id
         if coid is not None and host.client_ids.in_use(symbol, account, coid):
             raise StreamexError(
@@ -119,7 +124,7 @@ class OrderEntry:
         if not bucket.take(now):
             raise rate_limited(bucket, now, "account")
 
-    def _submit_place(self, account: str, symbol: str, cmd: Command, coid: str | None
+    def _submit_place(self, account: str, symbol: str, cmd: OrderCommand, coid: str | None
                       ) -> asyncio.Future[str]:
         """Submit a checked place, tracking it until its outcome is known."""
         host = self.host

@@ -4,8 +4,10 @@ The gateway loads each market's snapshot (:meth:`OpenOrdersView.load_snapshot`)
 and then feeds every ``:out`` entry after the snapshot's ``last_out_id`` to
 :meth:`OpenOrdersView.apply`, so the view always equals the engine's book as
 of the last entry read: an order that was "received" but not yet applied is
-not in it yet (its ``new`` report follows). Costs: O(1) per event, O(k log k)
-for an account's k open orders.
+not in it yet (its ``new`` report follows). An untriggered stop or take-profit
+is an open order too (status ``untriggered``, then ``new`` once its
+``triggered`` report is applied), and so is the whole of an iceberg. Costs:
+O(1) per event, O(k log k) for an account's k open orders.
 
 Orders are also indexed by ``(account, client_order_id)`` per market
 (:meth:`OpenOrdersView.find`, :meth:`OpenOrdersView.by_client_id`): the
@@ -27,12 +29,13 @@ from collections.abc import Iterable
 
 from contract.events import Event, Report
 from contract.ids import parse_id, ts_of
-from contract.snapshot import Snapshot
+from contract.snapshot import RestingOrder, Snapshot
 from gateway.staged import StagedPlaces
 
 log = logging.getLogger(__name__)
 
-_OPEN = frozenset({"new", "partially_filled"})
+_OPEN = frozenset({"new", "partially_filled", "untriggered"})
+"""Statuses of an open order: in the book, or (``untriggered``) a stop waiting off-book."""
 
 
 class OpenOrdersView:
@@ -53,18 +56,17 @@ class OpenOrdersView:
     # -- feeding ------------------------------------------------------------------
 
     def load_snapshot(self, snap: Snapshot) -> None:
-        """Replace the market's orders with the snapshot's; continue after ``last_out_id``."""
+        """Replace the market's orders with the snapshot's; continue after ``last_out_id``.
+
+        Each order is restated as its engine report would state it: its type and time
+        in force, ``untriggered`` for a stop waiting off-book, the whole quantity of an
+        iceberg (``leaves`` = qty - cum_qty, not the visible slice). O(orders).
+        """
         symbol = snap.symbol
         for order_id in list(self._open[symbol]):
             self._drop(symbol, order_id)
         for o in snap.orders:
-            leaves = o.qty - o.cum_qty
-            self._keep(symbol, Report(
-                snap.seq, ts_of(o.order_id), o.account, o.order_id, o.client_order_id,
-                o.side, "limit", "GTC", o.price, o.qty,  # type: ignore[arg-type]
-                "status", "partially_filled" if o.cum_qty else "new", 0, 0, o.cum_qty, leaves,
-                o.cum_notional, None, None, None,
-            ))
+            self._keep(symbol, _report_of_resting(snap.seq, o))
         self._applied[symbol] = parse_id(snap.last_input_id)
         self._seq[symbol] = snap.seq
 
@@ -198,3 +200,15 @@ class OpenOrdersView:
             del markets[symbol]
             if not markets:
                 del self._by_account[report.account]
+
+
+def _report_of_resting(seq: int, o: RestingOrder) -> Report:
+    """The latest report a snapshot's open order stands for (exec_type ``status``)."""
+    status = "untriggered" if o.untriggered else "partially_filled" if o.cum_qty else "new"
+    return Report(
+        seq, ts_of(o.order_id), o.account, o.order_id, o.client_order_id,
+        o.side, o.type, o.tif, o.price, o.qty,  # type: ignore[arg-type]
+        "status", status, 0, 0, o.cum_qty, o.qty - o.cum_qty,  # type: ignore[arg-type]
+        o.cum_notional, None, None, None,
+        stop_price=o.stop_price, expire_time=o.expire_time, display_qty=o.display_qty,
+    )

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import msgspec
 
+from contract.commands import LIMIT_TYPES
 from contract.events import CancelRejected, Report
 from contract.market import Market, format_units
 from contract.order_entry import BalancePush, BalanceUpdate, ExecutionPush, ExecutionReport
@@ -42,7 +43,11 @@ def balance_frame(asset: str, decimals: int, available: int, held: int, ts: int)
 
 
 def report_of(market: Market, r: Report, exec_id: str | None = None) -> ExecutionReport:
-    """The wire form of an engine ``Report`` (``exec_id`` default: the market's of its seq)."""
+    """The wire form of an engine ``Report`` (``exec_id`` default: the market's of its seq).
+
+    ``price`` is None for the market types; ``stop_price``, ``expire_time`` and
+    ``display_qty`` are left out (UNSET) where the order has none (0 in the Report).
+    """
     fmt_qty = market.format_qty
     trade = r.exec_type == "trade"
     return ExecutionReport(
@@ -53,7 +58,7 @@ def report_of(market: Market, r: Report, exec_id: str | None = None) -> Executio
         side=r.side,
         type=r.type,
         tif=r.tif,
-        price=market.format_price(r.price) if r.type == "limit" else None,
+        price=market.format_price(r.price) if r.type in LIMIT_TYPES else None,
         qty=fmt_qty(r.qty),
         exec_type=r.exec_type,
         status=r.status,
@@ -68,11 +73,15 @@ def report_of(market: Market, r: Report, exec_id: str | None = None) -> Executio
         ts=r.ts,
         fee=market.format_quote(r.fee if trade else 0),
         fee_asset=market.quote,
+        stop_price=market.format_price(r.stop_price) if r.stop_price else msgspec.UNSET,
+        expire_time=r.expire_time if r.expire_time else msgspec.UNSET,
+        display_qty=fmt_qty(r.display_qty) if r.display_qty else msgspec.UNSET,
     )
 
 
 def status_of(market: Market, r: Report) -> ExecutionReport:
-    """An open order restated from its latest ``Report``: exec_type ``status``, no exec id."""
+    """An open order restated from its latest ``Report``: exec_type ``status``, no exec id
+    (``status`` stays the order's: ``untriggered`` for a stop waiting for its trigger)."""
     return msgspec.structs.replace(
         report_of(market, r), exec_id=None, exec_type="status", last_qty=None,
         last_price=None, liquidity=None, trade_id=None, reason=None,

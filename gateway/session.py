@@ -38,7 +38,9 @@ Behaviour a client relies on:
   Only a peer that takes nothing for ``STALL_S`` while frames wait, or lets
   ``MAX_OUTBOX`` frames pile up, is closed (1008 "slow consumer").
 - ``cancel_on_disconnect`` acts when the connection closes or the gateway
-  stops; a gateway that crashes (SIGKILL) cannot send the cancels.
+  stops; a gateway that crashes (SIGKILL) cannot send the cancels. It cancels
+  every order placed on the connection that may still be open, untriggered
+  stops and take-profits included (they are open orders in the view).
 - Under the risk stage, ``account.balances`` answers from the process's
   balances view (what the risk engines committed as far as it has read), and
   a place is pending from its XADD's reply until its first report
@@ -59,7 +61,7 @@ from typing import Any, Protocol
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
-from contract.commands import CancelAll, Command
+from contract.commands import CancelAll, OrderCommand
 from contract.errors import (
     BAD_REQUEST,
     CANCEL_ON_DISCONNECT,
@@ -140,7 +142,7 @@ class SessionHost(Protocol):
 
     def now_ms(self) -> int: ...
 
-    def submit(self, symbol: str, cmd: Command) -> asyncio.Future[str]:
+    def submit(self, symbol: str, cmd: OrderCommand) -> asyncio.Future[str]:
         """XADD ``cmd`` to the market's input stream; the future gets its entry id."""
         ...
 
@@ -361,7 +363,7 @@ class Session:
         assert self.account is not None
         return self.account
 
-    def _submit(self, symbol: str, cmd: Command) -> asyncio.Future[str]:
+    def _submit(self, symbol: str, cmd: OrderCommand) -> asyncio.Future[str]:
         return self.host.submit(symbol, cmd)
 
     def _logon(self, rid: int | str, params: LogonParams) -> None:

@@ -18,14 +18,18 @@ one of the params, O(frame length).
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Mapping
 from typing import Any
 
 import msgspec
 
-from contract.commands import Amend, Cancel, CancelAll, Place, Tif
+from contract.commands import LIMIT_TYPES, STOP_TYPES, Amend, Cancel, CancelAll, Place, Tif
 from contract.errors import (
     BAD_REQUEST,
+    INVALID_EXPIRE_TIME,
+    INVALID_QTY,
+    INVALID_STOP_PRICE,
     UNKNOWN_METHOD,
     UNKNOWN_ORDER,
     UNKNOWN_SYMBOL,
@@ -121,55 +125,123 @@ def market_of(markets: Mapping[str, Market], symbol: str) -> Market:
 
 
 def place_command(params: PlaceParams, market: Market, account: str, *,
-                  risk: bool = False) -> Place:
+                  risk: bool = False, now_ms: int | None = None) -> Place:
     """Check an ``order.place`` and build its command; raises StreamexError with the code.
 
-    With ``risk`` (the risk stage is on) a market buy carries ``quote_qty``
-    (quote units, fees included) and ``qty`` 0; every other order carries
-    ``qty`` and no ``quote_qty`` (PROTOCOL.md, section A). Without it
-    ``quote_qty`` is refused everywhere.
+    With ``risk`` (the risk stage is on) a market, stop market or take-profit
+    market buy carries ``quote_qty`` (quote units, fees included) and ``qty`` 0;
+    every other order carries ``qty`` and no ``quote_qty`` (PROTOCOL.md, section
+    A). Without it ``quote_qty`` is refused everywhere. Section B: ``stop_price``
+    (ticks) for the stop and take-profit types only, ``expire_time`` for ``GTD``
+    only and later than ``now_ms`` (the gateway's clock; default the wall clock),
+    ``display_qty`` (lots, at most ``qty``) for limit types that may rest. The
+    presence of fields is checked first (BAD_REQUEST), then each value. O(1).
     """
-    tif: Tif
-    quote_qty = 0
-    budget = risk and params.type == "market" and params.side == "buy"
+    order_type = params.type
+    limit = order_type in LIMIT_TYPES
+    stop = order_type in STOP_TYPES
+    budget = risk and not limit and params.side == "buy"
     if params.quote_qty is not msgspec.UNSET and not budget:
-        why = ("only for a market buy" if risk
+        why = ("only for a market (or stop/take-profit market) buy" if risk
                else "needs the risk stage ([risk] enabled)")
         raise StreamexError(BAD_REQUEST, f"params.quote_qty: {why}")
     if budget:
         if params.qty is not msgspec.UNSET:
-            raise StreamexError(BAD_REQUEST, "params.qty: not allowed for a market buy "
+            raise StreamexError(BAD_REQUEST, f"params.qty: not allowed for a {order_type} buy "
                                              "(give quote_qty, the most quote to spend)")
         if params.quote_qty is msgspec.UNSET:
-            raise StreamexError(BAD_REQUEST, "params.quote_qty: required for a market buy")
+            raise StreamexError(BAD_REQUEST,
+                                f"params.quote_qty: required for a {order_type} buy")
     elif params.qty is msgspec.UNSET:
         raise StreamexError(BAD_REQUEST, "params.qty: required")
-    if params.type == "limit":
-        if params.price is None:
-            raise StreamexError(BAD_REQUEST, "params.price: required for a limit order")
-        tif = params.tif or "GTC"
-        if params.post_only and tif != "GTC":
-            raise StreamexError(BAD_REQUEST, f"params.post_only: not allowed with tif {tif}")
-        qty = market.parse_qty(params.qty, "params.qty")
-        price = market.parse_price(params.price, "params.price")
+    tif = _place_tif(params, limit, stop, budget)
+    if params.stop_price is not msgspec.UNSET and not stop:
+        raise StreamexError(BAD_REQUEST, f"params.stop_price: not allowed for a {order_type} "
+                                         "order (only the stop and take-profit types)")
+    if params.display_qty is not msgspec.UNSET and not (limit and tif in _RESTING_TIFS):
+        raise StreamexError(BAD_REQUEST, "params.display_qty: only for an order with a limit "
+                                         "price and tif GTC or GTD (one that can rest)")
+    qty = 0
+    quote_qty = 0
+    if budget:
+        quote_qty = market.parse_quote(params.quote_qty, "params.quote_qty")
     else:
-        if params.price is not None:
-            raise StreamexError(BAD_REQUEST, "params.price: not allowed for a market order")
+        qty = market.parse_qty(params.qty, "params.qty")
+    price = market.parse_price(params.price, "params.price") if limit else 0
+    stop_price = _stop_price(market, params.stop_price, order_type) if stop else 0
+    expire_time = _expire_time(params.expire_time, tif, now_ms)
+    display_qty = 0
+    if params.display_qty is not msgspec.UNSET:
+        display_qty = market.parse_qty(params.display_qty, "params.display_qty")
+        if display_qty > qty:
+            raise StreamexError(INVALID_QTY, "params.display_qty: must not exceed qty")
+    return Place(account, params.side, order_type, qty, price, tif, params.post_only,
+                 params.client_order_id, params.stp, quote_qty, stop_price, expire_time,
+                 display_qty)
+
+
+_RESTING_TIFS = frozenset({"GTC", "GTD"})
+"""Times in force of an order that may rest in the book (post-only, iceberg)."""
+
+
+def _place_tif(params: PlaceParams, limit: bool, stop: bool, budget: bool) -> Tif:
+    """The checked time in force of a place (price and post-only rules included). O(1)."""
+    order_type = params.type
+    if limit:
+        if params.price is None:
+            raise StreamexError(BAD_REQUEST, f"params.price: required for a {order_type} order")
+        tif: Tif = params.tif or "GTC"
         if params.post_only:
-            raise StreamexError(BAD_REQUEST, "params.post_only: not allowed for a market order")
-        # Market orders never rest: FOK stays FOK, anything else is IOC.
-        tif = "FOK" if params.tif == "FOK" else "IOC"
-        if budget:
-            if tif == "FOK":  # all-or-nothing has no meaning for a budget
-                raise StreamexError(BAD_REQUEST, "params.tif: FOK is not allowed for a "
-                                                 "market buy by quote_qty")
-            qty = 0
-            quote_qty = market.parse_quote(params.quote_qty, "params.quote_qty")
-        else:
-            qty = market.parse_qty(params.qty, "params.qty")
-        price = 0
-    return Place(account, params.side, params.type, qty, price, tif, params.post_only,
-                 params.client_order_id, params.stp, quote_qty)
+            if stop:
+                raise StreamexError(BAD_REQUEST, f"params.post_only: not allowed for a "
+                                                 f"{order_type} order")
+            if tif not in _RESTING_TIFS:
+                raise StreamexError(BAD_REQUEST, f"params.post_only: not allowed with tif {tif}")
+        return tif
+    if params.price is not None:
+        raise StreamexError(BAD_REQUEST, f"params.price: not allowed for a {order_type} order")
+    if params.post_only:
+        raise StreamexError(BAD_REQUEST, f"params.post_only: not allowed for a {order_type} "
+                                         "order")
+    if params.tif == "GTD" and not stop:
+        raise StreamexError(BAD_REQUEST, "params.tif: GTD is not allowed for a market order "
+                                         "(it never rests)")
+    # Market orders never rest: FOK stays FOK, anything else is IOC; a stop market's GTD
+    # bounds its untriggered life.
+    tif = params.tif if params.tif in ("FOK", "GTD") else "IOC"
+    if budget and tif == "FOK":  # all-or-nothing has no meaning for a budget
+        raise StreamexError(BAD_REQUEST, f"params.tif: FOK is not allowed for a {order_type} "
+                                         "buy by quote_qty")
+    return tif
+
+
+def _stop_price(market: Market, text: str | msgspec.UnsetType, order_type: str) -> int:
+    """A stop's trigger in ticks; INVALID_STOP_PRICE when missing, malformed, off the tick
+    grid or outside [min_price, max_price]. O(len)."""
+    if text is msgspec.UNSET:
+        raise StreamexError(INVALID_STOP_PRICE,
+                            f"params.stop_price: required for a {order_type} order")
+    try:
+        return market.parse_price(text, "params.stop_price")
+    except StreamexError as exc:
+        raise StreamexError(INVALID_STOP_PRICE, exc.message) from None
+
+
+def _expire_time(value: int | msgspec.UnsetType, tif: str, now_ms: int | None) -> int:
+    """A GTD order's ``expire_time`` (0 for any other tif); INVALID_EXPIRE_TIME when a GTD
+    order has none or one not later than the gateway's clock, or another tif has one."""
+    if tif != "GTD":
+        if value is not msgspec.UNSET:
+            raise StreamexError(INVALID_EXPIRE_TIME,
+                                f"params.expire_time: only with tif GTD (tif is {tif})")
+        return 0
+    if value is msgspec.UNSET:
+        raise StreamexError(INVALID_EXPIRE_TIME, "params.expire_time: required with tif GTD")
+    now = time.time_ns() // 1_000_000 if now_ms is None else now_ms
+    if value <= now:
+        raise StreamexError(INVALID_EXPIRE_TIME, f"params.expire_time: {value} is not later "
+                                                 f"than the gateway's clock ({now} ms)")
+    return value
 
 
 def _order_ref(order_id: str | None, client_order_id: str | None, risk: bool) -> None:
@@ -191,27 +263,33 @@ def amend_command(params: AmendParams, market: Market, account: str, *,
                   risk: bool = False) -> Amend:
     """Check an ``order.amend`` and build its command; raises StreamexError with the code."""
     _order_ref(params.order_id, params.client_order_id, risk)
-    if params.qty is None and params.price is None:
-        raise StreamexError(BAD_REQUEST, "params: give qty, price or both to amend")
+    if params.qty is None and params.price is None and params.stop_price is None:
+        raise StreamexError(BAD_REQUEST, "params: give qty, price, stop_price or several "
+                                         "to amend")
     qty = None if params.qty is None else market.parse_qty(params.qty, "params.qty")
     price = None if params.price is None else market.parse_price(params.price, "params.price")
-    return Amend(account, params.order_id, params.client_order_id, qty, price)
+    stop_price = (None if params.stop_price is None
+                  else _stop_price(market, params.stop_price, "stop"))
+    return Amend(account, params.order_id, params.client_order_id, qty, price, stop_price)
 
 
 
 def commands_for(params: Params, markets: Mapping[str, Market], account: str, *,
-                 risk: bool = False) -> list[tuple[str, Place | Cancel | Amend | CancelAll]]:
+                 risk: bool = False, now_ms: int | None = None
+                 ) -> list[tuple[str, Place | Cancel | Amend | CancelAll]]:
     """The ``(symbol, command)`` pairs an order-entry request asks for, fully checked.
 
     ``order.place``/``order.cancel``/``order.amend`` give one pair,
     ``order.cancel_all`` one per market it names (every market when none).
     ``risk``: the risk stage is on (market buys by ``quote_qty``, order ids
-    of risk shards). Raises StreamexError (UNKNOWN_SYMBOL, BAD_REQUEST,
-    INVALID_*, UNKNOWN_ORDER).
+    of risk shards); ``now_ms``: the gateway's clock, which a ``GTD`` order's
+    ``expire_time`` must be later than (default the wall clock). Raises
+    StreamexError (UNKNOWN_SYMBOL, BAD_REQUEST, INVALID_*, UNKNOWN_ORDER).
     """
     if isinstance(params, PlaceParams):
         market = market_of(markets, params.symbol)
-        return [(market.symbol, place_command(params, market, account, risk=risk))]
+        return [(market.symbol, place_command(params, market, account, risk=risk,
+                                              now_ms=now_ms))]
     if isinstance(params, CancelParams):
         market = market_of(markets, params.symbol)
         return [(market.symbol, cancel_command(params, account, risk=risk))]

@@ -8,8 +8,12 @@ Order entry::
         async for report in client.executions():
             print(report.exec_type, report.status, report.cum_qty)
 
-With the risk stage on, a market buy gives ``quote_qty`` (the most quote to
-spend, fees included) instead of ``qty``, and balances are read with
+A stop or take-profit carries its trigger (``type="stop_limit"``,
+``stop_price="95.00"``); it reports ``status="untriggered"`` until a trade
+prints through it, then ``exec_type="triggered"``. ``tif="GTD"`` with
+``expire_time`` (ms) ends an order at that time; ``display_qty`` makes an
+iceberg. With the risk stage on, a market buy gives ``quote_qty`` (the most
+quote to spend, fees included) instead of ``qty``, and balances are read with
 ``await client.balances()`` and followed with ``client.balance_updates()``
 (or ``await client.next_balance()``); execution reports and balance updates
 are queued apart, so both may be read at once.
@@ -46,6 +50,7 @@ import msgspec
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from contract.commands import OrderType
 from contract.errors import StreamexError
 from contract.market import Market
 from contract.order_entry import AssetBalance, BalancesResult, BalanceUpdate, ExecutionReport
@@ -289,16 +294,20 @@ class OrderClient(_Client):
         return result
 
     async def place(self, symbol: str, side: Literal["buy", "sell"],
-                    type: Literal["limit", "market"], qty: Number | None = None,
-                    price: Number | None = None,
-                    *, tif: Literal["GTC", "IOC", "FOK"] | None = None, post_only: bool = False,
-                    client_order_id: str | None = None,
+                    type: OrderType, qty: Number | None = None, price: Number | None = None,
+                    *, tif: Literal["GTC", "IOC", "FOK", "GTD"] | None = None,
+                    post_only: bool = False, client_order_id: str | None = None,
                     stp: Literal["cancel_taker", "cancel_maker", "cancel_both", "none"] | None
-                    = None, quote_qty: Number | None = None) -> Received:
+                    = None, quote_qty: Number | None = None, stop_price: Number | None = None,
+                    expire_time: int | None = None, display_qty: Number | None = None
+                    ) -> Received:
         """Place an order; returns once it is durably queued (its reports follow as pushes).
 
-        Give ``qty``, except for a market buy under the risk stage: ``quote_qty``, the
-        most quote it may spend, fees included (the gateway refuses the other mixes).
+        Give ``qty``, except for a market (or stop/take-profit market) buy under the risk
+        stage: ``quote_qty``, the most quote it may spend, fees included (the gateway
+        refuses the other mixes). The stop and take-profit types take ``stop_price``, the
+        trigger; ``tif="GTD"`` takes ``expire_time`` (ms since the epoch, in the future);
+        ``display_qty`` makes a resting limit order an iceberg showing that much.
         """
         params: dict[str, Any] = {"symbol": symbol, "side": side, "type": type}
         if qty is not None:
@@ -307,8 +316,17 @@ class OrderClient(_Client):
             params["quote_qty"] = _decimal(quote_qty, "quote_qty")
         if price is not None:
             params["price"] = _decimal(price, "price")
+        if stop_price is not None:
+            params["stop_price"] = _decimal(stop_price, "stop_price")
         if tif is not None:
             params["tif"] = tif
+        if expire_time is not None:
+            if isinstance(expire_time, bool) or not isinstance(expire_time, int):
+                kind = expire_time.__class__.__name__
+                raise TypeError(f"expire_time: give an int (ms since the epoch), not {kind}")
+            params["expire_time"] = expire_time
+        if display_qty is not None:
+            params["display_qty"] = _decimal(display_qty, "display_qty")
         if post_only:
             params["post_only"] = True
         if client_order_id is not None:
@@ -326,14 +344,16 @@ class OrderClient(_Client):
 
     async def amend(self, symbol: str, *, order_id: str | None = None,
                     client_order_id: str | None = None, qty: Number | None = None,
-                    price: Number | None = None) -> None:
-        """Request an amend (new total qty and/or price); outcome as a ``replaced`` or
-        ``cancel_rejected`` report."""
+                    price: Number | None = None, stop_price: Number | None = None) -> None:
+        """Request an amend (new total qty, price and/or an untriggered stop's
+        ``stop_price``); outcome as a ``replaced`` or ``cancel_rejected`` report."""
         params = _order_ref(symbol, order_id, client_order_id)
         if qty is not None:
             params["qty"] = _decimal(qty, "qty")
         if price is not None:
             params["price"] = _decimal(price, "price")
+        if stop_price is not None:
+            params["stop_price"] = _decimal(stop_price, "stop_price")
         await self.request("order.amend", params)
 
     async def cancel_all(self, symbol: str | None = None) -> None:

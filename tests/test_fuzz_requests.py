@@ -32,7 +32,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from websockets.exceptions import ConnectionClosed
 
-from contract.commands import Command, Place
+from contract.commands import MARKET_TYPES, STOP_TYPES, Command, Place
 from contract.errors import ERROR_CODES, StreamexError
 from contract.market import DEFAULT_MARKETS
 from contract.wire import RequestError
@@ -50,9 +50,11 @@ SYMBOLS = frozenset(MARKETS)
 
 FIELD_NAMES = ["id", "method", "params", "symbol", "side", "type", "qty", "price", "tif",
                "post_only", "client_order_id", "stp", "order_id", "api_key", "timestamp",
-               "signature", "cancel_on_disconnect", "channel", "depth", "junk", ""]
-GOOD_STRINGS = ["BTC-USD", "ETH-USD", "XRP-USD", "buy", "sell", "limit", "market", "GTC",
-                "IOC", "FOK", "0", "-1", "1", "0.5", "100.25", "0.0001", "1e9999", "NaN",
+               "signature", "cancel_on_disconnect", "stop_price", "expire_time", "display_qty",
+               "channel", "depth", "junk", ""]
+GOOD_STRINGS = ["BTC-USD", "ETH-USD", "XRP-USD", "buy", "sell", "limit", "market", "stop_limit",
+                "stop_market", "take_profit_limit", "take_profit_market", "GTC", "IOC", "FOK",
+                "GTD", "0", "-1", "1", "0.5", "100.25", "0.0001", "1e9999", "NaN",
                 "1-0", "99999999999999999999-1", "abc", "abc\n", "x" * 36, "x" * 36 + "\n",
                 "cancel_both", "none", "book", "trades", "ticker", ALICE.api_key, "", "\u0000",
                 *METHODS, "subscribe", "unsubscribe"]
@@ -118,16 +120,22 @@ FIELDS: dict[str, tuple[list[str], list[str]]] = {  # method -> (required, optio
     "ping": ([], []), "markets": ([], []),
     "logon": (["api_key", "timestamp", "signature"], ["cancel_on_disconnect"]),
     "order.place": (["symbol", "side", "type", "qty", "price"],
-                    ["tif", "post_only", "client_order_id", "stp"]),
+                    ["tif", "post_only", "client_order_id", "stp", "stop_price", "expire_time",
+                     "display_qty"]),
     "order.cancel": (["symbol", "order_id"], ["client_order_id"]),
-    "order.amend": (["symbol", "client_order_id"], ["order_id", "qty", "price"]),
+    "order.amend": (["symbol", "client_order_id"], ["order_id", "qty", "price", "stop_price"]),
     "order.cancel_all": ([], ["symbol"]), "orders.open": ([], ["symbol"]),
     "subscribe": (["channel", "symbol"], ["depth", "interval"]),
     "unsubscribe": (["channel", "symbol"], ["depth", "interval"]),
 }
 GOOD: dict[str, list[Any]] = {
-    "symbol": ["BTC-USD", "ETH-USD"], "side": ["buy", "sell"], "type": ["limit", "market"],
-    "qty": ["1", "0.5", "0.0001"], "price": ["100.25", "10.00"], "tif": ["GTC", "IOC", "FOK"],
+    "symbol": ["BTC-USD", "ETH-USD"], "side": ["buy", "sell"],
+    "type": ["limit", "market", "stop_limit", "stop_market", "take_profit_limit",
+             "take_profit_market"],
+    "qty": ["1", "0.5", "0.0001"], "price": ["100.25", "10.00"],
+    "tif": ["GTC", "IOC", "FOK", "GTD"],
+    "stop_price": ["99.00", "101.50"], "expire_time": [4_102_444_800_000],
+    "display_qty": ["0.1", "0.5", "0.0001"],
     "post_only": [True, False], "client_order_id": ["abc", "x" * 36, "A-z_0"],
     "stp": ["cancel_taker", "cancel_maker", "cancel_both", "none"], "order_id": ["1-0"],
     "api_key": [ALICE.api_key], "timestamp": [1_700_000_000_000], "signature": ["00" * 32],
@@ -135,7 +143,11 @@ GOOD: dict[str, list[Any]] = {
     "depth": [10, 25, 100, 500], "interval": ["1m", "5m", "1h", "1d"],
 }
 BAD: dict[str, list[Any]] = {
-    "symbol": ["XRP-USD", "btc-usd", 1, None], "side": ["BUY", "hold"], "type": ["stop"],
+    "symbol": ["XRP-USD", "btc-usd", 1, None], "side": ["BUY", "hold"],
+    "type": ["stop", "STOP_LOSS"],
+    "stop_price": ["99.001", "0", "-1", "1e2", 99, None], "expire_time": [
+        0, -1, 1_700_000_000_000, "4102444800000", 1.5, 2**63, None],
+    "display_qty": ["0", "0.00015", "2", "abc", 1, None],
     "qty": ["0", "-1", "1e9999", "0.00015", "1001", "NaN", 1, "1\n", " 1", "9" * 5000],
     "price": ["100.255", "0", "1000000.01", "Infinity", 100, None, "1" * 10_000],
     "tif": ["DAY", None, 1], "post_only": ["yes", 0],
@@ -255,7 +267,13 @@ def check_command(symbol: str, cmd: Command) -> None:
     if isinstance(cmd, Place):
         market = MARKETS[symbol]
         assert market.min_lots <= cmd.qty <= market.max_lots
-        assert cmd.type == "market" or market.min_ticks <= cmd.price <= market.max_ticks
+        assert cmd.type in MARKET_TYPES or market.min_ticks <= cmd.price <= market.max_ticks
+        # Section B: a trigger on the stop types only, within the band; an expiry on GTD
+        # only; an iceberg's slice of at most its quantity.
+        assert (cmd.type in STOP_TYPES) == (cmd.stop_price > 0)
+        assert cmd.stop_price == 0 or market.min_ticks <= cmd.stop_price <= market.max_ticks
+        assert (cmd.tif == "GTD") == (cmd.expire_time > 0)
+        assert 0 <= cmd.display_qty <= cmd.qty
 
 
 # -- (a) the pure decoders --------------------------------------------------------------------

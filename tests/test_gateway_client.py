@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from decimal import Decimal
 from pathlib import Path
 
@@ -83,6 +84,56 @@ async def test_order_client_results_errors_and_executions(tmp_path: Path, redis_
             with pytest.raises(ConnectionClosed):
                 await client.ping()
             assert [r async for r in client.executions()] == []
+    finally:
+        engine.stop()
+
+
+async def test_the_sdk_places_stops_gtd_orders_and_icebergs(tmp_path: Path, redis_url: str
+                                                             ) -> None:
+    config = make_config()
+    engine = engine_process(write_config(tmp_path, config), redis_url,
+                            tmp_path / "engine.log").start()
+    try:
+        await wait_engine_ready(redis_url)
+        async with running_gateway(config, redis_url) as (_, url), \
+                OrderClient.connect(url) as client:
+            await client.logon(ALICE.api_key, ALICE.secret)
+            with pytest.raises(TypeError):
+                await client.place("BTC-USD", "sell", "stop_limit", "1", "99.00",
+                                   stop_price=99.5)  # type: ignore[arg-type]
+            with pytest.raises(TypeError):
+                await client.place("BTC-USD", "sell", "limit", "1", "99.00", tif="GTD",
+                                   expire_time=True)
+            with pytest.raises(StreamexError) as caught:
+                await client.place("BTC-USD", "sell", "stop_limit", "1", "99.00")
+            assert (caught.value.code, str(caught.value)) == (
+                "INVALID_STOP_PRICE", "params.stop_price: required for a stop_limit order")
+            with pytest.raises(StreamexError) as caught:
+                await client.place("BTC-USD", "sell", "limit", "1", "99.00", tif="GTD")
+            assert caught.value.code == "INVALID_EXPIRE_TIME"
+
+            # No trade yet on this market: a stop sell through 99.50 waits.
+            expires = time.time_ns() // 1_000_000 + 3_600_000
+            placed = await client.place("BTC-USD", "sell", "stop_limit", Decimal("0.5"),
+                                        "99.00", stop_price=Decimal("99.50"), tif="GTD",
+                                        expire_time=expires, display_qty="0.1",
+                                        client_order_id="sdk-stop")
+            new = await next_report(client)
+            assert (new.order_id, new.exec_type, new.status, new.type, new.tif, new.price,
+                    new.stop_price, new.expire_time, new.display_qty) == (
+                placed.order_id, "new", "untriggered", "stop_limit", "GTD", "99.00", "99.50",
+                expires, "0.1000")
+            await client.amend("BTC-USD", client_order_id="sdk-stop", stop_price="98.00")
+            replaced = await next_report(client)
+            assert (replaced.exec_type, replaced.status, replaced.stop_price) == (
+                "replaced", "untriggered", "98.00")
+            [listed] = await client.open_orders("BTC-USD")
+            assert (listed.exec_type, listed.status, listed.stop_price, listed.display_qty) == (
+                "status", "untriggered", "98.00", "0.1000")
+            await client.cancel("BTC-USD", order_id=placed.order_id)
+            canceled = await next_report(client)
+            assert (canceled.exec_type, canceled.stop_price) == ("canceled", "98.00")
+            assert await client.open_orders() == []
     finally:
         engine.stop()
 

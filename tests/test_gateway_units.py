@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import random
+from typing import Any
 
+import msgspec
 import pytest
 
 from contract.commands import Amend, Cancel, CancelAll, Command, Place
@@ -22,7 +25,7 @@ from contract.order_entry import ExecutionReport
 from contract.ratelimit import TokenBucket, rate_limited
 from contract.settings import Account
 from contract.signing import sign
-from contract.snapshot import decode_snapshot, encode_snapshot
+from contract.snapshot import RestingOrder, Snapshot, decode_snapshot, encode_snapshot
 from gateway.auth import verify_logon
 from gateway.client_ids import InFlightClientIds
 from gateway.orders_view import OpenOrdersView
@@ -227,6 +230,121 @@ def test_status_report_restates_an_open_order() -> None:
         "status", None, "new", "3.0000")
 
 
+# -- section B in reports: stops, GTD, icebergs ---------------------------------------------
+
+
+def _report(exec_type: str, status: str, *, order_id: str = "7-0", order_type: str = "limit",
+            tif: str = "GTC", price: int = 10000, qty: int = 20000, cum_qty: int = 0,
+            **fields: Any) -> Report:
+    """An engine report of alice's buy (the fields a test does not name are a new order's)."""
+    return Report(9, 7, "alice", order_id, "c7", "buy", order_type, tif,  # type: ignore[arg-type]
+                  price, qty, exec_type, status, 0, 0, cum_qty,  # type: ignore[arg-type]
+                  qty - cum_qty, cum_qty * price, None, None, None, **fields)
+
+
+def _wire(report: ExecutionReport) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(push_frame(report))["data"]
+    return data
+
+
+def test_reports_carry_stop_expiry_and_display_only_where_the_order_has_them() -> None:
+    stop = report_of(BTC, _report("new", "untriggered", order_type="stop_limit", tif="GTD",
+                                  price=9950, stop_price=10000, expire_time=NOW + 5,
+                                  display_qty=2500))
+    assert (stop.type, stop.status, stop.price, stop.stop_price, stop.expire_time,
+            stop.display_qty, stop.leaves_qty) == (
+        "stop_limit", "untriggered", "99.50", "100.00", NOW + 5, "0.2500", "2.0000")
+    wire = _wire(stop)
+    assert (wire["stop_price"], wire["expire_time"], wire["display_qty"]) == (
+        "100.00", NOW + 5, "0.2500")
+    # A plain limit order has none of them: absent from the JSON, not null.
+    plain = _wire(report_of(BTC, _report("new", "new")))
+    assert not {"stop_price", "expire_time", "display_qty"} & set(plain)
+    assert list(plain)[-2:] == ["fee", "fee_asset"]
+    # A stop market has no price; its trigger report says "triggered", status "new".
+    market = report_of(BTC, _report("triggered", "new", order_type="take_profit_market",
+                                    tif="IOC", price=0, stop_price=9000))
+    assert (market.exec_type, market.status, market.price, market.stop_price) == (
+        "triggered", "new", None, "90.00")
+    assert "display_qty" not in _wire(market) and "expire_time" not in _wire(market)
+    # GTD alone, an iceberg alone.
+    assert set(_wire(report_of(BTC, _report("new", "new", tif="GTD", expire_time=NOW)))) \
+        >= {"expire_time"}
+    iceberg = _wire(report_of(BTC, _report("new", "new", display_qty=1000)))
+    assert iceberg["display_qty"] == "0.1000" and "stop_price" not in iceberg
+
+
+def test_status_and_cancel_rejected_reports_keep_a_stops_fields() -> None:
+    stop = _report("new", "untriggered", order_type="stop_market", tif="IOC", price=0,
+                   stop_price=10500)
+    status = status_of(BTC, stop)
+    assert (status.exec_type, status.status, status.stop_price, status.price) == (
+        "status", "untriggered", "105.00", None)
+    refusal = CancelRejected(10, 8, "alice", "7-0", None, "8-0", "BAD_REQUEST")
+    rejected = cancel_rejected_of(BTC, refusal, stop)
+    assert (rejected.exec_type, rejected.status, rejected.stop_price, rejected.reason) == (
+        "cancel_rejected", "untriggered", "105.00", "BAD_REQUEST")
+    unknown = _wire(cancel_rejected_of(BTC, refusal, None))
+    assert "stop_price" not in unknown and unknown["status"] == "rejected"
+
+
+def test_the_sdk_decodes_reports_with_and_without_section_b_fields() -> None:
+    from streamex.client import _execution_decoder
+
+    for report in (report_of(BTC, _report("new", "untriggered", order_type="stop_limit",
+                                          stop_price=10000, tif="GTD", expire_time=NOW,
+                                          display_qty=500)),
+                   report_of(BTC, _report("trade", "partially_filled", cum_qty=500))):
+        decoded = _execution_decoder.decode(push_frame(report)).data
+        assert decoded == report
+
+
+def test_view_keeps_an_untriggered_stop_open_until_it_ends() -> None:
+    view = OpenOrdersView(["BTC-USD"])
+    stop = _report("new", "untriggered", order_type="stop_limit", stop_price=10100)
+    view.apply("BTC-USD", [stop], "7-0")
+    [(symbol, opened)] = view.open_orders("alice")
+    assert (symbol, opened.status, opened.stop_price) == ("BTC-USD", "untriggered", 10100)
+    assert view.by_client_id("BTC-USD", "alice", "c7") is opened  # its id is in use
+    assert view.may_be_open("BTC-USD", "7-0")  # cancel on disconnect includes it
+    triggered = msgspec.structs.replace(stop, seq=10, exec_type="triggered", status="new")
+    view.apply_event("BTC-USD", triggered)
+    assert status_of(BTC, view.open_orders("alice")[0][1]).status == "new"
+    expired = msgspec.structs.replace(stop, seq=11, exec_type="expired", status="expired",
+                                      leaves_qty=0, reason="EXPIRED")
+    view.apply_event("BTC-USD", expired)
+    assert view.open_orders("alice") == [] and not view.may_be_open("BTC-USD", "7-0")
+    assert view.by_client_id("BTC-USD", "alice", "c7") is None
+    assert view.gaps == 0
+
+
+def test_view_from_a_snapshot_states_stops_and_icebergs_as_their_reports_do() -> None:
+    orders = [
+        RestingOrder("5-0", "alice", "ice", "sell", 10100, 30000, 5000, 5000 * 10100, False,
+                     "cancel_taker", 1, type="limit", tif="GTD", expire_time=NOW + 9,
+                     display_qty=2000, visible=1000),
+        RestingOrder("6-0", "alice", None, "buy", 0, 10000, 0, 0, False, "cancel_taker", 2,
+                     type="stop_market", tif="IOC", stop_price=10500, untriggered=True),
+        RestingOrder("7-0", "bob", "tp", "sell", 9900, 10000, 0, 0, False, "cancel_taker", 3,
+                     type="take_profit_limit", tif="GTC", stop_price=9800, untriggered=True),
+    ]
+    snap = Snapshot(3, "BTC-USD", "7-0", "3-0", 4, 1, 3, orders)
+    view = OpenOrdersView(["BTC-USD"])
+    view.load_snapshot(decode_snapshot(encode_snapshot(snap)))
+    alice = [status_of(BTC, r) for _, r in view.open_orders("alice")]
+    assert [(r.order_id, r.type, r.tif, r.status, r.price, r.stop_price, r.qty, r.cum_qty,
+             r.leaves_qty, r.display_qty, r.expire_time) for r in alice] == [
+        ("5-0", "limit", "GTD", "partially_filled", "101.00", msgspec.UNSET, "3.0000",
+         "0.5000", "2.5000", "0.2000", NOW + 9),  # the whole iceberg, not its slice
+        ("6-0", "stop_market", "IOC", "untriggered", None, "105.00", "1.0000", "0.0000",
+         "1.0000", msgspec.UNSET, msgspec.UNSET),
+    ]
+    [(_, tp)] = view.open_orders("bob")
+    assert (tp.type, tp.status, tp.stop_price) == ("take_profit_limit", "untriggered", 9800)
+    assert view.by_client_id("BTC-USD", "bob", "tp") is tp
+    assert view.last_seq("BTC-USD") == 4 and view.applied("BTC-USD") == (7, 0)
+
+
 # -- open-orders view ------------------------------------------------------------------------
 
 ACCOUNTS = ("alice", "bob", "carol")
@@ -283,6 +401,81 @@ def test_view_follows_the_book_and_restarts_from_a_snapshot(seed: int) -> None:
     assert view.gaps == 0 and restarted.gaps == 0
     assert view.last_seq("BTC-USD") == book.seq == restarted.last_seq("BTC-USD")
     assert view.open_orders("alice", "ETH-USD") == []
+
+
+def _random_section_b_command(rng: random.Random, book: OrderBook, n: int) -> Command:
+    """Stops and take-profits of every type, GTD orders that expire within the flow,
+    icebergs, amends of triggers: what section B adds to the flow above."""
+    roll = rng.random()
+    if roll < 0.55 or not book.orders:
+        return _random_command(rng, book, n)
+    account = rng.choice(ACCOUNTS)
+    side = rng.choice(("buy", "sell"))
+    if roll < 0.75:
+        order_type = rng.choice(("stop_limit", "stop_market", "take_profit_limit",
+                                 "take_profit_market"))
+        limit = order_type.endswith("_limit")
+        gtd = rng.random() < 0.3
+        return Place(account, side, order_type,  # type: ignore[arg-type]
+                     rng.randint(1, 5) * 1000, rng.randint(95, 105) * 100 if limit else 0,
+                     "GTD" if gtd else "GTC" if limit else "IOC",
+                     client_order_id=f"s{n}" if rng.random() < 0.5 else None,
+                     stop_price=rng.randint(95, 105) * 100,
+                     expire_time=1000 + n + rng.randint(1, 40) if gtd else 0)
+    if roll < 0.9:
+        qty = rng.randint(2, 8) * 1000
+        gtd = rng.random() < 0.4
+        return Place(account, side, "limit", qty, rng.randint(95, 105) * 100,  # type: ignore[arg-type]
+                     "GTD" if gtd else "GTC", expire_time=1000 + n + rng.randint(1, 40)
+                     if gtd else 0, display_qty=rng.randint(1, qty // 1000) * 1000
+                     if rng.random() < 0.7 else 0)
+    waiting = [o for o in book.orders.values() if o.untriggered]
+    if not waiting:
+        return _random_command(rng, book, n)
+    victim = rng.choice(waiting)
+    return Amend(victim.account, victim.order_id, stop_price=rng.randint(95, 105) * 100)
+
+
+def _assert_view_matches_section_b(view: OpenOrdersView, book: OrderBook) -> None:
+    for account in ACCOUNTS:
+        expected = [(o.order_id, o.type, o.tif, o.qty, o.cum_qty, o.price, o.stop_price,
+                     o.expire_time, o.display, "untriggered" if o.untriggered else
+                     "partially_filled" if o.cum_qty else "new", o.client_order_id)
+                    for o in sorted(book.open_orders(account), key=lambda o: parse_id(
+                        o.order_id))]
+        got = [(r.order_id, r.type, r.tif, r.qty, r.cum_qty, r.price, r.stop_price,
+                r.expire_time, r.display_qty, r.status, r.client_order_id)
+               for _, r in view.open_orders(account, "BTC-USD")]
+        assert got == expected, account
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_view_follows_stops_icebergs_and_gtd_orders_and_restarts_from_a_snapshot(
+        seed: int) -> None:
+    rng = random.Random(seed)
+    book = OrderBook(BTC)
+    view = OpenOrdersView(["BTC-USD"])
+    restarted: OpenOrdersView | None = None
+    seen: set[str] = set()
+    for n in range(1, 500):
+        input_id = f"{1000 + n}-{n % 3}"
+        events = book.apply(input_id, _random_section_b_command(rng, book, n))
+        seen |= {e.status for e in events if isinstance(e, Report)}
+        seen |= {e.exec_type for e in events if isinstance(e, Report)}
+        seen |= {e.reason for e in events if isinstance(e, Report) and e.reason}
+        view.apply("BTC-USD", events, input_id)
+        if restarted is not None:
+            restarted.apply("BTC-USD", events, input_id)
+        if n == 250:
+            snap = decode_snapshot(encode_snapshot(take_snapshot(book, input_id, "77-0")))
+            restarted = OpenOrdersView(["BTC-USD"])
+            restarted.load_snapshot(snap)
+            _assert_view_matches_section_b(restarted, book)
+        _assert_view_matches_section_b(view, book)
+    assert restarted is not None
+    _assert_view_matches_section_b(restarted, book)
+    assert {"untriggered", "triggered", "EXPIRED"} <= seen  # the flow reached them
+    assert view.gaps == 0 and restarted.gaps == 0
 
 
 def test_may_be_open_knows_what_the_engine_applied() -> None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import hashlib
 import hmac
 import http.client
@@ -1005,6 +1006,104 @@ def test_amend_from_the_page_changes_the_order(watch: PageWatch, exchange: Excha
     watch.page.wait_for_selector(f"[data-testid=open-order-row][data-order-id='{order_id}']",
                                  state="detached")
     watch.page.wait_for_selector("#amend-form", state="hidden")
+    assert watch.errors == []
+
+
+def local_input(watch: PageWatch, ms: int) -> str:
+    """The datetime-local text (the browser's time zone) of the instant ``ms``."""
+    offset_min: int = watch.page.evaluate("(ms) => new Date(ms).getTimezoneOffset()", ms)
+    local = datetime.datetime.fromtimestamp(ms / 1000 - offset_min * 60, datetime.UTC)
+    return local.strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def cell_text(watch: PageWatch, order_id: str, column: str) -> str:
+    """The text of the open-order row's cell under the header ``column``."""
+    text: str = watch.page.evaluate("""([orderId, column]) => {
+        const heads = [...document.querySelectorAll("#open-orders thead th")]
+          .map((th) => th.textContent.trim());
+        const col = heads.indexOf(column);
+        if (col < 0) throw new Error(`no ${column} column`);
+        const row = document.querySelector(
+            `[data-testid=open-order-row][data-order-id="${orderId}"]`);
+        return row ? row.cells[col].textContent : null;
+    }""", [order_id, column])
+    return text
+
+
+@pytest.mark.browser
+def test_a_stop_limit_from_the_ticket_waits_untriggered_then_is_amended_and_canceled(
+        watch: PageWatch, exchange: Exchange) -> None:
+    symbol = "ETH-USD"
+    open_page(watch, exchange, symbol)
+    log_on(watch, exchange, "demo1")
+    page = watch.page
+    page.check("#side-sell")
+    assert page.is_hidden("#order-stop-price") and page.is_hidden("#order-expire")
+    page.select_option("#order-type", "stop_limit")
+    assert page.is_visible("#order-stop-price") and page.is_enabled("#order-price")
+    assert page.is_disabled("#order-post-only") and page.is_enabled("#order-display-qty")
+    # A sell that triggers only if ETH trades at 1.50 or below: it waits.
+    page.fill("#order-qty", "0.750")
+    page.fill("#order-stop-price", "1.50")
+    page.fill("#order-price", "1.40")
+    page.fill("#order-display-qty", "0.250")
+    page.select_option("#order-tif", "GTD")
+    assert page.is_visible("#order-expire")
+    assert page.input_value("#order-expire") != ""  # an hour ahead until the user sets one
+    expires = (int(time.time()) + 7200) * 1000
+    page.fill("#order-expire", local_input(watch, expires))
+    page.click("#place-btn")
+    row = page.wait_for_selector(
+        "[data-testid=open-order-row][data-type=stop_limit][data-status=untriggered]"
+        "[data-stop-price='1.50']")
+    order_id = str(row.get_attribute("data-order-id"))
+    (placed,) = sent_requests(watch, "order.place")
+    assert placed["params"] == {
+        "symbol": symbol, "side": "sell", "type": "stop_limit", "qty": "0.750",
+        "stop_price": "1.50", "price": "1.40", "tif": "GTD", "display_qty": "0.250",
+        "expire_time": expires}
+    (shown,) = [r for r in open_order_rows(watch) if r["orderId"] == order_id]
+    assert (shown["price"], shown["qty"], shown["displayQty"], shown["leaves"], shown["tif"],
+            shown["expireTime"]) == ("1.40", "0.750", "0.250", "0.750", "GTD", str(expires))
+    assert cell_text(watch, order_id, "Qty") == "0.750 (shows 0.250)"
+    assert (cell_text(watch, order_id, "Stop"), cell_text(watch, order_id, "Status"),
+            cell_text(watch, order_id, "Type")) == ("1.50", "untriggered", "stop limit")
+    assert cell_text(watch, order_id, "TIF").startswith("GTD ")
+    assert ladder_row(watch, "ask", "1.40") is None  # not in the book while it waits
+    with OrderSession(exchange.gateway_url, *exchange.accounts["demo1"]) as mine:
+        (report,) = [o for o in mine.result("orders.open", {"symbol": symbol})["orders"]
+                     if o["order_id"] == order_id]
+    assert (report["status"], report["stop_price"], report["display_qty"],
+            report["expire_time"]) == ("untriggered", "1.50", "0.250", expires)
+
+    # Its trigger moves: only the stop price is sent.
+    page.click(f"[data-testid=amend-order][data-order-id='{order_id}']")
+    page.wait_for_selector("#amend-form", state="visible")
+    assert page.input_value("#amend-stop-price") == "1.50"
+    assert page.is_enabled("#amend-stop-price")
+    page.fill("#amend-stop-price", "1.45")
+    page.click("#amend-btn")
+    page.wait_for_selector(f"[data-testid=open-order-row][data-order-id='{order_id}']"
+                           "[data-stop-price='1.45'][data-status=untriggered]")
+    assert sent_requests(watch, "order.amend")[-1]["params"] == {
+        "symbol": symbol, "order_id": order_id, "stop_price": "1.45"}
+
+    page.click(f"[data-testid=cancel-order][data-order-id='{order_id}']")
+    page.wait_for_selector(f"[data-testid=open-order-row][data-order-id='{order_id}']",
+                           state="detached")
+    assert page.query_selector(
+        f"[data-testid=exec-row][data-order-id='{order_id}'][data-exec-type=canceled]")
+
+    # What the ticket leaves out, the gateway names: a stop without its stop price.
+    page.select_option("#order-type", "stop_market")
+    assert page.is_disabled("#order-price") and page.is_disabled("#order-display-qty")
+    page.fill("#order-stop-price", "")
+    page.fill("#order-qty", "0.100")
+    page.select_option("#order-tif", "GTC")
+    page.click("#place-btn")
+    box = page.wait_for_selector("#order-error[data-code=INVALID_STOP_PRICE]")
+    assert "params.stop_price" in str(box.text_content())
+    assert page.is_hidden("#orders-error")
     assert watch.errors == []
 
 

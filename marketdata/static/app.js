@@ -11,6 +11,10 @@
 // the ticker its rolling 24-hour fields. The Order history panel lists the
 // account's latest orders of the selected market from the REST API
 // (order_history.js; `?api=` sets its URL, by default port 8003 of this host).
+// The ticket places every order type of the protocol: limit and market, stop
+// and take-profit (a stop price; they wait "untriggered" in the open orders,
+// off the book, until a trade prints through it), GTD (an expiry, local time)
+// and icebergs (a display quantity, for the types with a limit price).
 
 import { drawCandleChart } from "./candle_chart.js";
 import { compareDecimal, decimalsOf, fromUnits, toUnits } from "./decimal.js";
@@ -49,7 +53,16 @@ const orderHistory = new OrderHistory(() => invalidate("history"));
 
 const REASON_TEXT = {
   INSUFFICIENT_FUNDS: "not enough available balance for the order's hold",
+  EXPIRED: "its expiry time had passed when it reached the market",
 };
+
+/** Order types with a limit price (a stop of these becomes a limit order). */
+const LIMIT_TYPES = new Set(["limit", "stop_limit", "take_profit_limit"]);
+/** Order types that wait for a trade through their stop price. */
+const STOP_TYPES = new Set(["stop_limit", "stop_market", "take_profit_limit", "take_profit_market"]);
+/** Times in force of an order that may rest in the book (post-only, iceberg). */
+const RESTING_TIFS = new Set(["GTC", "GTD"]);
+const DEFAULT_GTD_MS = 3_600_000;
 
 /** What the user is told about a rejected / cancel_rejected report. */
 function rejectDetail(r) {
@@ -105,6 +118,21 @@ function timeOf(ts) {
   return `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}.${pad(d.getMilliseconds(), 3)}`;
 }
 
+/** `ms` as a local "YYYY-MM-DDTHH:MM:SS", the value a datetime-local input takes. */
+function localDateTime(ms) {
+  const d = new Date(ms);
+  const pad = (n) => String(n).padStart(2, "0");
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}`
+    + `T${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+}
+
+/** A datetime-local input's value (local time) as ms since the epoch, or null if unset. */
+function epochMsOf(value) {
+  if (!value) return null;
+  const ms = new Date(value).getTime();
+  return Number.isFinite(ms) ? ms : null;
+}
+
 function marketOf(symbol) {
   return feed.markets.find((m) => m.symbol === symbol) || null;
 }
@@ -148,7 +176,8 @@ function myLevels() {
   const pd = decimalsOf(m.tick_size);
   const qd = decimalsOf(m.lot_size);
   for (const o of gateway.openOrders.values()) {
-    if (o.symbol !== m.symbol || o.price == null) continue;
+    // An untriggered stop is not in the book yet.
+    if (o.symbol !== m.symbol || o.price == null || o.status === "untriggered") continue;
     const key = `${o.side === "buy" ? "bid" : "ask"}|${toUnits(o.price, pd)}`;
     mine.set(key, (mine.get(key) || 0n) + toUnits(o.leaves_qty, qd));
   }
@@ -414,13 +443,23 @@ function renderOpenOrders() {
         showOrdersError(err);
       });
     });
+    // An iceberg's quantity is the whole order; the book shows only its display qty.
+    const qty = o.display_qty != null ? `${o.qty} (shows ${o.display_qty})` : o.qty;
+    const tif = o.tif === "GTD" && o.expire_time != null
+      ? `GTD ${localDateTime(o.expire_time).replace("T", " ")}` : o.tif;
     return el("tr", {
-      class: `order ${o.side}`, "data-testid": "open-order-row", "data-order-id": o.order_id,
-      "data-symbol": o.symbol, "data-side": o.side, "data-price": o.price ?? "",
-      "data-qty": o.qty, "data-leaves": o.leaves_qty,
+      class: `order ${o.side} ${o.status}`, "data-testid": "open-order-row",
+      "data-order-id": o.order_id, "data-symbol": o.symbol, "data-side": o.side,
+      "data-type": o.type, "data-price": o.price ?? "", "data-stop-price": o.stop_price ?? "",
+      "data-qty": o.qty, "data-display-qty": o.display_qty ?? "", "data-leaves": o.leaves_qty,
+      "data-tif": o.tif, "data-expire-time": o.expire_time != null ? String(o.expire_time) : "",
+      "data-status": o.status,
     }, [el("td", { text: o.symbol }), el("td", { class: "side", text: o.side }),
-      el("td", { text: o.price ?? "market" }), el("td", { text: o.qty }),
-      el("td", { text: o.cum_qty }), el("td", { text: o.tif }), el("td", { text: o.status }),
+      el("td", { class: "type", text: o.type.replaceAll("_", " ") }),
+      el("td", { text: o.price ?? "market" }),
+      el("td", { class: "stop", text: o.stop_price ?? "" }), el("td", { class: "qty", text: qty }),
+      el("td", { text: o.cum_qty }), el("td", { class: "tif", text: tif }),
+      el("td", { class: "status", text: o.status }),
       el("td", { class: "id", text: o.order_id }), el("td", { class: "actions" }, [amend, cancel])]);
   });
   $("open-orders-body").replaceChildren(...rows);
@@ -533,6 +572,7 @@ function renderTicketLabels() {
   const m = feed.market();
   $("order-qty").placeholder = m ? `${m.base}, step ${m.lot_size}` : "";
   $("order-price").placeholder = m ? `${m.quote}, step ${m.tick_size}` : "";
+  $("order-stop-price").placeholder = m ? `${m.quote}, the trigger, step ${m.tick_size}` : "";
   setText($("order-quote-qty-text"), m ? `Spend (${m.quote})` : "Spend");
   $("order-quote-qty").placeholder = m
     ? `${m.quote}, fees included${m.quote_decimals != null ? `, ≤ ${m.quote_decimals} decimals` : ""}`
@@ -655,19 +695,35 @@ function orderSide() {
  * the most it may spend fees included, instead of `qty`.
  */
 function spendsQuote() {
-  return $("order-type").value === "market" && orderSide() === "buy" && gateway.risk === true;
+  return !LIMIT_TYPES.has($("order-type").value) && orderSide() === "buy" && gateway.risk === true;
 }
 
+/**
+ * Which inputs the ticket's type and time in force take: a price for the limit types, a
+ * stop price for the stop and take-profit types, post only for a plain limit order, a
+ * display qty for an order that can rest with a limit price, an expiry for GTD (one hour
+ * ahead until the user sets one). A market order's time in force is not asked for.
+ */
 function syncTicketInputs() {
-  const market = $("order-type").value === "market";
-  $("order-price").disabled = market;
-  $("order-tif").disabled = market;
-  $("order-post-only").disabled = market;
+  const type = $("order-type").value;
+  const limit = LIMIT_TYPES.has(type);
+  const tif = $("order-tif").value;
+  $("order-price").disabled = !limit;
+  $("order-tif").disabled = type === "market";
+  $("order-post-only").disabled = type !== "limit";
+  $("order-stop-price-label").hidden = !STOP_TYPES.has(type);
+  $("order-display-qty").disabled = !limit || !RESTING_TIFS.has(tif);
+  const gtd = type !== "market" && tif === "GTD";
+  $("order-expire-label").hidden = !gtd;
+  if (gtd && !$("order-expire").value) {
+    $("order-expire").value = localDateTime(Date.now() + DEFAULT_GTD_MS);
+  }
   const spend = spendsQuote();
   $("order-qty-label").hidden = spend;
   $("order-quote-qty-label").hidden = !spend;
 }
 $("order-type").addEventListener("change", syncTicketInputs);
+$("order-tif").addEventListener("change", syncTicketInputs);
 for (const radio of document.querySelectorAll("input[name=side]")) {
   radio.addEventListener("change", syncTicketInputs);
 }
@@ -688,11 +744,25 @@ $("order-form").addEventListener("submit", async (event) => {
   const params = { symbol: feed.symbol, side: orderSide(), type };
   if (spendsQuote()) params.quote_qty = $("order-quote-qty").value.trim();
   else params.qty = $("order-qty").value.trim();
-  if (type === "limit") {
+  // What is left out (a stop price, an expiry) the gateway names in its refusal.
+  if (STOP_TYPES.has(type)) {
+    const stop = $("order-stop-price").value.trim();
+    if (stop !== "") params.stop_price = stop;
+  }
+  const tif = $("order-tif").value;
+  if (LIMIT_TYPES.has(type)) {
     const price = $("order-price").value.trim();
     if (price !== "") params.price = price;
-    params.tif = $("order-tif").value;
-    if ($("order-post-only").checked) params.post_only = true;
+    params.tif = tif;
+    if (type === "limit" && $("order-post-only").checked) params.post_only = true;
+    const display = $("order-display-qty").value.trim();
+    if (display !== "" && RESTING_TIFS.has(tif)) params.display_qty = display;
+  } else if (type !== "market" && (tif === "GTD" || tif === "FOK")) {
+    params.tif = tif; // a stop market's untriggered life, or all-or-nothing once triggered
+  }
+  if (params.tif === "GTD") {
+    const expires = epochMsOf($("order-expire").value);
+    if (expires !== null) params.expire_time = expires;
   }
   const result = $("order-result");
   result.textContent = "sending…";
@@ -720,10 +790,17 @@ function openAmend(o) {
   form.hidden = false;
   form.dataset.symbol = o.symbol;
   form.dataset.orderId = o.order_id;
-  setText($("amend-order"), `${o.side} ${o.symbol} ${o.qty} @ ${o.price ?? "market"} (${o.order_id})`);
+  const stop = o.stop_price != null ? ` stop ${o.stop_price}` : "";
+  setText($("amend-order"),
+    `${o.side} ${o.symbol} ${o.qty} @ ${o.price ?? "market"}${stop} (${o.order_id})`);
   const price = $("amend-price");
   price.value = o.price ?? "";
   price.disabled = o.price == null;
+  // Only a stop still waiting for its trigger can move it.
+  $("amend-stop-price-label").hidden = o.stop_price == null;
+  const stopPrice = $("amend-stop-price");
+  stopPrice.value = o.stop_price ?? "";
+  stopPrice.disabled = o.status !== "untriggered";
   const qty = $("amend-qty");
   qty.value = o.qty;
   qty.title = `The new total quantity, the ${o.cum_qty} already filled included`;
@@ -749,10 +826,15 @@ $("amend-form").addEventListener("submit", async (event) => {
   const changes = {};
   const price = $("amend-price").value.trim();
   const qty = $("amend-qty").value.trim();
+  const stop = $("amend-stop-price").value.trim();
   if (price !== "" && order.price != null && !sameDecimal(price, order.price)) changes.price = price;
   if (qty !== "" && !sameDecimal(qty, order.qty)) changes.qty = qty;
-  if (changes.price === undefined && changes.qty === undefined) {
-    showOrdersError({ code: "NO_CHANGE", detail: "enter a new price or a new total quantity" });
+  if (stop !== "" && order.status === "untriggered" && !sameDecimal(stop, order.stop_price)) {
+    changes.stop_price = stop;
+  }
+  if (Object.keys(changes).length === 0) {
+    showOrdersError({ code: "NO_CHANGE",
+      detail: "enter a new price, stop price or total quantity" });
     return;
   }
   showOrdersResult("amend", "sending amend…", orderId);

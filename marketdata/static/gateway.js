@@ -17,7 +17,8 @@ import { backoffDelay } from "./backoff.js";
 import { logonParams, makeSigner } from "./hmac.js";
 
 export const EXEC_LOG_LENGTH = 200;
-const OPEN_STATUSES = new Set(["new", "partially_filled"]);
+// An untriggered stop or take-profit is open too: it waits off-book for its trigger.
+const OPEN_STATUSES = new Set(["new", "partially_filled", "untriggered"]);
 const REQUEST_TIMEOUT_MS = 10000;
 
 /** The key of an order in `openOrders`: order ids are unique only within a market. */
@@ -108,11 +109,15 @@ export class GatewayClient {
     return this.request("order.cancel", { symbol, order_id: orderId });
   }
 
-  /** Amend an open order: `changes` has `price` and/or `qty` (the new total quantity). */
+  /**
+   * Amend an open order: `changes` has `price`, `qty` (the new total quantity) and/or
+   * `stop_price` (an untriggered stop's trigger).
+   */
   amend(symbol, orderId, changes) {
     const params = { symbol, order_id: orderId };
     if (changes.price !== undefined) params.price = changes.price;
     if (changes.qty !== undefined) params.qty = changes.qty;
+    if (changes.stop_price !== undefined) params.stop_price = changes.stop_price;
     return this.request("order.amend", params);
   }
 
