@@ -4,7 +4,10 @@ Open orders and balances come from the live views of the process's router
 (what the engine and the risk stage committed, as far as it has read); an
 order that is not open, all orders and the account's trades come from the
 history database, after waiting (bounded) until it has written everything
-the router read for this account (``api.history``, read-your-writes). Each
+the router read for this account (``api.history``, read-your-writes). An
+open stop that has triggered works from its trigger time: the time this
+process read its ``triggered`` report (``api.outcomes``), else the one the
+history database wrote, else its latest report's time. Each
 handler reads its parameters, calls ``params.finish()``, and returns the
 JSON body. Also here: the ``sapi`` lists ccxt asks for while loading markets
 (coins, margin pairs), empty for an account without those products.
@@ -36,9 +39,12 @@ from api.shapes import (
     state_of_report,
 )
 from api.trading import PENDING_WAIT_S, open_order, order_ref
+from contract.commands import STOP_TYPES
+from contract.events import Report
 from contract.ids import order_id_of_number, ts_of
 from contract.market import Market
 from contract.risk import risk_shard, risk_tag
+from store.db import StoreError
 from store.rows import OrderRow
 
 DAY_MS = 24 * HOUR_MS
@@ -48,7 +54,47 @@ def state_of_row(row: OrderRow) -> OrderState:
     """The order as the history database last wrote it."""
     return OrderState(row.order_id, row.client_order_id, row.side, row.type, row.tif,
                       row.price, row.qty, row.cum_qty, row.cum_notional, row.status,
-                      row.reason, row.created_ts, row.updated_ts, None, None, row.quote_qty)
+                      row.reason, row.created_ts, row.updated_ts, None, None, row.quote_qty,
+                      row.stop_price, row.expire_time, row.display_qty, row.trigger_ts)
+
+
+def _triggered_stop(r: Report) -> bool:
+    return r.type in STOP_TYPES and r.status != "untriggered"
+
+
+async def live_states(ctx: ApiContext, account: str, reports: list[tuple[str, Report]]
+                      ) -> list[OrderState]:
+    """The states of ``account``'s open orders ``(symbol, latest report)``, each triggered
+    stop with its trigger time: as this process read it, else as history wrote it (one
+    read of the account's open orders per market that needs it), else the report's time.
+    Cost: O(orders), plus those reads."""
+    outcomes = ctx.outcomes
+    known: dict[tuple[str, str], int] = {}
+    missing: set[str] = set()
+    for symbol, r in reports:
+        if _triggered_stop(r) and r.exec_type != "triggered":
+            ts = outcomes.trigger_time(symbol, r.order_id)
+            if ts is None:
+                missing.add(symbol)
+            else:
+                known[(symbol, r.order_id)] = ts
+    history = ctx.history
+    if missing and history is not None:
+        for symbol in sorted(missing):
+            try:
+                rows = await history.read(history.store.open_orders, symbol, account)
+            except StoreError:
+                continue  # the report's time will do
+            for row in rows:
+                if row.trigger_ts is not None:
+                    known.setdefault((symbol, row.order_id), row.trigger_ts)
+    states = []
+    for symbol, r in reports:
+        trigger_ts = None
+        if _triggered_stop(r):
+            trigger_ts = known.get((symbol, r.order_id), r.ts)
+        states.append(state_of_report(r, trigger_ts=trigger_ts))
+    return states
 
 
 async def catch_up(ctx: ApiContext, history: History, symbol: str, account: str) -> None:
@@ -89,7 +135,8 @@ async def query_order(ctx: ApiContext, req: ApiRequest) -> Any:
     params.finish()
     report = await open_order(ctx, market, account, order_id, coid)
     if report is not None:
-        return order_json(market, state_of_report(report))
+        (state,) = await live_states(ctx, account, [(market.symbol, report)])
+        return order_json(market, state)
     history = ctx.require_history()
     await catch_up(ctx, history, market.symbol, account)
     store = history.store
@@ -116,8 +163,9 @@ async def open_orders(ctx: ApiContext, req: ApiRequest) -> Any:
     if pending:  # read-your-writes: this process's places acknowledged but not yet applied
         await asyncio.wait(pending, timeout=PENDING_WAIT_S)
     markets = ctx.config.markets_by_symbol
-    return [order_json(markets[s], state_of_report(r))
-            for s, r in ctx.gateway.view.open_orders(account, symbol)]
+    reports = ctx.gateway.view.open_orders(account, symbol)
+    states = await live_states(ctx, account, reports)
+    return [order_json(markets[s], state) for (s, _), state in zip(reports, states, strict=True)]
 
 
 async def all_orders(ctx: ApiContext, req: ApiRequest) -> Any:

@@ -20,9 +20,11 @@ from contract.errors import (
     FOK_UNFILLABLE,
     INSUFFICIENT_FUNDS,
     INTERNAL,
+    INVALID_EXPIRE_TIME,
     INVALID_LOT,
     INVALID_PRICE,
     INVALID_QTY,
+    INVALID_STOP_PRICE,
     INVALID_TICK,
     OVERLOADED,
     POST_ONLY_WOULD_TAKE,
@@ -69,6 +71,9 @@ BAD_API_KEY_FMT = -2014
 REJECTED_MBX_KEY = -2015
 
 UNKNOWN_ORDER_SENT = "Unknown order sent."
+UNSUPPORTED_COMBINATION = "Unsupported order combination"
+"""-1013's message for an orderType, timeInForce, stopPrice and icebergQty that do not go
+together (Binance's "Failures during order placement")."""
 ORDER_DOES_NOT_EXIST = "Order does not exist."
 STATUS_UNKNOWN = ("Timeout waiting for response from backend server. Send status unknown; "
                   "execution status unknown.")
@@ -138,7 +143,10 @@ def rejected(reason: str | None) -> BinanceError:
     return BinanceError(NEW_ORDER_REJECTED, msg)
 
 
-_FIELDS = (("params.quote_qty", "quoteOrderQty"), ("params.qty", "quantity"),
+_FIELDS = (("params.stop_price", "stopPrice"), ("params.display_qty", "icebergQty"),
+           ("params.expire_time", "goodTillDate"), ("stop_price", "stopPrice"),
+           ("display_qty", "icebergQty"), ("expire_time", "goodTillDate"),
+           ("params.quote_qty", "quoteOrderQty"), ("params.qty", "quantity"),
            ("params.price", "price"), ("params.client_order_id", "newClientOrderId"),
            ("params.tif", "timeInForce"), ("params.symbol", "symbol"),
            ("params.post_only", "LIMIT_MAKER"), ("quote_qty", "quoteOrderQty"))
@@ -156,14 +164,19 @@ def from_streamex(exc: StreamexError, *, cancel: bool = False) -> BinanceError:
 
     ``cancel``: the request was a cancel (-2011 rather than -2010 for business refusals).
     Filter failures keep streamex's detail after Binance's text, e.g.
-    ``Filter failure: LOT_SIZE (quantity: must be a multiple of 0.0001)``.
+    ``Filter failure: LOT_SIZE (quantity: must be a multiple of 0.0001)``; a stop price
+    off the grid or band is a ``PRICE_FILTER`` failure (Binance filters ``stopPrice``
+    like ``price``), an expire time not in the future an invalid ``goodTillDate``
+    (-1130).
     """
     code, detail = exc.code, _binance_words(exc.message)
     if code in (INVALID_QTY, INVALID_LOT):
         which = "NOTIONAL" if "quoteOrderQty" in detail else "LOT_SIZE"
         return BinanceError(INVALID_MESSAGE, f"Filter failure: {which} ({detail})")
-    if code in (INVALID_PRICE, INVALID_TICK):
+    if code in (INVALID_PRICE, INVALID_TICK, INVALID_STOP_PRICE):
         return BinanceError(INVALID_MESSAGE, f"Filter failure: PRICE_FILTER ({detail})")
+    if code == INVALID_EXPIRE_TIME:
+        return invalid_parameter("goodTillDate", f" ({detail})")
     if code == UNKNOWN_SYMBOL:
         return invalid_symbol()
     if code == RATE_LIMITED:

@@ -20,12 +20,17 @@ engine's reports of its request. The gateway's router calls
   per stream, the id of the last entry read with a report of the account is
   kept, so a query can wait until the history database has written that far
   (read-your-writes, :meth:`position_of`).
+- the time each open stop triggered (its ``triggered`` report, any account's)
+  is kept until the stop ends, since the open-orders view keeps only an
+  order's latest report and REST states a stop's ``workingTime`` as its
+  trigger time (:meth:`trigger_time`).
 
 Memory is bounded (:data:`MAX_WAITING` waiters per market and
 :data:`MAX_EARLY` early reports per market and account, the oldest dropped;
-one position per tracked account and stream). Cost per entry:
-nothing when no request waits and no account is tracked, else O(events). No
-I/O: asyncio futures only.
+one position per tracked account and stream; :data:`MAX_TRIGGERS` trigger
+times). Cost per entry: one pass over its events for trigger times, and
+O(events) more when a request waits or an account is tracked. No I/O:
+asyncio futures only.
 """
 
 from __future__ import annotations
@@ -40,6 +45,8 @@ MAX_WAITING = 100_000
 MAX_EARLY = 10_000
 """First reports kept per market and account while its places are in flight (a place's
 XADD reply comes within one round trip: older ones are no place's of this process)."""
+MAX_TRIGGERS = 1_000_000
+"""Trigger times of open stops kept (the oldest dropped: REST then reads the history)."""
 TERMINAL = frozenset({"filled", "canceled", "expired", "rejected"})
 
 CancelOutcome = Report | CancelRejected
@@ -64,6 +71,8 @@ class Outcomes:
         self._accounts: set[str] = set()
         # (stream, account) -> id of the last entry read with a report of the account.
         self._positions: dict[tuple[str, str], bytes] = {}
+        # (symbol, order id) -> ts of the triggered report of an open stop.
+        self._triggers: dict[tuple[str, str], int] = {}
 
     # -- places ---------------------------------------------------------------------
 
@@ -154,12 +163,33 @@ class Outcomes:
         ``account``, if it is tracked and there was one."""
         return self._positions.get((stream, account))
 
+    # -- stops ------------------------------------------------------------------------
+
+    def trigger_time(self, symbol: str, order_id: str) -> int | None:
+        """When the open stop ``order_id`` triggered, if this process read its ``triggered``
+        report (None: untriggered, ended, not a stop, or triggered before this process
+        started: ask the history database). O(1)."""
+        return self._triggers.get((symbol, order_id))
+
+    def _note_triggers(self, symbol: str, events: Sequence[Event]) -> None:
+        triggers = self._triggers
+        for event in events:
+            if type(event) is Report:
+                assert isinstance(event, Report)
+                if event.exec_type == "triggered":
+                    triggers[(symbol, event.order_id)] = event.ts
+                    if len(triggers) > MAX_TRIGGERS:
+                        del triggers[next(iter(triggers))]
+                elif triggers and event.status in TERMINAL:
+                    triggers.pop((symbol, event.order_id), None)
+
     # -- the router's side ------------------------------------------------------------
 
     def observe(self, stream: str, entry_id: bytes, symbol: str,
                 events: Sequence[Event]) -> None:
         """One ``:out`` entry of ``stream`` (a symbol or ``acct-K``) with events of market
         ``symbol`` (``gateway.router.Observer``, the stream named as history names it)."""
+        self._note_triggers(symbol, events)
         places = self._places.get(symbol)
         cancels = self._cancels.get(symbol)
         accounts = self._accounts

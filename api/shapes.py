@@ -4,11 +4,13 @@ The names Binance clients read: a market ``BTC-USD`` is the symbol
 ``BTCUSD`` (:func:`binance_symbol`); an order id is the integer ``orderId``
 ``contract.ids.order_number(order_id)``; statuses, types, sides, time in
 force and self-trade prevention modes are Binance's enums (upper case, an
-order ended by self-trade prevention is ``EXPIRED_IN_MATCH``); prices,
-quantities and amounts are decimal strings with the market's decimals
-(``contract.market``), commissions in the quote asset as streamex charges
-them. Each function returns plain dicts and lists ready to encode. No I/O;
-O(size of the answer).
+order ended by self-trade prevention is ``EXPIRED_IN_MATCH``; ``stop_limit`` is
+``STOP_LOSS_LIMIT``, ``stop_market`` ``STOP_LOSS``, the take-profits
+``TAKE_PROFIT_LIMIT``/``TAKE_PROFIT``; an untriggered stop is ``NEW`` and not
+working until its trigger); prices, quantities and amounts are decimal
+strings with the market's decimals (``contract.market``), commissions in the
+quote asset as streamex charges them. Each function returns plain dicts and
+lists ready to encode. No I/O; O(size of the answer).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any, NamedTuple
 
 from api.errors import invalid_symbol
 from candles.core import Candle, Stats24h
+from contract.commands import LIMIT_TYPES, STOP_TYPES
 from contract.errors import STP
 from contract.events import Report
 from contract.ids import order_number, ts_of
@@ -25,13 +28,26 @@ from contract.market import Market, format_units
 from contract.settings import LimitsConfig
 
 STATUSES = {"new": "NEW", "partially_filled": "PARTIALLY_FILLED", "filled": "FILLED",
-            "canceled": "CANCELED", "expired": "EXPIRED", "rejected": "REJECTED"}
+            "canceled": "CANCELED", "expired": "EXPIRED", "rejected": "REJECTED",
+            "untriggered": "NEW"}
+"""streamex's ``status`` -> Binance's (an untriggered stop is NEW, not yet working)."""
 STP_MODES = {"none": "NONE", "cancel_taker": "EXPIRE_TAKER", "cancel_maker": "EXPIRE_MAKER",
              "cancel_both": "EXPIRE_BOTH"}
 """streamex's ``stp`` -> Binance's ``selfTradePreventionMode``."""
 STP_OF_BINANCE = {v: k for k, v in STP_MODES.items()}
-ORDER_TYPES = ("LIMIT", "LIMIT_MAKER", "MARKET")
-"""The order types streamex serves (``STOP_LOSS*``/``TAKE_PROFIT*`` need the core's stops)."""
+STOP_TYPES_OF_BINANCE = {"STOP_LOSS": "stop_market", "STOP_LOSS_LIMIT": "stop_limit",
+                         "TAKE_PROFIT": "take_profit_market",
+                         "TAKE_PROFIT_LIMIT": "take_profit_limit"}
+"""Binance's stop and take-profit types -> streamex's ``type``."""
+TYPE_OF_BINANCE = {"LIMIT": "limit", "LIMIT_MAKER": "limit", "MARKET": "market",
+                   **STOP_TYPES_OF_BINANCE}
+"""Every Binance order type served -> streamex's ``type`` (LIMIT_MAKER: post-only)."""
+BINANCE_TYPES = {"limit": "LIMIT", "market": "MARKET",
+                 **{v: k for k, v in STOP_TYPES_OF_BINANCE.items()}}
+"""streamex's ``type`` -> Binance's (a post-only limit is LIMIT_MAKER where known)."""
+ORDER_TYPES = ("LIMIT", "LIMIT_MAKER", "MARKET", "STOP_LOSS", "STOP_LOSS_LIMIT",
+               "TAKE_PROFIT", "TAKE_PROFIT_LIMIT")
+"""The order types ``exchangeInfo`` lists, in Binance's order."""
 
 
 def binance_symbol(symbol: str) -> str:
@@ -78,14 +94,27 @@ class OrderState(NamedTuple):
     post_only: bool | None = None
     stp: str | None = None
     quote_qty: int | None = None
+    stop_price: int = 0
+    """A stop's trigger (ticks); 0 for other orders."""
+    expire_time: int = 0
+    """A GTD order's end (ms); 0 otherwise."""
+    display_qty: int = 0
+    """An iceberg's shown slice (lots); 0 when the whole order shows."""
+    trigger_ts: int | None = None
+    """When a stop triggered (None: not triggered, or not a stop)."""
 
 
 def state_of_report(r: Report, post_only: bool | None = None, stp: str | None = None,
-                    quote_qty: int | None = None) -> OrderState:
-    """The order as its latest engine ``Report`` leaves it."""
+                    quote_qty: int | None = None, trigger_ts: int | None = None
+                    ) -> OrderState:
+    """The order as its latest engine ``Report`` leaves it; ``trigger_ts`` is a stop's
+    trigger time when the caller knows it (a ``triggered`` report states its own)."""
+    if trigger_ts is None and r.exec_type == "triggered":
+        trigger_ts = r.ts
     return OrderState(r.order_id, r.client_order_id, r.side, r.type, r.tif, r.price, r.qty,
                       r.cum_qty, r.cum_notional, r.status, r.reason, ts_of(r.order_id), r.ts,
-                      post_only, stp, quote_qty)
+                      post_only, stp, quote_qty, r.stop_price, r.expire_time, r.display_qty,
+                      trigger_ts)
 
 
 def status_of(state: OrderState) -> str:
@@ -95,9 +124,43 @@ def status_of(state: OrderState) -> str:
 
 
 def _order_type(state: OrderState) -> str:
-    if state.type == "market":
-        return "MARKET"
-    return "LIMIT_MAKER" if state.post_only else "LIMIT"
+    if state.type == "limit" and state.post_only:
+        return "LIMIT_MAKER"
+    return BINANCE_TYPES[state.type]
+
+
+def _time_in_force(state: OrderState) -> str:
+    """Binance states a market order GTC (a LIMIT_MAKER is GTC by definition); a stop
+    market's own GTD or FOK is kept (it is what decides its life)."""
+    if state.type in LIMIT_TYPES:
+        return state.tif
+    if state.type != "market" and state.tif in ("GTD", "FOK"):
+        return state.tif
+    return "GTC"
+
+
+def working(state: OrderState) -> tuple[bool, int]:
+    """Binance's ``(isWorking, workingTime)``: an order works from when it was received; a
+    stop from its trigger (``(False, -1)`` while untriggered, and when it ended without
+    triggering)."""
+    if state.type not in STOP_TYPES:
+        return True, state.time
+    if state.status == "untriggered" or state.trigger_ts is None:
+        return False, -1
+    return True, state.trigger_ts
+
+
+def _conditional(market: Market, state: OrderState) -> dict[str, Any]:
+    """The fields a placement or cancel answer carries only where the order has them
+    (Binance's "conditional fields"): ``stopPrice``, ``icebergQty``, ``goodTillDate``."""
+    out: dict[str, Any] = {}
+    if state.stop_price:
+        out["stopPrice"] = market.format_price(state.stop_price)
+    if state.display_qty:
+        out["icebergQty"] = market.format_qty(state.display_qty)
+    if state.expire_time:
+        out["goodTillDate"] = state.expire_time
+    return out
 
 
 def _order_core(market: Market, state: OrderState) -> dict[str, Any]:
@@ -118,8 +181,7 @@ def _order_amounts(market: Market, state: OrderState) -> dict[str, Any]:
         "origQuoteOrderQty": market.format_quote(state.quote_qty or 0),
         "cummulativeQuoteQty": market.format_quote(quote_units),
         "status": status_of(state),
-        # Binance states market orders GTC; a LIMIT_MAKER is GTC by definition.
-        "timeInForce": state.tif if state.type == "limit" else "GTC",
+        "timeInForce": _time_in_force(state),
         "type": _order_type(state),
         "side": state.side.upper(),
     }
@@ -130,18 +192,22 @@ def _stp(state: OrderState) -> dict[str, Any]:
 
 
 def order_json(market: Market, state: OrderState) -> dict[str, Any]:
-    """An order as ``GET /api/v3/order``, ``openOrders`` and ``allOrders`` give it."""
+    """An order as ``GET /api/v3/order``, ``openOrders`` and ``allOrders`` give it:
+    ``stopPrice`` and ``icebergQty`` always (zeros where none), ``goodTillDate`` (0 unless
+    GTD, as Binance's futures API gives it), ``isWorking``/``workingTime`` (:func:`working`)."""
     out = _order_core(market, state)
     amounts = _order_amounts(market, state)
+    is_working, working_time = working(state)
     out.update(
         price=amounts["price"], origQty=amounts["origQty"],
         executedQty=amounts["executedQty"],
         cummulativeQuoteQty=amounts["cummulativeQuoteQty"], status=amounts["status"],
         timeInForce=amounts["timeInForce"], type=amounts["type"], side=amounts["side"],
-        stopPrice=market.format_price(0), icebergQty=market.format_qty(0),
+        stopPrice=market.format_price(state.stop_price),
+        icebergQty=market.format_qty(state.display_qty),
         time=state.time, updateTime=state.update_time,
-        isWorking=True, workingTime=state.time,
-        origQuoteOrderQty=amounts["origQuoteOrderQty"])
+        isWorking=is_working, workingTime=working_time,
+        origQuoteOrderQty=amounts["origQuoteOrderQty"], goodTillDate=state.expire_time)
     out.update(_stp(state))
     return out
 
@@ -159,7 +225,8 @@ def result_json(market: Market, state: OrderState, transact_time: int) -> dict[s
     out = _order_core(market, state)
     out["transactTime"] = transact_time
     out.update(_order_amounts(market, state))
-    out["workingTime"] = state.time
+    out["workingTime"] = working(state)[1]
+    out.update(_conditional(market, state))
     out.update(_stp(state))
     return out
 
@@ -187,6 +254,7 @@ def cancel_json(market: Market, state: OrderState, orig_client_order_id: str | N
            "orderId": order_number(state.order_id), "orderListId": -1,
            "clientOrderId": state.client_order_id or "", "transactTime": transact_time}
     out.update(_order_amounts(market, state))
+    out.update(_conditional(market, state))
     out.update(_stp(state))
     return out
 
@@ -312,7 +380,7 @@ def symbol_json(market: Market, risk: bool) -> dict[str, Any]:
         "quoteAssetPrecision": market.quote_units,
         "baseCommissionPrecision": market.base_units,
         "quoteCommissionPrecision": market.quote_units,
-        "orderTypes": list(ORDER_TYPES), "icebergAllowed": False, "ocoAllowed": False,
+        "orderTypes": list(ORDER_TYPES), "icebergAllowed": True, "ocoAllowed": False,
         "otoAllowed": False, "opoAllowed": False, "quoteOrderQtyMarketAllowed": risk,
         "allowTrailingStop": False, "cancelReplaceAllowed": False, "amendAllowed": False,
         "pegInstructionsAllowed": False, "isSpotTradingAllowed": True,

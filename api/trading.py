@@ -20,13 +20,19 @@ on the websocket. Then the handler waits (``api.outcomes``, at most
 - No answer in time, or an XADD Redis did not confirm, is -1007 with HTTP
   503: the execution status is unknown (query the order).
 
-Parameters mapping: LIMIT (``timeInForce`` GTC/IOC/FOK, ``quantity``,
+Parameters mapping: LIMIT (``timeInForce`` GTC/IOC/FOK/GTD, ``quantity``,
 ``price``), LIMIT_MAKER (post-only GTC), MARKET (``quantity``; a buy under
 the risk stage takes ``quoteOrderQty`` instead: the most quote it may spend,
-fees included), ``newClientOrderId`` (generated when absent, as Binance
-does), ``selfTradePreventionMode`` (EXPIRE_TAKER, the default, EXPIRE_MAKER,
-EXPIRE_BOTH, NONE). Stop and take-profit orders, icebergs and trailing
-deltas are refused with Binance's "not supported for this symbol".
+fees included), STOP_LOSS_LIMIT / TAKE_PROFIT_LIMIT (``stop_limit`` /
+``take_profit_limit``: LIMIT's parameters and ``stopPrice``), STOP_LOSS /
+TAKE_PROFIT (``stop_market`` / ``take_profit_market``: MARKET's amount and
+``stopPrice``; ``timeInForce`` only GTD or FOK), ``icebergQty`` (the
+``display_qty`` of a LIMIT, LIMIT_MAKER or *_LIMIT order that rests: GTC or
+GTD), ``timeInForce=GTD`` with ``goodTillDate`` (ms, as on Binance's
+futures API: the ``expire_time``), ``newClientOrderId`` (generated when
+absent, as Binance does), ``selfTradePreventionMode`` (EXPIRE_TAKER, the
+default, EXPIRE_MAKER, EXPIRE_BOTH, NONE). Trailing deltas are refused with
+Binance's "not supported for this symbol".
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ from api.errors import (
     EMPTY_NEW_CL_ORD_ID,
     EMPTY_ORG_CL_ORD_ID,
     INVALID_CANCEL_RESTRICTIONS,
+    INVALID_MESSAGE,
     INVALID_ORDER_TYPE,
     INVALID_SIDE,
     INVALID_TIF,
@@ -51,6 +58,7 @@ from api.errors import (
     NEW_ORDER_REJECTED,
     TIF_NOT_REQUIRED,
     UNKNOWN_ORDER_SENT,
+    UNSUPPORTED_COMBINATION,
     BinanceError,
     from_streamex,
     illegal_chars,
@@ -61,8 +69,10 @@ from api.errors import (
 )
 from api.params import Params
 from api.shapes import (
-    ORDER_TYPES,
+    STATUSES,
+    STOP_TYPES_OF_BINANCE,
     STP_OF_BINANCE,
+    TYPE_OF_BINANCE,
     OrderState,
     ack_json,
     cancel_json,
@@ -78,15 +88,16 @@ from contract.order_entry import CancelParams, PlaceParams, SymbolParams
 
 CLIENT_ID = re.compile(r"[A-Za-z0-9_-]{1,36}")
 CLIENT_ID_RANGE = "^[a-zA-Z0-9-_]{1,36}$"
-NOT_SUPPORTED = {
-    "STOP_LOSS": "Stop loss orders are not supported for this symbol.",
-    "STOP_LOSS_LIMIT": "Stop loss limit orders are not supported for this symbol.",
-    "TAKE_PROFIT": "Take profit orders are not supported for this symbol.",
-    "TAKE_PROFIT_LIMIT": "Take profit limit orders are not supported for this symbol.",
-}
-"""Binance order types the matching core has no stops for yet: -2010 with these."""
+PRICED_TYPES = ("LIMIT", "LIMIT_MAKER", "STOP_LOSS_LIMIT", "TAKE_PROFIT_LIMIT")
+"""Binance types with a limit ``price`` (and ``quantity``); the others are market orders."""
 RESP_TYPES = ("ACK", "RESULT", "FULL")
-TIFS = ("GTC", "IOC", "FOK")
+TIFS = ("GTC", "IOC", "FOK", "GTD")
+"""``timeInForce`` of LIMIT and the *_LIMIT types."""
+STOP_MARKET_TIFS = ("GTD", "FOK")
+"""``timeInForce`` a STOP_LOSS / TAKE_PROFIT may carry (otherwise IOC once triggered)."""
+RESTING_TIFS = ("GTC", "GTD")
+"""``timeInForce`` an iceberg may have (it must be able to rest)."""
+TIF_SENT = "TimeInForce parameter sent when not required."
 PENDING_WAIT_S = 2.0
 """How long a cancel or query waits for the first report of a place still in flight."""
 
@@ -137,77 +148,121 @@ async def received(future: asyncio.Future[T], what: str) -> T:
 
 def _place_params(ctx: ApiContext, market: Market, params: Params
                   ) -> tuple[PlaceParams, str, str | None]:
-    """Binance's new-order parameters -> ``(PlaceParams, response type, quoteOrderQty)``."""
+    """Binance's new-order parameters -> ``(PlaceParams, response type, quoteOrderQty)``.
+
+    Checks what Binance checks before an order reaches its engine (mandatory and
+    unwanted parameters, ``timeInForce``, the iceberg's and GTD's combinations); the
+    values' bounds and steps are the order entry's (``gateway.validation``)."""
     side = params.enum("side", ("BUY", "SELL"), required=True,
                        error=BinanceError(INVALID_SIDE, "Invalid side."))
     kind = params.required("type")
-    if kind in NOT_SUPPORTED:
-        raise BinanceError(NEW_ORDER_REJECTED, NOT_SUPPORTED[kind])
-    if kind not in ORDER_TYPES:
+    if kind not in TYPE_OF_BINANCE:
         raise BinanceError(INVALID_ORDER_TYPE, "Invalid orderType.")
     tif = params.text("timeInForce")
     quantity = params.decimal("quantity")
     quote_qty = params.decimal("quoteOrderQty")
     price = params.decimal("price")
+    stop_price = params.decimal("stopPrice")
+    iceberg_qty = params.decimal("icebergQty")
+    good_till = params.long("goodTillDate")
     coid = client_order_id(params, "newClientOrderId", EMPTY_NEW_CL_ORD_ID)
     stp = params.enum("selfTradePreventionMode", STP_OF_BINANCE)
     resp = params.enum("newOrderRespType", RESP_TYPES)
-    if params.text("icebergQty") is not None:
-        raise BinanceError(NEW_ORDER_REJECTED,
-                           "Iceberg orders are not supported for this symbol.")
     if params.text("trailingDelta") is not None:
         raise BinanceError(NEW_ORDER_REJECTED,
                            "Trailing stop orders are not supported for this symbol.")
-    if params.text("stopPrice") is not None:
-        raise not_required("stopPrice")
     params.finish()
-    post_only = kind == "LIMIT_MAKER"
-    if kind == "MARKET":
-        if tif is not None:
-            raise BinanceError(TIF_NOT_REQUIRED, "TimeInForce parameter sent when not "
-                               "required.")
-        if price is not None:
-            raise not_required("price")
-        _market_amount(ctx, side, quantity, quote_qty)
-    else:
-        if kind == "LIMIT":
-            if tif is None:
-                raise mandatory("timeInForce")
-            if tif not in TIFS:
-                raise BinanceError(INVALID_TIF, "Invalid timeInForce.")
-        elif tif is not None:
-            raise BinanceError(TIF_NOT_REQUIRED, "TimeInForce parameter sent when not "
-                               "required.")
+    if kind in PRICED_TYPES:
+        tif = _limit_tif(kind, tif)
         if quantity is None:
             raise mandatory("quantity")
         if price is None:
             raise mandatory("price")
         if quote_qty is not None:
             raise not_required("quoteOrderQty")
+    else:
+        tif = _market_tif(kind, tif)
+        if price is not None:
+            raise not_required("price")
+        _market_amount(ctx, kind, side, quantity, quote_qty)
+    if kind in STOP_TYPES_OF_BINANCE:
+        if stop_price is None:
+            raise mandatory("stopPrice")
+    elif stop_price is not None:
+        raise not_required("stopPrice")
+    if iceberg_qty is not None:
+        if kind not in PRICED_TYPES:
+            raise not_required("icebergQty")
+        if tif not in RESTING_TIFS:
+            raise BinanceError(INVALID_MESSAGE, f"{UNSUPPORTED_COMBINATION} (icebergQty needs "
+                               "timeInForce GTC or GTD: an iceberg rests)")
+    if tif == "GTD":
+        if good_till is None:
+            raise mandatory("goodTillDate")
+    elif good_till is not None:
+        raise not_required("goodTillDate", " (it goes with timeInForce=GTD)")
     place = PlaceParams(
         symbol=market.symbol, side="buy" if side == "BUY" else "sell",
-        type="market" if kind == "MARKET" else "limit",
-        qty=quantity if quantity is not None else msgspec.UNSET,
-        price=price, tif=None if kind == "MARKET" else tif or "GTC",  # type: ignore[arg-type]
-        post_only=post_only, client_order_id=coid or new_client_order_id(),
+        type=TYPE_OF_BINANCE[kind],  # type: ignore[arg-type]
+        qty=_given(quantity),
+        price=price, tif=tif,  # type: ignore[arg-type]
+        post_only=kind == "LIMIT_MAKER", client_order_id=coid or new_client_order_id(),
         stp=STP_OF_BINANCE[stp] if stp is not None else "cancel_taker",  # type: ignore[arg-type]
-        quote_qty=quote_qty if quote_qty is not None else msgspec.UNSET)
+        quote_qty=_given(quote_qty), stop_price=_given(stop_price),
+        expire_time=_given(good_till), display_qty=_given(iceberg_qty))
     default = "FULL" if kind in ("LIMIT", "MARKET") else "ACK"
     return place, resp or default, quote_qty
 
 
-def _market_amount(ctx: ApiContext, side: str | None, quantity: str | None,
+def _given(value: T | None) -> T | msgspec.UnsetType:
+    """An optional parameter as ``PlaceParams`` takes it: UNSET when not sent."""
+    return msgspec.UNSET if value is None else value
+
+
+def _limit_tif(kind: str, tif: str | None) -> str:
+    """The ``timeInForce`` of an order with a limit price: mandatory for LIMIT and the
+    *_LIMIT types; a LIMIT_MAKER takes none (it is GTC) but GTD (with goodTillDate)."""
+    if kind == "LIMIT_MAKER":
+        if tif is None:
+            return "GTC"
+        if tif != "GTD":
+            raise BinanceError(TIF_NOT_REQUIRED, f"{TIF_SENT} (a LIMIT_MAKER is GTC, or GTD "
+                               "with goodTillDate)")
+        return tif
+    if tif is None:
+        raise mandatory("timeInForce")
+    if tif not in TIFS:
+        raise BinanceError(INVALID_TIF, "Invalid timeInForce.")
+    return tif
+
+
+def _market_tif(kind: str, tif: str | None) -> str | None:
+    """A market order's ``timeInForce``: none for MARKET (-1114, as on Binance); a
+    STOP_LOSS / TAKE_PROFIT may carry GTD (its untriggered life) or FOK."""
+    if tif is None:
+        return None
+    if kind == "MARKET":
+        raise BinanceError(TIF_NOT_REQUIRED, TIF_SENT)
+    if tif not in TIFS:
+        raise BinanceError(INVALID_TIF, "Invalid timeInForce.")
+    if tif not in STOP_MARKET_TIFS:
+        raise BinanceError(TIF_NOT_REQUIRED, f"{TIF_SENT} ({kind} takes only GTD or FOK)")
+    return tif
+
+
+def _market_amount(ctx: ApiContext, kind: str, side: str | None, quantity: str | None,
                    quote_qty: str | None) -> None:
-    """A MARKET order's amount: ``quantity`` or (a buy under the risk stage) ``quoteOrderQty``."""
+    """A MARKET (STOP_LOSS, TAKE_PROFIT) order's amount: ``quantity`` or (a buy under the
+    risk stage) ``quoteOrderQty``, spent when a stop triggers."""
     if quantity is None and quote_qty is None:
         raise BinanceError(MANDATORY_PARAM, "Param 'quantity' or 'quoteOrderQty' must be "
                            "sent, but both were empty/null!")
     budget = ctx.risk and side == "BUY"
     if budget and quantity is not None:
-        raise not_required("quantity", " (a MARKET BUY takes quoteOrderQty: the most quote "
-                           "to spend, fees included)")
+        raise not_required("quantity", f" (a {kind} BUY takes quoteOrderQty: the most "
+                           "quote to spend, fees included)")
     if not budget and quote_qty is not None:
-        why = (" (quoteOrderQty is for a MARKET BUY)" if ctx.risk
+        why = (f" (quoteOrderQty is for a {kind} BUY)" if ctx.risk
                else " (quoteOrderQty needs the risk stage)")
         raise not_required("quoteOrderQty", why)
 
@@ -234,7 +289,8 @@ async def new_order(ctx: ApiContext, req: ApiRequest) -> Any:
     if last.status == "rejected":
         raise rejected(last.reason)
     quote_units = None if quote_text is None else market.parse_quote(quote_text)
-    state = state_of_report(last, place.post_only, place.stp, quote_units)
+    trigger_ts = next((r.ts for r in reports if r.exec_type == "triggered"), None)
+    state = state_of_report(last, place.post_only, place.stp, quote_units, trigger_ts)
     if resp_type == "RESULT":
         return result_json(market, state, last.ts)
     fills = [r for r in reports if r.exec_type == "trade"]
@@ -285,7 +341,8 @@ async def cancel_order(ctx: ApiContext, req: ApiRequest) -> Any:
     report = await open_order(ctx, market, account, order_id, coid)
     if report is None:
         raise BinanceError(CANCEL_REJECTED, UNKNOWN_ORDER_SENT)
-    if restriction is not None and report.status != restriction[len("ONLY_"):].lower():
+    # Binance's status: an untriggered stop is NEW.
+    if restriction is not None and STATUSES[report.status] != restriction[len("ONLY_"):]:
         raise BinanceError(CANCEL_REJECTED, "Order was not canceled due to cancel "
                            "restrictions.")
     state = await _cancel(ctx, market, account, report)

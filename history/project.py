@@ -51,7 +51,8 @@ from store.batch import (
 )
 
 START_ID = "0-0"
-OPEN_STATUSES = frozenset(("new", "partially_filled"))
+OPEN_STATUSES = frozenset(("new", "partially_filled", "untriggered"))
+"""An order in one of these is open (an untriggered stop waits off-book: open too)."""
 _DECODE_ERRORS = (msgspec.DecodeError, msgspec.ValidationError, KeyError, ValueError, TypeError)
 
 
@@ -224,7 +225,10 @@ class Projection:
         return notices
 
     def _order(self, symbol: str, r: Report) -> None:
-        """Fold report ``r`` into its order's row of this batch."""
+        """Fold report ``r`` into its order's row of this batch: its new state, and the
+        times of its first ``new`` report (``working_ts``) and, for a stop, of its
+        ``triggered`` report (``trigger_ts``). An untriggered stop is open (its status
+        ``untriggered``)."""
         key = (symbol, r.order_id)
         fees = self._fees
         total = fees.get(key, 0) + r.fee
@@ -246,7 +250,9 @@ class Projection:
             self._orders[key] = [
                 symbol, r.order_id, number, r.account, r.client_order_id, r.side, r.type,
                 r.tif, r.price, r.qty, None, r.status, r.cum_qty, r.cum_notional, total,
-                r.reason, created, r.ts if r.exec_type == "new" else None, r.ts, r.seq]
+                r.reason, created, r.ts if r.exec_type == "new" else None, r.ts, r.seq,
+                r.stop_price, r.expire_time, r.display_qty,
+                r.ts if r.exec_type == "triggered" else None]
             return
         o[8] = r.price
         o[9] = r.qty
@@ -260,6 +266,10 @@ class Projection:
             o[17] = r.ts
         o[18] = r.ts
         o[19] = r.seq
+        o[20] = r.stop_price  # an amend may move an untriggered stop's trigger
+        o[22] = r.display_qty
+        if o[23] is None and r.exec_type == "triggered":
+            o[23] = r.ts
 
     # -- risk streams ------------------------------------------------------------------
 
@@ -313,5 +323,6 @@ def _cancel_rejected(stream: str, symbol: str, e: CancelRejected) -> ExecutionIn
 
 def _order_upsert(o: list[Any]) -> OrderUpsert:
     return (o[0], o[1], o[2], o[3], o[4], o[5], o[6], o[7], o[8], o[9], o[10], o[11], o[12],
-            str(o[13]), str(o[14]), o[15], o[16], o[17], o[18], o[19])
+            str(o[13]), str(o[14]), o[15], o[16], o[17], o[18], o[19], o[20], o[21], o[22],
+            o[23])
 

@@ -20,11 +20,14 @@ from dataclasses import dataclass, field
 from candles.core import Candle
 
 OrderUpsert = tuple[str, str, int | None, str, str | None, str, str, str, int, int, str | None,
-                    str, int, str, str, str | None, int, int | None, int, int]
+                    str, int, str, str, str | None, int, int | None, int, int, int, int, int,
+                    int | None]
 """symbol, order_id, order_number, account, client_order_id, side, type, tif, price, qty,
 quote_qty, status, cum_qty, cum_notional, fee (the order's total), reason, created_ts,
-working_ts, updated_ts, last_seq. On conflict the state columns are replaced, ``reason``
-and ``working_ts`` keep the stored value when the new one is None."""
+working_ts, updated_ts, last_seq, stop_price, expire_time, display_qty, trigger_ts. On
+conflict the state columns are replaced, ``reason``, ``working_ts`` and ``trigger_ts``
+keep the stored value when the new one is None (``working_ts``, ``trigger_ts``: the
+first one stays)."""
 
 ExecutionInsert = tuple[str, int, str, int, str, str | None, str | None, str, str | None,
                         str | None, int, int, int, int, int, int, str, str | None, int | None,

@@ -91,8 +91,11 @@ class _Table(NamedTuple):
 _ORDERS = _Table(
     "orders", "symbol, order_id, order_number, account, client_order_id, side, type, tif, "
     "price, qty, quote_qty, status, cum_qty, cum_notional, fee, reason, created_ts, "
-    "working_ts, updated_ts, last_seq", "symbol, order_id",
-    "price = excluded.price, qty = excluded.qty, "
+    "working_ts, updated_ts, last_seq, stop_price, expire_time, display_qty, trigger_ts",
+    "symbol, order_id",
+    "price = excluded.price, qty = excluded.qty, stop_price = excluded.stop_price, "
+    "display_qty = excluded.display_qty, "
+    "trigger_ts = COALESCE(orders.trigger_ts, excluded.trigger_ts), "
     "quote_qty = COALESCE(excluded.quote_qty, orders.quote_qty), status = excluded.status, "
     "cum_qty = excluded.cum_qty, cum_notional = excluded.cum_notional, fee = excluded.fee, "
     "reason = COALESCE(excluded.reason, orders.reason), "
@@ -354,12 +357,14 @@ class _Postgres(_Backend):
             raise
 
     def explain(self, conn: Any, sql: str, params: Sequence[object]) -> str:
-        # PostgreSQL picks a sequential scan (and a sort) over a small table whatever the
-        # indexes: forbid both for the plan, so it shows whether an index can serve.
+        # PostgreSQL picks a sequential scan (and a sort, or an incremental one over another
+        # index's order) over a small table whatever the indexes: forbid them for the plan,
+        # so it shows whether an index can serve.
         conn.execute("BEGIN")
         try:
             conn.execute("SET LOCAL enable_seqscan = off")
             conn.execute("SET LOCAL enable_sort = off")
+            conn.execute("SET LOCAL enable_incremental_sort = off")
             conn.execute("SET LOCAL enable_bitmapscan = off")
             rows = conn.execute("EXPLAIN " + self._pg(sql), params).fetchall()
         finally:

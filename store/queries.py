@@ -29,7 +29,8 @@ MAX_KEY = 2**63 - 1
 
 ORDER_COLUMNS = ("symbol, order_id, order_number, account, client_order_id, side, type, tif, "
                  "price, qty, quote_qty, status, cum_qty, cum_notional, fee, reason, "
-                 "created_ts, working_ts, updated_ts, last_seq")
+                 "created_ts, working_ts, updated_ts, last_seq, stop_price, expire_time, "
+                 "display_qty, trigger_ts")
 EXECUTION_COLUMNS = ("stream, seq, symbol, ts, account, order_id, client_order_id, exec_type, "
                      "status, side, price, qty, last_qty, last_price, cum_qty, leaves_qty, "
                      "cum_notional, liquidity, trade_id, fee, reason")
@@ -39,8 +40,9 @@ CANDLE_COLUMNS = ("open_time, close_time, open, high, low, close, volume, quote_
                   "trades, closed")
 BALANCE_COLUMNS = "shard, account, asset, available, held, seq, ts"
 GAP_COLUMNS = "stream, after_id, first_id, lost_from_seq, lost_to_seq, noted_ts"
-OPEN_STATUSES = "('new', 'partially_filled')"
-"""Statuses of an open order, as the partial index ``orders_open`` is written."""
+OPEN_STATUSES = "('new', 'partially_filled', 'untriggered')"
+"""Statuses of an open order (an untriggered stop is one), as the partial index
+``orders_open`` is written (the text must be the same for the index to serve)."""
 
 Row = tuple[Any, ...]
 
@@ -48,7 +50,7 @@ Row = tuple[Any, ...]
 def order_row(r: Row) -> OrderRow:
     return OrderRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9],
                     None if r[10] is None else int(r[10]), r[11], r[12], int(r[13]), int(r[14]),
-                    r[15], r[16], r[17], r[18], r[19])
+                    r[15], r[16], r[17], r[18], r[19], r[20], r[21], r[22], r[23])
 
 
 def execution_row(r: Row) -> ExecutionRow:
@@ -134,10 +136,10 @@ class Queries:
         return [order_row(r) for r in rows]
 
     def open_orders(self, symbol: str | None, account: str) -> list[OrderRow]:
-        """``account``'s open orders (``new``, ``partially_filled``) in ``symbol`` (None:
-        every market), by symbol and ``order_number``. Cost: one range of the partial
-        index ``orders_open``, O(open orders). As of what history has written: it may
-        trail the live order view of the gateway."""
+        """``account``'s open orders (``new``, ``partially_filled``, ``untriggered``) in
+        ``symbol`` (None: every market), by symbol and ``order_number``. Cost: one range
+        of the partial index ``orders_open``, O(open orders). As of what history has
+        written: it may trail the live order view of the gateway."""
         if symbol is None:
             rows = self._fetch(f"SELECT {ORDER_COLUMNS} FROM orders WHERE account = ? AND "
                                f"status IN {OPEN_STATUSES} ORDER BY symbol, order_number",

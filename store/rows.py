@@ -19,7 +19,11 @@ class OrderRow(msgspec.Struct, frozen=True, gc=False):
     first ``new`` report (None if it never rested or was rejected), ``updated_ts``
     that of its last report. ``fee`` is the total of its fills' fees, in quote
     units. ``quote_qty`` is a market buy's budget when known (None: the market's
-    reports do not carry it).
+    reports do not carry it). ``stop_price`` (ticks), ``expire_time`` (ms) and
+    ``display_qty`` (lots) are a stop's trigger, a GTD order's end and an iceberg's
+    shown slice (0 where the order has none); ``trigger_ts`` is the time of a stop's
+    ``triggered`` report (None until then, and for every other order). ``status`` is
+    ``untriggered`` for a stop waiting off-book (an open order).
     """
 
     symbol: str
@@ -42,6 +46,10 @@ class OrderRow(msgspec.Struct, frozen=True, gc=False):
     working_ts: int | None
     updated_ts: int
     last_seq: int
+    stop_price: int = 0
+    expire_time: int = 0
+    display_qty: int = 0
+    trigger_ts: int | None = None
 
 
 class ExecutionRow(msgspec.Struct, frozen=True, gc=False):

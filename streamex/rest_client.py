@@ -4,6 +4,8 @@
 
     async with RestClient("http://127.0.0.1:8003", api_key, secret) as rest:
         placed = await rest.place("BTC-USD", "buy", "limit", "0.5", "100.00")
+        stop = await rest.place("BTC-USD", "sell", "stop_limit", "0.5", "95.00",
+                                stop_price="96.00", tif="GTD", good_till_date=expiry_ms)
         order = await rest.order("BTC-USD", placed.order_id)
         orders = await rest.orders("BTC-USD", start_ms=..., limit=100)
         fills = await rest.my_trades("BTC-USD", from_id=1)
@@ -18,8 +20,11 @@ account's secret) of the query string or form body, ``timestamp`` and
 :class:`RestError` with Binance's ``code`` and ``msg`` and the HTTP status
 (``status >= 500``: the outcome is unknown, query before retrying).
 Quantities and prices are decimal strings (``Decimal`` and ``int`` are
-converted exactly; ``float`` is refused). Each call is one HTTP request on a
-kept-alive connection.
+converted exactly; ``float`` is refused). Order types are streamex's
+(``limit``, ``market``, ``stop_limit``, ``stop_market``, ``take_profit_limit``,
+``take_profit_market``; the client sends Binance's LIMIT, MARKET,
+STOP_LOSS_LIMIT, STOP_LOSS, TAKE_PROFIT_LIMIT, TAKE_PROFIT). Each call is one
+HTTP request on a kept-alive connection.
 """
 
 from __future__ import annotations
@@ -41,6 +46,12 @@ __all__ = ["Account", "Balance", "Candle", "Fill", "MyTrade", "Order", "RestClie
 
 Number = str | Decimal | int
 T = TypeVar("T")
+OrderKind = Literal["limit", "market", "stop_limit", "stop_market", "take_profit_limit",
+                    "take_profit_market"]
+BINANCE_TYPES = {"limit": "LIMIT", "market": "MARKET", "stop_limit": "STOP_LOSS_LIMIT",
+                 "stop_market": "STOP_LOSS", "take_profit_limit": "TAKE_PROFIT_LIMIT",
+                 "take_profit_market": "TAKE_PROFIT"}
+"""streamex's order type -> Binance's ``type``."""
 
 
 class RestError(Exception):
@@ -69,7 +80,15 @@ class Fill(_Binance, frozen=True):
 
 
 class Order(_Binance, frozen=True, kw_only=True):
-    """An order as REST states it; ``fills`` only on a FULL placement answer."""
+    """An order as REST states it; ``fills`` only on a FULL placement answer.
+
+    ``type`` is Binance's (``STOP_LOSS_LIMIT`` for a ``stop_limit``, ...). A stop's
+    ``stop_price`` is its trigger (``"0"`` where none; the placement and cancel answers
+    carry it only for a stop); ``iceberg_qty`` an iceberg's shown slice;
+    ``good_till_date`` a GTD order's end (ms; 0 where none). An untriggered stop is
+    ``status`` NEW with ``is_working`` False and ``working_time`` -1; once triggered
+    ``working_time`` is the trigger time (None where the answer does not say).
+    """
 
     symbol: str
     order_id: int
@@ -82,6 +101,11 @@ class Order(_Binance, frozen=True, kw_only=True):
     time_in_force: str = "GTC"
     type: str = "LIMIT"
     side: str = "BUY"
+    stop_price: str = "0"
+    iceberg_qty: str = "0"
+    good_till_date: int = 0
+    is_working: bool = True
+    working_time: int | None = None
     time: int | None = None
     update_time: int | None = None
     transact_time: int | None = None
@@ -262,23 +286,37 @@ class RestClient:
 
     # -- trading ------------------------------------------------------------------------
 
-    async def place(self, symbol: str, side: Literal["buy", "sell"],
-                    type: Literal["limit", "market"], qty: Number | None = None,
-                    price: Number | None = None, *, tif: str = "GTC",
-                    quote_qty: Number | None = None, post_only: bool = False,
-                    client_order_id: str | None = None,
+    async def place(self, symbol: str, side: Literal["buy", "sell"], type: OrderKind,
+                    qty: Number | None = None, price: Number | None = None, *,
+                    tif: str | None = None, quote_qty: Number | None = None,
+                    post_only: bool = False, client_order_id: str | None = None,
+                    stop_price: Number | None = None, iceberg_qty: Number | None = None,
+                    good_till_date: int | None = None,
                     response: Literal["ACK", "RESULT", "FULL"] = "FULL") -> Order:
         """Place an order; with FULL (default) or RESULT, the answer states it after the
-        engine's first command on it (FULL: with its fills). A market buy under the risk
-        stage gives ``quote_qty`` (the most quote to spend, fees included) instead of
-        ``qty``."""
+        engine's first command on it (FULL: with its fills; an untriggered stop as
+        untriggered); with ACK, once it is received.
+
+        A market buy under the risk stage (and a stop or take-profit market buy) gives
+        ``quote_qty`` (the most quote to spend, fees included) instead of ``qty``. The
+        stop and take-profit types take ``stop_price``; ``iceberg_qty`` shows only that
+        much of a resting limit order; ``tif="GTD"`` with ``good_till_date`` (ms) ends
+        the order then. ``tif`` defaults to GTC for the limit types (a post-only order
+        takes none but GTD, a stop or take-profit market GTD or FOK, a market order
+        none)."""
+        binance_type = "LIMIT_MAKER" if post_only else BINANCE_TYPES[type]
+        time_in_force = None if post_only and tif == "GTC" else tif  # LIMIT_MAKER is GTC
+        if tif is None and type in ("limit", "stop_limit", "take_profit_limit"):
+            time_in_force = None if post_only else "GTC"
         params: dict[str, Any] = {
-            "symbol": _name(symbol), "side": side.upper(),
-            "type": "MARKET" if type == "market" else "LIMIT_MAKER" if post_only else "LIMIT",
+            "symbol": _name(symbol), "side": side.upper(), "type": binance_type,
             "quantity": None if qty is None else _decimal(qty, "qty"),
             "quoteOrderQty": None if quote_qty is None else _decimal(quote_qty, "quote_qty"),
             "price": None if price is None else _decimal(price, "price"),
-            "timeInForce": tif if type == "limit" and not post_only else None,
+            "stopPrice": None if stop_price is None else _decimal(stop_price, "stop_price"),
+            "icebergQty": None if iceberg_qty is None else _decimal(iceberg_qty,
+                                                                    "iceberg_qty"),
+            "timeInForce": time_in_force, "goodTillDate": good_till_date,
             "newClientOrderId": client_order_id, "newOrderRespType": response}
         return await self._signed("POST", "/api/v3/order", Order, **params)
 

@@ -74,10 +74,11 @@ class ApiProcess(StreamexProcess):
     """``streamex api`` with its URL from the ``event=listening`` line."""
 
     def wait_http(self) -> str:
+        """The URL of this start's ``event=listening`` line (a restart logs a new one)."""
         pattern = re.compile(r"event=listening service=api url=(http://\S+)/")
         deadline = time.monotonic() + self.timeout_s
         while True:
-            found = pattern.search(self.log())
+            found = pattern.search(self.log()[self._log_start:])
             if found:
                 return found.group(1)
             if not self.running():
@@ -149,6 +150,15 @@ class Exchange:
             return True
         wait_until(funded, TIMEOUT_S * 2, "the initial deposits")
 
+    def restart_api(self) -> str:
+        """Stop ``streamex api`` and start it again (its views rebuilt from the engines'
+        snapshots and streams, nothing kept in memory); its new URL, also :attr:`url`."""
+        assert self.api is not None
+        assert self.api.stop() == 0, self.api.log()
+        self.api.start()
+        self.url = self.api.wait_http()
+        return self.url
+
     def stop(self) -> None:
         for process in (self.api, self.history):
             if process is not None:
@@ -177,6 +187,57 @@ def signed(base: str, account: Account, method: str, path: str, params: dict[str
         headers["Content-Type"] = "application/x-www-form-urlencoded"
         return http.request(method, f"{base}{path}", data=query, headers=headers, timeout=30)
     return http.request(method, f"{base}{path}?{query}", headers=headers, timeout=30)
+
+
+class Binance:
+    """A client written from Binance's public docs only (binance-spot-api-docs,
+    ``rest-api.md``): SIGNED = lowercase hex HMAC-SHA256, keyed by the secret, of the
+    query string followed by the form body, ``timestamp`` added, the key in
+    ``X-MBX-APIKEY``. Close the sessions of :attr:`made` at the end."""
+
+    made: list[Binance] = []
+
+    def __init__(self, base: str, account: Account) -> None:
+        Binance.made.append(self)
+        self.base = base
+        self.key = account.api_key
+        self.secret = account.secret.encode()
+        self.http = requests.Session()
+
+    def public(self, path: str, **params: Any) -> Any:
+        reply = self.http.get(self.base + path, params=params, timeout=30)
+        assert reply.status_code == 200, reply.text
+        return reply.json()
+
+    def call(self, method: str, path: str, query: dict[str, Any] | None = None,
+             body: dict[str, Any] | None = None) -> requests.Response:
+        query = dict(query or {})
+        if body is None:
+            query["timestamp"] = int(time.time() * 1000)
+        else:
+            body = {**body, "timestamp": int(time.time() * 1000)}
+        query_string = urllib.parse.urlencode(query)
+        body_string = urllib.parse.urlencode(body) if body is not None else ""
+        signature = hmac.new(self.secret, (query_string + body_string).encode(),
+                             hashlib.sha256).hexdigest()
+        headers = {"X-MBX-APIKEY": self.key}
+        if body is None:
+            url = f"{self.base}{path}?{query_string}&signature={signature}"
+            return self.http.request(method, url, headers=headers, timeout=30)
+        headers["Content-Type"] = "application/x-www-form-urlencoded"
+        url = f"{self.base}{path}" + (f"?{query_string}" if query_string else "")
+        return self.http.request(method, url, data=f"{body_string}&signature={signature}",
+                                 headers=headers, timeout=30)
+
+    def signed(self, method: str, path: str, **params: Any) -> Any:
+        reply = self.call(method, path, params)
+        assert reply.status_code == 200, reply.text
+        return reply.json()
+
+    def order(self, **params: Any) -> Any:
+        reply = self.call("POST", "/api/v3/order", body=params)
+        assert reply.status_code == 200, reply.text
+        return reply.json()
 
 
 BINANCE_HOSTS = ("https://api.binance.com", "https://fapi.binance.com",

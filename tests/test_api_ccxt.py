@@ -9,8 +9,11 @@ started next to it on its Redis (``api_helpers.Exchange(up=True)``). ccxt
 ``fetch_balance``, ``create_order`` (limit and market), ``cancel_order``,
 ``fetch_order``, ``fetch_open_orders``, ``fetch_closed_orders`` and
 ``fetch_my_trades``; the tests assert the values (prices, quantities, statuses,
-balances after fees, fees), not only that calls return. Markets have maker
-10 bps and taker 20 bps fees, charged in USD.
+balances after fees, fees), not only that calls return. Stop-limit and
+take-profit orders go through ``create_order`` as ccxt users send them (the
+type ``STOP_LOSS_LIMIT`` with ``stopPrice``, or ``limit`` with ``stopPrice`` /
+``takeProfitPrice``), icebergs with ``icebergAmount``. Markets have maker 10
+bps and taker 20 bps fees, charged in USD.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ from api_helpers import (
     DAN,
     EVE,
     FAY,
+    GUS,
+    HAL,
     MARKETS,
     POOR,
     Exchange,
@@ -215,3 +220,49 @@ def test_refusals_arrive_as_ccxt_exceptions(
     with pytest.raises(ccxt.AuthenticationError):
         bad.fetch_balance()
 
+
+
+def test_stop_and_take_profit_orders_through_create_order(
+        client: Callable[[Account], ccxt.binance]) -> None:
+    gus, hal, ben = client(GUS), client(HAL), client(BEN)
+    for c in (gus, hal, ben):
+        c.load_markets()
+    assert gus.markets["ETH/USD"]["info"]["icebergAllowed"] is True
+    stop = gus.create_order("ETH/USD", "STOP_LOSS_LIMIT", "sell", 1, 1900,
+                            {"stopPrice": 1950})
+    assert (stop["status"], stop["type"], stop["triggerPrice"], stop["price"]) == \
+        ("open", "limit", 1950.0, 1900.0)
+    assert stop["info"]["type"] == "STOP_LOSS_LIMIT"
+    # "limit" with a trigger price: ccxt sends STOP_LOSS_LIMIT; with takeProfitPrice,
+    # TAKE_PROFIT_LIMIT.
+    stop_buy = hal.create_order("ETH/USD", "limit", "buy", 0.5, 2300, {"stopPrice": 2250})
+    take_profit = gus.create_order("ETH/USD", "limit", "sell", 0.3, 2600,
+                                   {"takeProfitPrice": 2700})
+    fetched = gus.fetch_order(take_profit["id"], "ETH/USD")
+    assert (fetched["info"]["type"], fetched["status"], fetched["triggerPrice"],
+            fetched["takeProfitPrice"], fetched["info"]["isWorking"]) == \
+        ("TAKE_PROFIT_LIMIT", "open", 2700.0, 2700.0, False)
+    assert hal.fetch_order(stop_buy["id"], "ETH/USD")["info"]["type"] == "STOP_LOSS_LIMIT"
+    assert {o["id"] for o in gus.fetch_open_orders("ETH/USD")} == {stop["id"],
+                                                                  take_profit["id"]}
+    # An iceberg bid; a trade at 1950 prints through gus's stop sell, which then takes
+    # what is left of the bid's shown and hidden parts at 1950 and rests with the rest.
+    bid = hal.create_order("ETH/USD", "limit", "buy", 1, 1950, {"icebergAmount": 0.25})
+    assert bid["info"]["icebergQty"] == "0.2500"
+    ben.create_order("ETH/USD", "limit", "sell", 0.5, 1950)
+    triggered = wait_until(lambda: (o := gus.fetch_order(stop["id"], "ETH/USD"))["filled"]
+                           and o, what="gus's stop triggered and filled in part")
+    assert (triggered["status"], triggered["filled"], triggered["remaining"],
+            triggered["triggerPrice"], triggered["info"]["isWorking"]) == \
+        ("open", 0.5, 0.5, 1950.0, True)
+    assert hal.fetch_order(bid["id"], "ETH/USD")["status"] == "closed"
+    assert [(t["price"], t["amount"], t["takerOrMaker"]) for t in
+            gus.fetch_my_trades("ETH/USD")] == [(1950.0, 0.25, "taker")] * 2  # two slices
+    canceled = gus.cancel_order(stop["id"], "ETH/USD")
+    assert (canceled["status"], canceled["triggerPrice"]) == ("canceled", 1950.0)
+    gus.cancel_order(take_profit["id"], "ETH/USD")
+    hal.cancel_order(stop_buy["id"], "ETH/USD")
+    closed = gus.fetch_order(stop["id"], "ETH/USD")  # from history
+    assert (closed["status"], closed["filled"], closed["triggerPrice"]) == \
+        ("canceled", 0.5, 1950.0)
+    assert gus.fetch_open_orders("ETH/USD") == [] and hal.fetch_open_orders("ETH/USD") == []

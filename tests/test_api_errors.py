@@ -171,10 +171,7 @@ def test_order_refusals(connect: Any) -> None:
     assert place(timeInForce=None)[1]["code"] == -1102
     assert place(side="UP") == (400, {"code": -1117, "msg": "Invalid side."})
     assert place(type="FANCY") == (400, {"code": -1116, "msg": "Invalid orderType."})
-    assert place(type="STOP_LOSS_LIMIT", stopPrice="900") == \
-        (400, {"code": -2010, "msg": "Stop loss limit orders are not supported for this "
-                                     "symbol."})
-    assert place(timeInForce="GTD") == (400, {"code": -1115, "msg": "Invalid timeInForce."})
+    assert place(timeInForce="DAY") == (400, {"code": -1115, "msg": "Invalid timeInForce."})
     assert place(quantity="1e3")[1]["code"] == -1100
     assert place(quantity="-1")[1]["code"] == -1100
     status, body = place(quantity="0.00001")
@@ -184,10 +181,59 @@ def test_order_refusals(connect: Any) -> None:
     assert place(newClientOrderId="has spaces")[1]["code"] == -1100
     assert place(newClientOrderId="")[1]["code"] == -1118
     assert place(selfTradePreventionMode="DECREMENT")[1]["code"] == -1130
-    assert place(icebergQty="0.001")[1]["code"] == -2010
     assert place(type="MARKET", timeInForce=None, price=None, quantity=None)[1]["code"] == \
         -1102
     assert place(type="MARKET", timeInForce=None, price=None)[1]["code"] == -1106
+    c.ok()
+
+
+def test_stop_iceberg_and_gtd_refusals(connect: Any) -> None:
+    """Binance's rules for stopPrice, icebergQty and timeInForce; GTD as Binance's futures
+    API takes it (goodTillDate, ms). Nothing here reaches a market."""
+    c = connect(9)
+    future = int(time.time() * 1000) + 3_600_000
+
+    def place(**changes: Any) -> tuple[int, Any]:
+        params = {k: v for k, v in {**LIMIT_BUY, **changes}.items() if v is not None}
+        status, body, _ = c.signed(BEN, "POST", "/api/v3/order", params)
+        return status, body
+
+    assert place(type="STOP_LOSS_LIMIT") == (400, {
+        "code": -1102, "msg": "Mandatory parameter 'stopPrice' was not sent, was empty/null, "
+                              "or malformed."})
+    assert place(stopPrice="900.00") == (400, {
+        "code": -1106, "msg": "Parameter 'stopPrice' sent when not required."})
+    assert place(type="STOP_LOSS_LIMIT", stopPrice="900", timeInForce=None)[1]["code"] == \
+        -1102  # a *_LIMIT takes LIMIT's timeInForce
+    assert place(type="TAKE_PROFIT", stopPrice="900", timeInForce=None)[1]["code"] == \
+        -1106  # no price on a market stop
+    assert place(type="STOP_LOSS", stopPrice="900", price=None)[1]["code"] == -1114  # GTC
+    assert place(type="STOP_LOSS", side="SELL", stopPrice="900", price=None,
+                 timeInForce="GTD")[1] == {
+        "code": -1102, "msg": "Mandatory parameter 'goodTillDate' was not sent, was "
+                              "empty/null, or malformed."}
+    status, body = place(type="STOP_LOSS_LIMIT", stopPrice="900.001")
+    assert (status, body["code"]) == (400, -1013)
+    assert body["msg"].startswith("Filter failure: PRICE_FILTER (stopPrice")
+    assert place(timeInForce="GTD")[1]["code"] == -1102
+    assert place(goodTillDate=future)[1]["code"] == -1106
+    status, body = place(timeInForce="GTD", goodTillDate=1_000)
+    assert (status, body["code"]) == (400, -1130)
+    assert body["msg"].startswith("Data sent for parameter 'goodTillDate' is not valid.")
+    assert place(type="LIMIT_MAKER", timeInForce="IOC")[1]["code"] == -1114
+    status, body = place(timeInForce="IOC", icebergQty="0.001")
+    assert (status, body["code"]) == (400, -1013)
+    assert body["msg"].startswith("Unsupported order combination")
+    assert place(type="MARKET", side="SELL", timeInForce=None, price=None,
+                 icebergQty="0.001")[1] == {
+        "code": -1106, "msg": "Parameter 'icebergQty' sent when not required."}
+    status, body = place(icebergQty="0.02")  # more than the quantity
+    assert (status, body["code"]) == (400, -1013)
+    assert body["msg"].startswith("Filter failure: LOT_SIZE (icebergQty")
+    assert place(icebergQty="0.00001")[1]["msg"].startswith("Filter failure: LOT_SIZE")
+    assert place(trailingDelta="100")[1]["code"] == -2010
+    status, body, _ = c.signed(BEN, "GET", "/api/v3/openOrders", {"symbol": "BTCUSD"})
+    assert (status, body) == (200, [])  # none of them was placed
     c.ok()
 
 

@@ -7,29 +7,25 @@ HMAC-SHA256, keyed by the secret, of ``totalParams``: the query string
 concatenated without separator with the ``application/x-www-form-urlencoded``
 body; the key travels in the ``X-MBX-APIKEY`` header. Paging is Binance's:
 ``fromId``/``orderId`` from an id, ``startTime``/``endTime`` within a time
-range, ``limit``. The exchange is real processes (``api_helpers.Exchange``).
+range, ``limit``. The client is ``api_helpers.Binance``; the exchange is real
+processes (``api_helpers.Exchange``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import time
 from collections.abc import Iterator
 from decimal import ROUND_CEILING, Decimal
-from typing import Any
-from urllib.parse import urlencode
 
 import pytest
 import redis
 import requests
-from api_helpers import ANN, BEN, CAT, DAN, EVE, FAY, GUS, HAL, Exchange
+from api_helpers import ANN, BEN, CAT, DAN, EVE, FAY, GUS, HAL, Binance, Exchange
 from timing import wait_until, wait_until_async
 
 from contract.commands import Place
 from contract.risk import ToMarket, encode_risk_command, risk_keys, risk_shard
-from contract.settings import Account
 from contract.streams import IN_FIELD
 from streamex.rest_client import RestClient, RestError
 
@@ -43,54 +39,6 @@ def exchange(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Exchange]:
         running.stop()
         for client in Binance.made:
             client.http.close()
-
-
-class Binance:
-    """A client written from the docs: SIGNED = HMAC-SHA256 over query + body."""
-
-    made: list[Binance] = []
-
-    def __init__(self, base: str, account: Account) -> None:
-        Binance.made.append(self)
-        self.base = base
-        self.key = account.api_key
-        self.secret = account.secret.encode()
-        self.http = requests.Session()
-
-    def public(self, path: str, **params: Any) -> Any:
-        reply = self.http.get(self.base + path, params=params, timeout=30)
-        assert reply.status_code == 200, reply.text
-        return reply.json()
-
-    def call(self, method: str, path: str, query: dict[str, Any] | None = None,
-             body: dict[str, Any] | None = None) -> requests.Response:
-        query = dict(query or {})
-        if body is None:
-            query["timestamp"] = int(time.time() * 1000)
-        else:
-            body = {**body, "timestamp": int(time.time() * 1000)}
-        query_string = urlencode(query)
-        body_string = urlencode(body) if body is not None else ""
-        signature = hmac.new(self.secret, (query_string + body_string).encode(),
-                             hashlib.sha256).hexdigest()
-        headers = {"X-MBX-APIKEY": self.key}
-        if body is None:
-            url = f"{self.base}{path}?{query_string}&signature={signature}"
-            return self.http.request(method, url, headers=headers, timeout=30)
-        headers["Content-Type"] = "application/x-www-form-urlencoded"
-        url = f"{self.base}{path}" + (f"?{query_string}" if query_string else "")
-        return self.http.request(method, url, data=f"{body_string}&signature={signature}",
-                                 headers=headers, timeout=30)
-
-    def signed(self, method: str, path: str, **params: Any) -> Any:
-        reply = self.call(method, path, params)
-        assert reply.status_code == 200, reply.text
-        return reply.json()
-
-    def order(self, **params: Any) -> Any:
-        reply = self.call("POST", "/api/v3/order", body=params)
-        assert reply.status_code == 200, reply.text
-        return reply.json()
 
 
 def _balance(client: Binance, asset: str) -> tuple[str, str]:

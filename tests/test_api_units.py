@@ -10,12 +10,30 @@ from api.auth import authenticate
 from api.errors import BinanceError, from_streamex
 from api.outcomes import Outcomes
 from api.params import Params, signature_payload
-from api.shapes import OrderState, Symbols, binance_symbol, order_json, status_of
-from contract.errors import INVALID_LOT, RATE_LIMITED, StreamexError
+from api.shapes import (
+    OrderState,
+    Symbols,
+    binance_symbol,
+    exchange_info_json,
+    order_json,
+    result_json,
+    state_of_report,
+    status_of,
+    working,
+)
+from contract.errors import (
+    EXPIRED,
+    INVALID_EXPIRE_TIME,
+    INVALID_LOT,
+    INVALID_QTY,
+    INVALID_STOP_PRICE,
+    RATE_LIMITED,
+    StreamexError,
+)
 from contract.events import CancelRejected, Report
 from contract.ids import order_id_of_number, order_number
 from contract.market import DEFAULT_MARKETS, Market
-from contract.settings import Account
+from contract.settings import Account, LimitsConfig
 
 # The example of Binance's docs (rest-api.md, "SIGNED Endpoint Examples for POST
 # /api/v3/order"): the key, the secret, the payload and its signature.
@@ -153,3 +171,93 @@ def test_streamex_errors_become_binance_codes() -> None:
                                           "multiple of 0.0001)")
     limited = from_streamex(StreamexError(RATE_LIMITED, "too many", retry_after_ms=1500))
     assert (limited.code, limited.status, limited.retry_after_s) == (-1015, 429, 2)
+
+
+def _stop_report(exec_type: str, status: str, ts: int, cum: int = 0) -> Report:
+    return Report(7, ts, "ann", "1796194038734-3", "s1", "sell", "stop_limit", "GTC",
+                  2_990_000, 5000, exec_type, status, 0, 0, cum, 5000 - cum,  # type: ignore[arg-type]
+                  cum * 2_990_000, None, None, None, stop_price=3_000_000)
+
+
+def test_a_stop_is_new_but_not_working_until_its_trigger() -> None:
+    btc = DEFAULT_MARKETS[0]
+    untriggered = order_json(btc, state_of_report(_stop_report("new", "untriggered", 10)))
+    assert {k: untriggered[k] for k in ("type", "status", "timeInForce", "price", "stopPrice",
+                                        "icebergQty", "isWorking", "workingTime",
+                                        "goodTillDate")} == {
+        "type": "STOP_LOSS_LIMIT", "status": "NEW", "timeInForce": "GTC", "price": "29900.00",
+        "stopPrice": "30000.00", "icebergQty": "0.0000", "isWorking": False,
+        "workingTime": -1, "goodTillDate": 0}
+    assert untriggered["time"] == 1796194038734  # received then
+    # the trigger report states its own time; a later one needs it from the caller
+    triggered = order_json(btc, state_of_report(_stop_report("triggered", "new", 20)))
+    assert (triggered["status"], triggered["isWorking"], triggered["workingTime"]) == \
+        ("NEW", True, 20)
+    filled = state_of_report(_stop_report("trade", "partially_filled", 30, 2000), trigger_ts=20)
+    assert (order_json(btc, filled)["workingTime"], working(filled)) == (20, (True, 20))
+    # canceled before it triggered: it never worked
+    assert working(state_of_report(_stop_report("canceled", "canceled", 40))) == (False, -1)
+    # placement and cancel answers carry stopPrice only where the order has one
+    assert result_json(btc, state_of_report(_stop_report("new", "untriggered", 10)), 10
+                       )["stopPrice"] == "30000.00"
+    assert "stopPrice" not in result_json(btc, OrderState(
+        "1796194038734-4", None, "buy", "limit", "GTC", 1, 1, 0, 0, "new", None, 1, 1), 1)
+
+
+def test_gtd_icebergs_and_take_profits_in_binances_words() -> None:
+    btc = DEFAULT_MARKETS[0]
+    gtd_iceberg = OrderState("1796194038734-3", "g", "buy", "limit", "GTD", 2_000_000, 10_000,
+                             0, 0, "new", None, 1796194038734, 1796194038734,
+                             expire_time=1796194099000, display_qty=2500)
+    body = order_json(btc, gtd_iceberg)
+    assert (body["type"], body["timeInForce"], body["goodTillDate"], body["icebergQty"],
+            body["isWorking"], body["workingTime"]) == (
+        "LIMIT", "GTD", 1796194099000, "0.2500", True, 1796194038734)
+    assert {k: v for k, v in result_json(btc, gtd_iceberg, 5).items()
+            if k in ("icebergQty", "goodTillDate", "stopPrice")} == {
+        "icebergQty": "0.2500", "goodTillDate": 1796194099000}
+    take_profit = gtd_iceberg._replace(type="take_profit_market", tif="GTD", price=0,
+                                       stop_price=3_100_000, status="expired",
+                                       reason=EXPIRED, display_qty=0)
+    body = order_json(btc, take_profit)
+    assert (body["type"], body["timeInForce"], body["status"], body["stopPrice"],
+            body["isWorking"], body["workingTime"]) == (
+        "TAKE_PROFIT", "GTD", "EXPIRED", "31000.00", False, -1)
+    assert order_json(btc, take_profit._replace(type="stop_market", tif="IOC"))[
+        "timeInForce"] == "GTC"  # as Binance states a market order's
+    info = exchange_info_json(DEFAULT_MARKETS[:1], 0, LimitsConfig(), True)["symbols"][0]
+    assert info["orderTypes"] == ["LIMIT", "LIMIT_MAKER", "MARKET", "STOP_LOSS",
+                                  "STOP_LOSS_LIMIT", "TAKE_PROFIT", "TAKE_PROFIT_LIMIT"]
+    assert info["icebergAllowed"] is True
+
+
+def test_order_type_errors_become_binance_codes() -> None:
+    stop = from_streamex(StreamexError(INVALID_STOP_PRICE,
+                                       "params.stop_price: must be a multiple of 0.01"))
+    assert (stop.code, stop.msg) == (-1013, "Filter failure: PRICE_FILTER (stopPrice: must "
+                                            "be a multiple of 0.01)")
+    expire = from_streamex(StreamexError(INVALID_EXPIRE_TIME, "params.expire_time: 5 is not "
+                                         "later than the gateway's clock (9 ms)"))
+    assert (expire.code, expire.msg) == (-1130, "Data sent for parameter 'goodTillDate' is "
+                                                "not valid. (goodTillDate: 5 is not later than "
+                                                "the gateway's clock (9 ms))")
+    iceberg = from_streamex(StreamexError(INVALID_QTY, "params.display_qty: must not exceed "
+                                          "qty"))
+    assert (iceberg.code, iceberg.msg) == (-1013, "Filter failure: LOT_SIZE (icebergQty: must "
+                                                  "not exceed qty)")
+
+
+def test_outcomes_keep_an_open_stops_trigger_time() -> None:
+    outcomes = Outcomes()
+    order_id = "1796194038734-3"
+    outcomes.observe("BTC-USD", b"1-0", "BTC-USD", [_stop_report("new", "untriggered", 10)])
+    assert outcomes.trigger_time("BTC-USD", order_id) is None
+    outcomes.observe("BTC-USD", b"2-0", "BTC-USD", [_stop_report("triggered", "new", 20),
+                                                    _stop_report("trade", "partially_filled",
+                                                                 20, 1000)])
+    outcomes.observe("BTC-USD", b"3-0", "BTC-USD",
+                     [_stop_report("trade", "partially_filled", 30, 2000)])
+    assert outcomes.trigger_time("BTC-USD", order_id) == 20
+    assert outcomes.trigger_time("ETH-USD", order_id) is None
+    outcomes.observe("BTC-USD", b"4-0", "BTC-USD", [_stop_report("canceled", "canceled", 40)])
+    assert outcomes.trigger_time("BTC-USD", order_id) is None  # ended: forgotten

@@ -31,10 +31,11 @@ from streamex_process import StreamexProcess
 from timing import TIMEOUT_S, scaled, wait_until
 
 from candles.core import INTERVALS, Candle, CandleSeries
-from contract.commands import Amend, Cancel, Command, Place, encode_command
+from contract.commands import Amend, Cancel, Command, OrderType, Place, Side, Tif, encode_command
 from contract.events import CancelRejected, Report, Trade, decode_events
 from contract.ids import order_number, stage_order_id, ts_of
 from contract.keys import applied_key, in_stream, lease_key, out_stream
+from contract.market import Market
 from contract.risk import (
     Balance,
     Deposit,
@@ -125,7 +126,10 @@ class Flow:
     next: limit orders around a walking mid (about one in six crosses), IOC and market
     orders (market buys by budget), cancels and amends of earlier orders (some already
     done: cancel rejects), client order ids, an underfunded account (INSUFFICIENT_FUNDS
-    rejects) and deposits/withdrawals (a duplicate ref, a refused withdrawal)."""
+    rejects) and deposits/withdrawals (a duplicate ref, a refused withdrawal); and
+    section B's orders: stops and take-profits (limit and market) around the mid, some
+    triggered at once, some by later trades, some never; GTD limit orders expiring
+    within two seconds (some expire resting); icebergs."""
 
     def __init__(self, config: Config, seed: int) -> None:
         self.config = config
@@ -180,16 +184,43 @@ class Flow:
             cmd = (Place(account, "sell", "market", qty) if rng.random() < 0.5 else
                    Place(account, "buy", "market", 0,
                          quote_qty=market.buy_hold(mid + 10, qty)))
+        elif r < 0.43:
+            cmd = self._stop(account, market, mid)
+            resting = True  # until it triggers: a cancel or amend may find it
         else:
             buy = rng.random() < 0.5
             offset = rng.randint(0, 8) if r < 0.92 else -rng.randint(0, 3)  # some cross
-            qty = market.min_lots * (rng.randint(1, 40) if account != POOR else 10**5)
-            ioc = r < 0.42
+            lots = rng.randint(1, 40) if account != POOR else 10**5
+            qty = market.min_lots * lots
+            ioc = r < 0.47
+            tif: Tif = "IOC" if ioc else "GTD" if rng.random() < 0.1 else "GTC"
+            expire_time = time.time_ns() // 1_000_000 + rng.randint(50, 2000) \
+                if tif == "GTD" else 0
+            display = market.min_lots * max(1, lots // 4) \
+                if not ioc and rng.random() < 0.1 else 0
             cmd = Place(account, "buy" if buy else "sell", "limit", qty,
-                        mid - offset if buy else mid + offset, tif="IOC" if ioc else "GTC",
-                        client_order_id=f"c{i}" if rng.random() < 0.5 else None)
+                        mid - offset if buy else mid + offset, tif=tif,
+                        client_order_id=f"c{i}" if rng.random() < 0.5 else None,
+                        expire_time=expire_time, display_qty=display)
             resting = not ioc
         return risk_shard(account, SHARDS), ToMarket(symbol, cmd), symbol if resting else None
+
+    def _stop(self, account: str, market: Market, mid: int) -> Place:
+        """A stop or take-profit whose trigger is a few ticks either side of the mid (so
+        some are met at once, some by later trades, some never); a market buy by budget."""
+        rng = self.rng
+        kind: OrderType = rng.choice(("stop_limit", "stop_market", "take_profit_limit",
+                                      "take_profit_market"))
+        side: Side = rng.choice(("buy", "sell"))
+        stop_price = mid + rng.randint(-6, 6)
+        qty = market.min_lots * rng.randint(1, 20)
+        if kind.endswith("_limit"):
+            limit = stop_price + (3 if side == "buy" else -3)
+            return Place(account, side, kind, qty, limit, stop_price=stop_price)
+        if side == "buy":
+            return Place(account, side, kind, 0, 0, "IOC",
+                         quote_qty=market.buy_hold(mid + 10, qty), stop_price=stop_price)
+        return Place(account, side, kind, qty, 0, "IOC", stop_price=stop_price)
 
 
 def fund(client: Any, config: Config) -> None:
@@ -255,9 +286,25 @@ class Exchange:
                     return False
         return True
 
+    def gtd_open(self) -> bool:
+        """A GTD order is still open: its engine will append a clock entry when it is due
+        (so the streams move on by themselves until then)."""
+        open_gtd: set[tuple[str, str]] = set()
+        for symbol in self.symbols:
+            for _, fields in self.entries(out_stream(symbol)):
+                for e in decode_events(fields[OUT_EVENTS_FIELD]):
+                    if isinstance(e, Report) and e.expire_time:
+                        if e.status in ("new", "partially_filled", "untriggered"):
+                            open_gtd.add((symbol, e.order_id))
+                        else:
+                            open_gtd.discard((symbol, e.order_id))
+        return bool(open_gtd)
+
     def wait_settled(self) -> None:
-        wait_until(lambda: self.settled() and self.settled(), TIMEOUT_S * 2, "engines settled",
-                   poll_s=0.05)
+        """Until every engine and shard applied everything, and no GTD order is left to
+        expire (the last clock entries are in)."""
+        wait_until(lambda: self.settled() and not self.gtd_open() and self.settled(),
+                   TIMEOUT_S * 2, "engines settled", poll_s=0.05)
 
     def caught_up(self, store: Store) -> bool:
         """``store`` holds every entry of every stream."""
@@ -389,11 +436,15 @@ class Published:
             working = before.working_ts if before else None
             if working is None and r.exec_type == "new":
                 working = r.ts
+            triggered = before.trigger_ts if before else None
+            if triggered is None and r.exec_type == "triggered":
+                triggered = r.ts
             reason = r.reason if r.reason is not None else (before.reason if before else None)
             out[key] = OrderRow(symbol, r.order_id, order_number(r.order_id), r.account,
                                 r.client_order_id, r.side, r.type, r.tif, r.price, r.qty, None,
                                 r.status, r.cum_qty, r.cum_notional, fee, reason,
-                                ts_of(r.order_id), working, r.ts, r.seq)
+                                ts_of(r.order_id), working, r.ts, r.seq, r.stop_price,
+                                r.expire_time, r.display_qty, triggered)
         return out
 
 
@@ -416,10 +467,16 @@ def check_against_events(store: Store, ex: Exchange, db_url: str) -> None:
     assert tables["executions"] == sorted(want_exec, key=lambda row: (row[0], row[1]))
     kinds = {row[7] for row in want_exec}
     assert kinds >= {"new", "trade", "canceled", "expired", "rejected", "replaced",
-                     "cancel_rejected"}, kinds
+                     "cancel_rejected", "triggered"}, kinds
 
     orders = pub.orders()
     assert any(o.reason == "INSUFFICIENT_FUNDS" for o in orders.values())
+    # section B's orders are there: triggered stops, untriggered ones still open, GTD
+    # orders the engine expired, icebergs
+    assert any(o.trigger_ts is not None for o in orders.values())
+    assert any(o.status == "untriggered" for o in orders.values())
+    assert any(o.reason == "EXPIRED" and o.tif == "GTD" for o in orders.values())
+    assert any(o.display_qty for o in orders.values())
     assert sum(o.fee for o in orders.values()) > 0
     accounts = {o.account for o in orders.values()}
     for symbol in ex.symbols:
@@ -428,7 +485,7 @@ def check_against_events(store: Store, ex: Exchange, db_url: str) -> None:
                            and o.account == account), key=lambda o: o.order_number or 0)
             assert store.orders(symbol, account, from_number=0, limit=10**6) == mine
             assert store.open_orders(symbol, account) == [
-                o for o in mine if o.status in ("new", "partially_filled")]
+                o for o in mine if o.status in ("new", "partially_filled", "untriggered")]
             fills = [(r.trade_id, r.seq) for _, sym, r in pub.reports()
                      if sym == symbol and isinstance(r, Report) and r.account == account
                      and r.trade_id is not None]

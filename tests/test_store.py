@@ -7,7 +7,9 @@ migrations are idempotent; positions are compare-and-set; reads are index
 range scans (the plans, on both engines); paging is Binance's; amounts
 beyond 2**63 are exact; the rows do not depend on how the entries were cut
 into batches or how often the writer restarted; gaps and republished
-events.
+events; stops, take-profits, GTD orders and icebergs keep their fields and
+their trigger time, an untriggered stop is open; a version-1 database
+migrates forward with its rows.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import pytest
 from pg_helpers import dump_tables
 
 from candles.core import INTERVALS, Candle, CandleSeries
-from contract.commands import Amend, Cancel, Command, Place
+from contract.commands import Amend, Cancel, Clock, Command, Place
 from contract.events import CancelRejected, Event, Report, Trade, encode_events
 from contract.ids import order_number, ts_of
 from contract.market import DEFAULT_MARKETS
@@ -33,6 +35,7 @@ from matching.book import OrderBook
 from store.batch import Batch
 from store.db import PositionConflict, Store, open_store
 from store.rows import ExecutionRow, OrderRow
+from store.schema import migrations
 
 pytest_plugins = ("pg_helpers",)
 
@@ -124,7 +127,7 @@ def loaded(store: Store) -> tuple[Store, Scenario]:
 
 def test_migrations_are_applied_once(db_url: str) -> None:
     with open_store(db_url) as first:
-        assert first.schema_versions() == [1]
+        assert first.schema_versions() == [1, 2]
         assert first.migrate() == []
     stores: list[Store] = []
     errors: list[BaseException] = []
@@ -142,7 +145,7 @@ def test_migrations_are_applied_once(db_url: str) -> None:
         t.join()
     assert not errors
     for s in stores:
-        assert s.schema_versions() == [1]
+        assert s.schema_versions() == [1, 2]
         s.close()
 
 
@@ -211,6 +214,7 @@ def expected_orders(reports: list[Report]) -> dict[str, OrderRow]:
     out: dict[str, OrderRow] = {}
     fees: dict[str, int] = {}
     working: dict[str, int | None] = {}
+    triggered: dict[str, int] = {}
     reasons: dict[str, str | None] = {}
     for r in reports:
         fees[r.order_id] = fees.get(r.order_id, 0) + r.fee
@@ -218,13 +222,16 @@ def expected_orders(reports: list[Report]) -> dict[str, OrderRow]:
             working[r.order_id] = None
         if working[r.order_id] is None and r.exec_type == "new":
             working[r.order_id] = r.ts
+        if r.exec_type == "triggered":
+            triggered.setdefault(r.order_id, r.ts)
         if r.reason is not None or r.order_id not in reasons:
             reasons[r.order_id] = r.reason if r.reason is not None else reasons.get(r.order_id)
         out[r.order_id] = OrderRow(
             SYMBOL, r.order_id, order_number(r.order_id), r.account, r.client_order_id,
             r.side, r.type, r.tif, r.price, r.qty, None, r.status, r.cum_qty, r.cum_notional,
             fees[r.order_id], reasons[r.order_id], ts_of(r.order_id), working[r.order_id],
-            r.ts, r.seq)
+            r.ts, r.seq, r.stop_price, r.expire_time, r.display_qty,
+            triggered.get(r.order_id))
     return out
 
 
@@ -489,3 +496,130 @@ def test_gaps_and_republished_events(store: Store) -> None:
     assert len(store.trades(SYMBOL, from_trade_id=0, limit=10**4)) == len(
         [e for e in s.events if isinstance(e, Trade) and
          not last_written < e.seq < first_after])
+
+
+# -- section B: stops, take-profits, GTD orders, icebergs ------------------------------------
+
+T1 = T0 + 10**7
+"""The order-types scenario's first input entry time (ms)."""
+P = 5_000_000
+
+
+def order_types_scenario() -> Scenario:
+    """A stop buy amended and triggered by a trade through an iceberg, filled later; a stop
+    sell canceled untriggered; a take-profit left untriggered; a GTD bid expired by the
+    engine's clock entry."""
+    s = Scenario()
+    s.commit([(f"{T1}-0", Place("alice", "sell", "limit", 19, P))])
+    s.commit([(f"{T1 + 1}-0", Place("bob", "buy", "market", 1, 0, "IOC"))])  # prints P
+    s.commit([(f"{T1 + 2}-0", Place("bob", "buy", "stop_limit", 9, P + 20,
+                                    client_order_id="stop-buy", stop_price=P + 10))])
+    s.commit([(f"{T1 + 3}-0", Place("alice", "sell", "stop_market", 2, 0, "IOC",
+                                    client_order_id="stop-sell", stop_price=P - 100))])
+    s.commit([(f"{T1 + 4}-0", Place("carl", "sell", "take_profit_limit", 2, P + 5,
+                                    client_order_id="tp", stop_price=P + 500))])
+    s.commit([(f"{T1 + 5}-0", Place("dora", "buy", "limit", 4, P - 50, "GTD",
+                                    client_order_id="gtd", expire_time=T1 + 60_000))])
+    s.commit([(f"{T1 + 6}-0", Place("erin", "sell", "limit", 10, P + 10,
+                                    client_order_id="berg", display_qty=2))])
+    s.commit([(f"{T1 + 7}-0", Amend("bob", client_order_id="stop-buy", stop_price=P + 8))])
+    # frank takes 18 at P, then 3 of the iceberg at P + 10: bob's stop triggers and takes
+    # the iceberg's 7 left; its last 2 rest at P + 20 until greg sells them.
+    s.commit([(f"{T1 + 8}-0", Place("frank", "buy", "limit", 21, P + 10, "IOC"))])
+    s.commit([(f"{T1 + 9}-0", Place("greg", "sell", "limit", 2, P + 20))])
+    s.commit([(f"{T1 + 60_000}-0", Clock())])  # the GTD bid's expiry is due
+    s.commit([(f"{T1 + 60_001}-0", Cancel("alice", client_order_id="stop-sell"))])
+    return s
+
+
+def test_stops_gtd_and_icebergs_are_kept_with_their_trigger_time(db_url: str) -> None:
+    s = order_types_scenario()
+    with open_store(db_url) as store:
+        project(s.entries, store, cuts=len(s.entries))  # a restart after every entry
+        want = expected_orders(s.reports())
+        rows = {}
+        for account in ("alice", "bob", "carl", "dora", "erin", "frank", "greg"):
+            got = store.orders(SYMBOL, account, start_ms=T1, limit=1000)
+            assert got == sorted((o for o in want.values() if o.account == account),
+                                 key=lambda o: o.order_number or 0), account
+            rows.update({o.client_order_id: o for o in got})
+        trigger = next(r for r in s.reports() if r.exec_type == "triggered")
+        stop_buy = rows["stop-buy"]
+        assert (stop_buy.type, stop_buy.status, stop_buy.stop_price, stop_buy.cum_qty,
+                stop_buy.trigger_ts) == ("stop_limit", "filled", P + 8, 9, trigger.ts)
+        assert trigger.ts == T1 + 8 and stop_buy.updated_ts == T1 + 9  # filled later
+        stop_sell = rows["stop-sell"]
+        assert (stop_sell.type, stop_sell.status, stop_sell.trigger_ts) == \
+            ("stop_market", "canceled", None)
+        take_profit = rows["tp"]
+        assert (take_profit.status, take_profit.stop_price, take_profit.trigger_ts) == \
+            ("untriggered", P + 500, None)
+        assert store.open_orders(SYMBOL, "carl") == [take_profit]  # untriggered is open
+        assert store.open_orders(None, "carl") == [take_profit]
+        gtd = rows["gtd"]
+        assert (gtd.tif, gtd.expire_time, gtd.status, gtd.reason, gtd.updated_ts) == \
+            ("GTD", T1 + 60_000, "expired", "EXPIRED", T1 + 60_000)
+        berg = rows["berg"]
+        assert (berg.display_qty, berg.status, berg.cum_qty) == (2, "filled", 10)
+        assert store.open_orders(SYMBOL, "bob") == []
+        # the stop's reports are kept with the executions, its trigger among them
+        executions = [row for row in dump_tables(db_url)["executions"]
+                      if row[5] == stop_buy.order_id]  # order_id is column 5
+        assert [(row[7], row[8]) for row in executions][:4] == [
+            ("new", "untriggered"), ("replaced", "untriggered"), ("triggered", "new"),
+            ("trade", "partially_filled")]
+
+
+def _execute(url: str, sql: str, params: tuple[Any, ...]) -> None:
+    """One statement on the database at ``url``, with the engine's own driver."""
+    if url.startswith("sqlite:///"):
+        conn = sqlite3.connect(url[len("sqlite://"):])
+        try:
+            conn.execute(sql, params)
+            conn.commit()
+        finally:
+            conn.close()
+        return
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as pg:
+        pg.execute(sql.replace("?", "%s"), params)
+
+
+def test_a_version_1_database_migrates_forward(db_url: str,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    first = migrations()[:1]
+    monkeypatch.setattr("store.db.migrations", lambda: first)
+    with open_store(db_url) as old:
+        assert old.schema_versions() == [1]
+    # an open order and a filled one, as a version-1 history wrote them
+    for order_id, status, cum in ((f"{T0}-0", "new", 0), (f"{T0 + 1}-0", "filled", 5)):
+        _execute(db_url, "INSERT INTO orders (symbol, order_id, order_number, account, "
+                 "client_order_id, side, type, tif, price, qty, quote_qty, status, cum_qty, "
+                 "cum_notional, fee, reason, created_ts, working_ts, updated_ts, last_seq) "
+                 "VALUES (?, ?, ?, 'alice', NULL, 'buy', 'limit', 'GTC', 100, 5, NULL, ?, ?, "
+                 "'0', '0', NULL, ?, ?, ?, 1)",
+                 (SYMBOL, order_id, order_number(order_id), status, cum, ts_of(order_id),
+                  ts_of(order_id), ts_of(order_id)))
+    _execute(db_url, "INSERT INTO stream_positions (stream, last_id, last_seq) "
+             "VALUES (?, ?, 1)", (SYMBOL, f"{T0 + 1}-0"))
+    monkeypatch.undo()
+    with open_store(db_url) as store:
+        assert store.schema_versions() == [1, 2]
+        (kept,) = store.open_orders(SYMBOL, "alice")
+        assert (kept.order_id, kept.status, kept.stop_price, kept.expire_time,
+                kept.display_qty, kept.trigger_ts) == (f"{T0}-0", "new", 0, 0, 0, None)
+        assert [o.status for o in store.orders(SYMBOL, "alice")] == ["new", "filled"]
+        # the writer goes on with the new order types from where version 1 stopped
+        project(order_types_scenario().entries, store, cuts=3)
+        assert [o.status for o in store.open_orders(SYMBOL, "carl")] == ["untriggered"]
+        assert [o.order_id for o in store.open_orders(SYMBOL, "alice")] == [f"{T0}-0"]
+        if store.dialect == "postgresql":  # statistics, as autovacuum keeps them
+            import psycopg
+
+            with psycopg.connect(db_url, autocommit=True) as conn:
+                conn.execute("ANALYZE")
+        for call in (lambda: store.open_orders(SYMBOL, "carl"),
+                     lambda: store.open_orders(None, "carl")):
+            for sql, plan in store.explain(call):
+                assert _index_of(store, "orders", plan) == "orders_open", (sql, plan)
