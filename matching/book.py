@@ -232,6 +232,8 @@ class OrderBook:
         command the risk stage forwarded passes its own id (the order id of a
         place, the request id of a cancel or amend) and the market entry's time.
         """
+        # GTD expiry runs when the clock moves: within one millisecond nothing new falls due
+        # (a place whose expire_time is not after the clock is rejected, never rests).
         if ts is None:
             ms = input_id.partition("-")[0]
             if ms == self._ts_text:
@@ -239,12 +241,16 @@ class OrderBook:
             else:
                 ts = self._ts = self.clock = int(ms)
                 self._ts_text = ms
+                if ts >= self._next_expiry:
+                    self._expire_due(ts, events)
         else:
             self.clock = ts
-        if ts >= self._next_expiry:
-            self._expire_due(ts, events)
+            if ts >= self._next_expiry:
+                self._expire_due(ts, events)
         armed = self._armed
-        mark = len(events) if armed else 0
+        if armed:
+            mark = len(events)
+            printed = self.trade_id
         t = type(cmd)
         if t is Place:
             self._place(input_id, ts, cmd, events)  # type: ignore[arg-type]
@@ -256,11 +262,32 @@ class OrderBook:
             self._cancel_all(ts, cmd, events)  # type: ignore[arg-type]
         elif t is not Clock:  # pragma: no cover - the decoder only produces these commands
             raise TypeError(f"not a command: {cmd!r}")
-        if armed or self._pending:
-            # No stop waited before the command: it printed nothing a stop may see.
+        # Stops look at the command's prints only when some waited and it printed (trade ids
+        # count prints); a stop it placed already met is pending whatever happened.
+        if self._pending:
             self._run_stops(ts, mark if armed else len(events), events)
-        if self._touched_bids or self._touched_asks:
-            self._emit_book_update(ts, events)
+        elif armed and self.trade_id != printed:
+            self._run_stops(ts, mark, events)
+        # One BookUpdate with the touched levels' totals (inlined: runs for most commands).
+        tb = self._touched_bids
+        ta = self._touched_asks
+        if tb or ta:
+            bid_changes: list[tuple[int, int]] = []
+            ask_changes: list[tuple[int, int]] = []
+            if tb:
+                bids = self.bids
+                for p in (sorted(tb, reverse=True) if len(tb) > 1 else tb):
+                    lvl = bids.get(p)
+                    bid_changes.append((p, 0 if lvl is None else lvl.total))
+                tb.clear()
+            if ta:
+                asks = self.asks
+                for p in (sorted(ta) if len(ta) > 1 else ta):
+                    lvl = asks.get(p)
+                    ask_changes.append((p, 0 if lvl is None else lvl.total))
+                ta.clear()
+            self.seq += 1
+            events.append(BookUpdate(self.seq, ts, bid_changes, ask_changes))
 
     def reject_input(self, input_id: str, reason: str = errors.BAD_REQUEST,
                      ts: int | None = None) -> list[Event]:
@@ -320,13 +347,82 @@ class OrderBook:
     # -- place ----------------------------------------------------------------
 
     def _place(self, input_id: str, ts: int, cmd: Place, events: list[Event]) -> None:
-        if cmd.side not in SIDES or cmd.type not in ORDER_TYPES or cmd.tif not in TIFS \
-                or cmd.stp not in STP_MODES:
-            # Only a Place built in Python gets here (the decoder refuses these values):
-            # answered like the same command arriving undecodable through the stream.
-            self.seq += 1
-            events.append(InputRejected(self.seq, ts, input_id, errors.BAD_REQUEST))
+        kind = cmd.type
+        if cmd.side not in SIDES or cmd.tif not in TIFS or cmd.stp not in STP_MODES:
+            self._reject_invalid(input_id, ts, events)
             return
+        if (kind != "limit" and kind != "market") or cmd.tif == "GTD" or cmd.stop_price \
+                or cmd.expire_time or cmd.display_qty:
+            if kind not in ORDER_TYPES:
+                self._reject_invalid(input_id, ts, events)
+            else:
+                self._place_extra(input_id, ts, cmd, events)
+            return
+        # A plain limit or market order: the common case, which pays nothing for section B.
+        market = self.market
+        is_limit = kind == "limit"
+        tif = cmd.tif if is_limit else ("FOK" if cmd.tif == "FOK" else "IOC")
+        # Every field given: msgspec fills a default slower than it takes an argument.
+        o = Order(input_id, cmd.account, cmd.client_order_id, cmd.side, kind, tif,
+                  cmd.price if is_limit else 0, cmd.qty, 0, cmd.qty, 0, cmd.post_only,
+                  cmd.stp, 0, 0, 0, 0, 0, 0, False, cmd.quote_qty, not is_limit, False, False)
+        reason = None
+        if cmd.quote_qty:
+            # A budget: only a market-type buy, with qty 0, not FOK (it could never be "all").
+            if cmd.quote_qty < 0 or is_limit or cmd.side != "buy" or cmd.qty or \
+                    cmd.tif == "FOK":
+                reason = errors.BAD_REQUEST
+        elif not market.min_lots <= cmd.qty <= market.max_lots:
+            reason = errors.INVALID_QTY
+        elif is_limit and not market.min_ticks <= cmd.price <= market.max_ticks:
+            reason = errors.INVALID_PRICE
+        if reason is not None:
+            pass
+        elif input_id in self.orders:
+            reason = errors.BAD_REQUEST  # an input entry can only be one order
+        elif cmd.client_order_id is not None and (cmd.account, cmd.client_order_id) in \
+                self.client_ids:
+            reason = errors.DUPLICATE_CLIENT_ORDER_ID
+        elif cmd.post_only and (not is_limit or self._crosses(o)):
+            reason = errors.POST_ONLY_WOULD_TAKE
+        if reason is not None:
+            o.leaves = 0
+            self._report(ts, o, "rejected", "rejected", events, reason)
+            return
+        self.seq += 1
+        events.append(Report(
+            self.seq, ts, o.account, input_id, o.client_order_id, o.side,  # type: ignore[arg-type]
+            kind, tif, o.price, o.qty, "new", "new", 0, 0, 0, o.leaves, 0,
+            None, None, None, 0, 0, 0, 0))
+        if is_limit and tif == "GTC":
+            # _crosses(o), inlined: a passive order rests at once (the common case).
+            if o.side == "buy":
+                best = self.best_ask_price
+                if best is None or best > o.price:
+                    self._rest(o)
+                    return
+            else:
+                best = self.best_bid_price
+                if best is None or best < o.price:
+                    self._rest(o)
+                    return
+            self._execute(ts, o, events)
+        elif cmd.quote_qty:
+            self._execute_budget(ts, o, cmd.quote_qty, events)
+        else:
+            self._execute(ts, o, events)
+
+    def _reject_invalid(self, input_id: str, ts: int, events: list[Event]) -> None:
+        """A Place built in Python with a value the decoder refuses (a side, type, time in
+        force or STP mode it does not know): answered like the same command arriving
+        undecodable through the stream."""
+        self.seq += 1
+        events.append(InputRejected(self.seq, ts, input_id, errors.BAD_REQUEST))
+
+    def _place_extra(self, input_id: str, ts: int, cmd: Place, events: list[Event]) -> None:
+        """A place using a field of section B: a stop or take-profit, GTD, an iceberg (or a
+        plain type carrying one of their fields, refused). Rests, waits untriggered or
+        matches like :meth:`_place`'s plain orders."""
         market = self.market
         kind = cmd.type
         tif: str
@@ -341,20 +437,10 @@ class OrderBook:
             stop = True
             is_limit = kind in LIMIT_TYPES
             tif = report_tif(kind, cmd.tif)
-        # Section B's fields: read once here, so that plain orders pay one test below.
-        extra = (stop or cmd.expire_time or cmd.display_qty or cmd.stop_price
-                 or tif == "GTD")
-        # Every field given: msgspec fills a default slower than it takes an argument.
-        if extra:
-            o = Order(input_id, cmd.account, cmd.client_order_id, cmd.side, kind, tif,
-                      cmd.price if is_limit else 0, cmd.qty, 0, cmd.qty, 0, cmd.post_only,
-                      cmd.stp, 0, 0, cmd.stop_price, cmd.expire_time, cmd.display_qty, 0, False,
-                      cmd.quote_qty, not is_limit, False, True)
-            extra = True
-        else:
-            o = Order(input_id, cmd.account, cmd.client_order_id, cmd.side, kind, tif,
-                      cmd.price if is_limit else 0, cmd.qty, 0, cmd.qty, 0, cmd.post_only,
-                      cmd.stp, 0, 0, 0, 0, 0, 0, False, cmd.quote_qty, not is_limit, False, False)
+        o = Order(input_id, cmd.account, cmd.client_order_id, cmd.side, kind, tif,
+                  cmd.price if is_limit else 0, cmd.qty, 0, cmd.qty, 0, cmd.post_only,
+                  cmd.stp, 0, 0, cmd.stop_price, cmd.expire_time, cmd.display_qty, 0, False,
+                  cmd.quote_qty, not is_limit, False, True)
         if cmd.quote_qty:
             # A budget: only a market-type buy, with qty 0, not FOK (it could never be "all").
             reason = (errors.BAD_REQUEST if cmd.quote_qty < 0 or is_limit or cmd.side != "buy"
@@ -367,7 +453,7 @@ class OrderBook:
             pass
         elif is_limit and not market.min_ticks <= cmd.price <= market.max_ticks:
             reason = errors.INVALID_PRICE
-        elif extra and (reason := _order_type_reason(market, cmd, stop, is_limit)) is not None:
+        elif (reason := _order_type_reason(market, cmd, stop, is_limit)) is not None:
             pass
         elif input_id in self.orders:
             reason = errors.BAD_REQUEST  # an input entry can only be one order
@@ -376,7 +462,7 @@ class OrderBook:
             reason = errors.DUPLICATE_CLIENT_ORDER_ID
         elif cmd.post_only and (not is_limit or self._crosses(o)):
             reason = errors.POST_ONLY_WOULD_TAKE
-        elif extra and cmd.expire_time and cmd.expire_time <= ts:
+        elif cmd.expire_time and cmd.expire_time <= ts:
             reason = errors.EXPIRED
         if reason is not None:
             o.leaves = 0
@@ -394,13 +480,9 @@ class OrderBook:
             else:
                 self._arm(o)
             return
-        self.seq += 1
-        events.append(Report(
-            self.seq, ts, o.account, input_id, o.client_order_id, o.side,  # type: ignore[arg-type]
-            kind, tif, o.price, o.qty, "new", "new", 0, 0, 0, o.leaves, 0,  # type: ignore[arg-type]
-            None, None, None, 0, o.stop_price, o.expire_time, o.display))
+        self._report(ts, o, "new", "new", events)
         if is_limit and tif == "GTC" and not self._crosses(o):
-            self._rest(o)  # the common case: a passive order rests at once
+            self._rest(o)
         elif cmd.quote_qty:
             self._execute_budget(ts, o, cmd.quote_qty, events)
         else:
@@ -794,11 +876,16 @@ class OrderBook:
             elif self.best_ask_price is None or price < self.best_ask_price:
                 self.best_ask_price = price
         level.orders[o.order_id] = o
-        if o.display:
-            o.visible = o.display if o.display < o.leaves else o.leaves
-            level.total += o.visible
-        else:
+        if not o.extra:
             level.total += o.leaves
+        else:
+            if o.display:
+                o.visible = o.display if o.display < o.leaves else o.leaves
+                level.total += o.visible
+            else:
+                level.total += o.leaves
+            if o.expire_time:
+                self._add_expiry(o)
         touched[price] = None
         self.orders[o.order_id] = o
         acct = self.by_account.get(o.account)
@@ -807,8 +894,6 @@ class OrderBook:
         acct[o.order_id] = o
         if o.client_order_id is not None:
             self.client_ids[(o.account, o.client_order_id)] = o
-        if o.extra and o.expire_time:
-            self._add_expiry(o)
 
     def _index(self, o: Order) -> None:
         """Make an untriggered stop findable (by id, account, client id, expiry), off-book."""
@@ -852,7 +937,12 @@ class OrderBook:
         level = levels[price]
         oid = o.order_id
         del level.orders[oid]
-        level.total -= o.visible if o.extra and o.display else o.leaves
+        if o.extra:
+            level.total -= o.visible if o.display else o.leaves
+            if o.expire_time:
+                self._drop_expiry(o)
+        else:
+            level.total -= o.leaves
         touched[price] = None
         if not level.orders:
             self._drop_level(o.side, price)
@@ -864,8 +954,6 @@ class OrderBook:
             del self.by_account[o.account]
         if o.client_order_id is not None:
             del self.client_ids[(o.account, o.client_order_id)]
-        if o.extra and o.expire_time:
-            self._drop_expiry(o)
 
     # -- cancel, amend, cancel_all ---------------------------------------------
 
@@ -1019,29 +1107,6 @@ class OrderBook:
             self._close(o)
             o.leaves = 0
             self._report(ts, o, "canceled", "canceled", events, cmd.reason)
-
-    # -- book update ----------------------------------------------------------
-
-    def _emit_book_update(self, ts: int, events: list[Event]) -> None:
-        """Append one BookUpdate with the touched levels' totals; clear the scratch."""
-        tb = self._touched_bids
-        ta = self._touched_asks
-        bid_changes: list[tuple[int, int]] = []
-        ask_changes: list[tuple[int, int]] = []
-        if tb:
-            bids = self.bids
-            for p in (sorted(tb, reverse=True) if len(tb) > 1 else tb):
-                lvl = bids.get(p)
-                bid_changes.append((p, 0 if lvl is None else lvl.total))
-            tb.clear()
-        if ta:
-            asks = self.asks
-            for p in (sorted(ta) if len(ta) > 1 else ta):
-                lvl = asks.get(p)
-                ask_changes.append((p, 0 if lvl is None else lvl.total))
-            ta.clear()
-        self.seq += 1
-        events.append(BookUpdate(self.seq, ts, bid_changes, ask_changes))
 
     # -- invariants -----------------------------------------------------------
 
