@@ -7,6 +7,15 @@ orders' holds (never stored), an amend's worst case is found by trying every
 split of fills before and after it, and pending amends are one list in the
 order they were forwarded. It must never import ``ledger``.
 
+Section B (stops, take-profits, GTD, icebergs): an order holds what the order
+it *becomes* may cost (:data:`BECOMES`: a ``*_limit`` stop is a limit order, a
+``*_market`` one a market order), from its acceptance until its last report,
+whether it is still waiting for its trigger or not; ``tif`` and
+``display_qty`` change nothing about holds (a GTD order is released by its
+``expired`` report, an iceberg holds its whole quantity). Every fill is paid
+out of the order's hold: :meth:`ReferenceLedger.settle` asserts that the hold
+covers it, so a triggered stop can never be short of funds.
+
 Cost: O(orders) per command or report (tests only).
 """
 
@@ -19,6 +28,10 @@ from math import ceil
 from contract.commands import Amend, Cancel, CancelAll, Command, Place
 from contract.events import CancelRejected, Report
 from contract.market import Market
+
+BECOMES = {"limit": "limit", "stop_limit": "limit", "take_profit_limit": "limit",
+           "market": "market", "stop_market": "market", "take_profit_market": "market"}
+"""Every order type -> the plain order it is once triggered (PROTOCOL.md section B)."""
 
 
 def fee_of(exact_before: Fraction, notional: int, rate: Fraction) -> tuple[int, Fraction]:
@@ -36,7 +49,7 @@ class RefHold:
     account: str
     client_order_id: str | None
     side: str
-    type: str
+    type: str  # as placed; BECOMES[type] is what its holds follow
     asset: str
     hold: int
     price: int
@@ -57,6 +70,12 @@ class ReferenceLedger:
     orders: dict[str, RefHold] = field(default_factory=dict)
     refs: set[tuple[str, str]] = field(default_factory=set)  # (account, ref)
     pending: list[tuple[str, set[str]]] = field(default_factory=list)  # forward order
+    taker_rate: Fraction = field(init=False)
+    maker_rate: Fraction = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.taker_rate = Fraction(self.market.taker_fee)
+        self.maker_rate = Fraction(self.market.maker_fee)
 
     # -- views ------------------------------------------------------------------------
 
@@ -79,13 +98,13 @@ class ReferenceLedger:
         if lots <= 0:
             return 0
         notional = self.market.notional(price, lots)
-        return notional + fee_of(o.fee_exact, notional, Fraction(self.market.taker_fee))[0]
+        return notional + fee_of(o.fee_exact, notional, self.taker_rate)[0]
 
     def required(self, o: RefHold) -> int:
         if o.side == "sell":
             return self.market.base_amount(o.qty - o.cum_qty)
-        if o.type == "market":
-            return o.hold
+        if BECOMES[o.type] == "market":
+            return o.hold  # a budget: never more than what is left of it is spent
         return self.cost(o, o.price, o.qty - o.cum_qty)
 
     # -- commands: each returns the outcome the ledger must give --------------------------
@@ -102,18 +121,21 @@ class ReferenceLedger:
         return "applied"
 
     def place(self, order_id: str, cmd: Place) -> str:
+        """An order of any type that the ledger checks as valid (the market may still
+        reject it: its ``rejected`` report releases the hold)."""
         m = self.market
+        limit = BECOMES[cmd.type] == "limit"
         if cmd.side == "buy":
             asset = m.quote
-            hold = cmd.quote_qty if cmd.type == "market" else (
+            hold = cmd.quote_qty if not limit else (
                 m.notional(cmd.price, cmd.qty)
-                + ceil(m.notional(cmd.price, cmd.qty) * Fraction(m.taker_fee)))
+                + ceil(m.notional(cmd.price, cmd.qty) * self.taker_rate))
         else:
             asset, hold = m.base, m.base_amount(cmd.qty)
         if self.available.get((cmd.account, asset), 0) < hold:
             return "INSUFFICIENT_FUNDS"
         self._add(cmd.account, asset, -hold)
-        price = cmd.price if cmd.type == "limit" else 0
+        price = cmd.price if limit else 0
         self.orders[order_id] = RefHold(order_id, cmd.account, cmd.client_order_id, cmd.side,
                                         cmd.type, asset, hold, price, cmd.qty,
                                         configs=[(price, cmd.qty)])
@@ -129,10 +151,13 @@ class ReferenceLedger:
             candidates = [o for o in self.orders.values() if cmd.client_order_id is not None
                           and (o.account, o.client_order_id) == (cmd.account,
                                                                  cmd.client_order_id)]
-        candidates = [o for o in candidates if o.type == "limit"]
-        if (not candidates or (cmd.qty is None and cmd.price is None)
+        # Whatever may rest (limit orders, stops of every type): a market order never does.
+        candidates = [o for o in candidates if o.type != "market"]
+        if (not candidates or (cmd.qty is None and cmd.price is None and cmd.stop_price is None)
                 or (cmd.qty is not None and not m.min_lots <= cmd.qty <= m.max_lots)
-                or (cmd.price is not None and not m.min_ticks <= cmd.price <= m.max_ticks)):
+                or (cmd.price is not None and not m.min_ticks <= cmd.price <= m.max_ticks)
+                or (cmd.stop_price is not None
+                    and not m.min_ticks <= cmd.stop_price <= m.max_ticks)):
             return "forwarded"
         increases = []
         for o in candidates:
@@ -142,6 +167,8 @@ class ReferenceLedger:
             new_qty = top_qty if cmd.qty is None else cmd.qty
             if o.side == "sell":
                 worst = m.base_amount(max(top_qty, new_qty) - o.cum_qty)
+            elif BECOMES[o.type] == "market":
+                worst = o.hold  # a budget: no amend changes it (the market refuses qty)
             else:
                 # x more fill at up to the old prices before the amend applies, the rest
                 # (new_qty in all) at up to the new price: try every x.
@@ -151,7 +178,7 @@ class ReferenceLedger:
                                 + m.notional(new_price, new_qty - o.cum_qty - x))
                     if new_qty - o.cum_qty - x >= 0:
                         worst = max(worst, notional + fee_of(
-                            o.fee_exact, notional, Fraction(m.taker_fee))[0])
+                            o.fee_exact, notional, self.taker_rate)[0])
             increases.append((o, max(0, worst - o.hold), (new_price, new_qty)))
         need: dict[str, int] = {}
         for o, inc, _ in increases:
@@ -183,9 +210,11 @@ class ReferenceLedger:
                 continue
             if e.exec_type == "trade":
                 notional = m.notional(e.last_price, e.last_qty)
-                rate = Fraction(m.maker_fee if e.liquidity == "maker" else m.taker_fee)
+                rate = self.maker_rate if e.liquidity == "maker" else self.taker_rate
                 fee, o.fee_exact = fee_of(o.fee_exact, notional, rate)
                 assert fee == e.fee, "the market charged another fee"
+                cost = notional + fee if o.side == "buy" else m.base_amount(e.last_qty)
+                assert cost <= o.hold, f"a fill of {o.order_id} ({o.type}) beyond its hold"
                 if o.side == "buy":
                     o.hold -= notional + fee
                     self._add(o.account, m.base, m.base_amount(e.last_qty))
