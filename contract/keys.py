@@ -49,6 +49,20 @@ def applied_key(symbol: str) -> str:
     return _key(symbol, "applied")
 
 
+SERVICES_TAG = "svc"
+"""Hash tag of the service registrations: all of them live in one cluster slot."""
+
+
+def service_key(service: str, instance: str) -> str:
+    """A running process's registration (a TTL key, refreshed while it runs):
+    ``sx:{svc}:<service>:<instance>``."""
+    return f"{_key(SERVICES_TAG, service)}:{instance}"
+
+
+SERVICE_KEYS = _key(SERVICES_TAG, "*")
+"""SCAN pattern of every registration."""
+
+
 @dataclass(frozen=True, slots=True)
 class MarketKeys:
     """Every Redis key of one market, all with the same hash tag."""

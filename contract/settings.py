@@ -45,6 +45,12 @@ class EngineConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Leader lease time; a standby takes over this long after a silent leader."""
     out_retention: Count = 1_000_000
     """Approximate number of entries kept in each market's event stream."""
+    metrics_host: NonEmptyStr = "127.0.0.1"
+    """Where an engine process serves /metrics, /healthz and /readyz ..."""
+    metrics_port: Annotated[int, msgspec.Meta(ge=0, le=65535)] | None = None
+    """... on this port (0: any free one; several engine processes of ``streamex up`` take
+    consecutive ports from it). None: no metrics listener (``streamex up`` then picks free
+    ports)."""
 
     def __post_init__(self) -> None:
         if self.lease_ms <= self.block_ms:
@@ -84,6 +90,10 @@ class RiskConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Accounts are spread over this many risk engines: crc32(account) mod shards."""
     fee_account: NonEmptyStr = "fees"
     """Account credited with every fee."""
+    metrics_host: NonEmptyStr = "127.0.0.1"
+    """Where a risk engine process serves /metrics, /healthz and /readyz ..."""
+    metrics_port: Annotated[int, msgspec.Meta(ge=0, le=65535)] | None = None
+    """... on this port (as ``[engine] metrics_port``)."""
 
 
 Durability = Literal["async", "replicated"]
@@ -147,6 +157,10 @@ class HistoryConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     directory of ``streamex up``."""
     batch_entries: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 2000
     """Most stream entries written in one transaction."""
+    metrics_host: NonEmptyStr = "127.0.0.1"
+    """Where ``streamex history`` serves /metrics, /healthz and /readyz ..."""
+    metrics_port: Annotated[int, msgspec.Meta(ge=0, le=65535)] | None = None
+    """... on this port (as ``[engine] metrics_port``)."""
 
     def __post_init__(self) -> None:
         if self.url is not None and not self.url.startswith(
@@ -161,6 +175,14 @@ class ApiConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     port: Port = 8003
     max_recv_window_ms: Annotated[int, msgspec.Meta(ge=1, le=600_000)] = 60_000
     """Largest ``recvWindow`` accepted (Binance's limit); the default window is 5,000 ms."""
+
+
+class MetricsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Prometheus metrics and the health endpoints of every service."""
+
+    enabled: bool = True
+    """False: no /metrics (and no per-request metric updates) anywhere; /healthz and
+    /readyz still answer where a service has its own HTTP port."""
 
 
 class LimitsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -194,6 +216,7 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True, dict=True)
     risk: RiskConfig = RiskConfig()
     history: HistoryConfig = HistoryConfig()
     api: ApiConfig = ApiConfig()
+    metrics: MetricsConfig = MetricsConfig()
 
     # Derived at construction (kept in the instance __dict__: never encoded, not compared).
     markets_by_symbol: ClassVar[Mapping[str, Market]]

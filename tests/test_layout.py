@@ -19,7 +19,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 FIRST_PARTY = {"contract", "matching", "ledger", "candles", "engine", "risk", "redisio", "store",
-               "gateway", "marketdata", "history", "api", "streamex", "benchmarks"}
+               "gateway", "marketdata", "history", "api", "ops", "streamex", "benchmarks"}
 IO_MODULES = {"asyncio", "socket", "ssl", "selectors", "subprocess", "http", "urllib", "redis",
               "hiredis", "websockets", "picows", "uvloop", "sqlite3", "psycopg", "aiohttp"}
 
@@ -29,20 +29,27 @@ ALLOWED: dict[str, tuple[set[str], set[str]]] = {
     "matching": ({"contract", "matching"}, {"msgspec", "sortedcontainers"}),
     "ledger": ({"contract", "ledger"}, {"msgspec"}),
     "candles": ({"candles"}, {"msgspec"}),
-    "engine": ({"contract", "matching", "engine"}, {"msgspec", "redis", "hiredis"}),
-    "risk": ({"contract", "ledger", "engine", "risk"}, {"msgspec", "redis", "hiredis"}),
+    "engine": ({"contract", "matching", "engine", "ops"},
+               {"msgspec", "redis", "hiredis", "prometheus_client"}),
+    "risk": ({"contract", "ledger", "engine", "risk", "ops"},
+             {"msgspec", "redis", "hiredis", "prometheus_client"}),
     "redisio": ({"redisio"}, {"redis", "hiredis"}),
     # The history database: schema, migrations, connections and queries (SQLite, PostgreSQL).
     "store": ({"contract", "candles", "store"}, {"msgspec", "psycopg"}),
-    "gateway": ({"contract", "redisio", "gateway"}, {"msgspec", "redis", "hiredis", "websockets"}),
-    "marketdata": ({"contract", "candles", "redisio", "store", "marketdata"},
-                   {"msgspec", "redis", "hiredis", "websockets", "sortedcontainers"}),
-    "history": ({"contract", "candles", "redisio", "store", "engine", "history"},
-                {"msgspec", "redis", "hiredis"}),
+    "gateway": ({"contract", "redisio", "gateway", "ops"},
+                {"msgspec", "redis", "hiredis", "websockets", "prometheus_client"}),
+    "marketdata": ({"contract", "candles", "redisio", "store", "marketdata", "ops"},
+                   {"msgspec", "redis", "hiredis", "websockets", "sortedcontainers",
+                    "prometheus_client"}),
+    "history": ({"contract", "candles", "redisio", "store", "engine", "history", "ops"},
+                {"msgspec", "redis", "hiredis", "prometheus_client"}),
     # The REST service composes the order entry of the gateway, the live book of market
     # data and the history database's queries: one implementation of each.
-    "api": ({"contract", "candles", "redisio", "store", "gateway", "marketdata", "api"},
-            {"msgspec", "redis", "hiredis", "aiohttp"}),
+    "api": ({"contract", "candles", "redisio", "store", "gateway", "marketdata", "api", "ops"},
+            {"msgspec", "redis", "hiredis", "aiohttp", "prometheus_client"}),
+    # Metrics, health endpoints and service registration, for every service.
+    "ops": ({"contract", "ops"}, {"msgspec", "redis", "hiredis", "websockets",
+                                  "prometheus_client"}),
 }
 NO_IO = {"contract", "matching", "ledger", "candles"}
 
