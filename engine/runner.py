@@ -42,6 +42,19 @@ and recovered. A stale epoch (another engine took over) stops the process with
 :data:`EXIT_FENCED`. :meth:`EngineRunner.request_stop` (SIGTERM) commits the
 batch already applied, writes a snapshot per owned market, releases the
 leases and makes :meth:`EngineRunner.run` return 0.
+
+Operations (``engine.metrics``, ``ops``): with :meth:`EngineRunner.instrument`
+each commit observes its batch size and latency (two histogram observes
+per batch, nothing per command); every other metric is read at scrape time
+from plain attributes (:meth:`EngineRunner.stage_status`), and the lag from
+Redis on the collector's own connection. Readiness
+(:meth:`EngineRunner.redis_problem`, :meth:`EngineRunner.stages_problem`)
+reads attributes the loop keeps up to date: whether the last round reached
+Redis, and for each owned stage whether it is recovered and its last read
+drained its stream (or the last entry it applied is recent). With a
+:class:`~ops.registry.Registration` the loop refreshes it every
+``ops.registry.REFRESH_S`` (one SET on the node of its key; a failure is
+retried next time) and deletes it at a clean stop.
 """
 
 from __future__ import annotations
@@ -49,25 +62,29 @@ from __future__ import annotations
 import logging
 import select
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+import msgspec
 import redis
+from redis.exceptions import RedisClusterException
 
 from contract.commands import Clock, encode_command
 from contract.ids import ZERO_ID, parse_id
-from contract.keys import ENGINE_GROUP
+from contract.keys import ENGINE_GROUP, service_key
 from contract.market import Market
 from contract.settings import EngineConfig
 from contract.streams import IN_FIELD, RawEntry
 from engine.channel import CommitChannel, StreamEntries
 from engine.exceptions import CommitConflict, Fenced, RecoveryError, StateLost
 from engine.lease import acquire, release, renew
+from engine.metrics import EngineMetrics, StageStatus
 from engine.recovery import recover
 from engine.snapshots import write_snapshot
 from engine.stage import Core, MarketCore, MarketStage, Stage
 from engine.topology import Topology
 from matching.book import OrderBook
+from ops.registry import REFRESH_S, TTL_MS, Registration
 
 log = logging.getLogger("streamex.engine")
 
@@ -78,6 +95,12 @@ EXIT_FENCED = 3
 _BACKOFF_FIRST_S = 0.05
 _BACKOFF_MAX_S = 2.0
 _HEALTHY_S = 10.0  # served this long since connecting: the next failure starts a new backoff
+READY_LAG_S = 2.0
+"""An owned stage whose last read did not drain its stream is still ready while the last
+entry it applied is at most this old (a busy stage keeping up)."""
+_STALL_S = 5.0  # no loop round for the block time plus this long: not ready
+
+
 @dataclass
 class MarketStats:
     """Counters of one market since the process started (latencies only if recorded).
@@ -92,6 +115,7 @@ class MarketStats:
     snapshots: int = 0
     recoveries: int = 0
     replayed: int = 0
+    clock_entries: int = 0
     commit_latencies_s: list[float] = field(default_factory=list)
     interval_latencies_s: list[float] = field(default_factory=list)
     interval_applied: int = 0
@@ -131,10 +155,16 @@ class _MarketState:
         self.next_lease = 0.0
         self.channel: CommitChannel | None = None  # the hot connection while owned
         self.clock_sent = 0  # the due time of the last clock entry appended
+        self.drained = False  # the last read of the stream returned fewer than it asked
+        self.read_asked = 0  # entries the held read asked for
+        # Metrics observers (EngineRunner.instrument); None: metrics off, nothing observed.
+        self.observe_batch: Callable[[float], None] | None = None
+        self.observe_commit: Callable[[float], None] = _ignore
 
     def to_standby(self) -> None:
         """Forget ownership and state (rebuilt by recovery when the lease is taken again)."""
         self.epoch = None
+        self.drained = False
         self.ready = None
         self.in_hand = []
         self.next_lease = 0.0
@@ -174,6 +204,14 @@ class EngineRunner:
         self._block_s = min(settings.block_ms / 1000, self._renew_every_s)
         self._next_stats = 0.0
         self._targets: dict[str, tuple[int, int]] | None = None  # until_applied of run()
+        self.registration: Registration | None = None
+        """Refreshed from the loop while set (its ``owned`` updated); deleted at a clean
+        stop."""
+        self._next_register = 0.0
+        self._reconnects = 0
+        # Readiness, read by the checks from another thread (plain attributes only).
+        self._redis_error: str | None = "not connected yet"
+        self._round_at = 0.0
 
     # -- control ---------------------------------------------------------------
 
@@ -183,6 +221,10 @@ class EngineRunner:
         Safe to call from a signal handler.
         """
         self._stopping = True
+
+    def stage_names(self) -> list[str]:
+        """The names of the stages this runner serves (owned or stood by for)."""
+        return [m.symbol for m in self._markets]
 
     def stats(self, symbol: str) -> MarketStats:
         return next(m.stats for m in self._markets if m.symbol == symbol)
@@ -202,6 +244,67 @@ class EngineRunner:
 
         Safe to call from another thread (one attribute read)."""
         return next((m.epoch for m in self._markets if m.symbol == name), None)
+
+    # -- operations: metrics, readiness --------------------------------------------------
+
+    def instrument(self, metrics: EngineMetrics) -> None:
+        """Observe every commit's batch size and latency on ``metrics`` and let its
+        collector read :meth:`stage_status` at scrape time. Call once, before :meth:`run`."""
+        for m in self._markets:
+            m.observe_batch, m.observe_commit = metrics.observers(m.symbol)
+        metrics.attach(self)
+
+    @property
+    def reconnects(self) -> int:
+        """Times :meth:`run` reconnected to Redis after a failure."""
+        return self._reconnects
+
+    def stage_status(self) -> list[StageStatus]:
+        """Every stage's counters and lease, from plain attributes: safe from another
+        thread (a scrape). O(stages)."""
+        now = time.monotonic()
+        out = []
+        for m in self._markets:
+            epoch = m.epoch
+            serving = epoch is not None and m.channel is not None  # recovered
+            out.append(StageStatus(
+                name=m.symbol, input_key=m.keys.input, applied=m.stats.applied,
+                recoveries=m.stats.recoveries, clock_entries=m.stats.clock_entries, epoch=epoch,
+                snapshot_age_s=now - m.snapshot_at if serving else None))
+        return out
+
+    def redis_problem(self) -> str | None:
+        """Readiness: None when the last loop round reached Redis (and was recent), else
+        why not. No I/O."""
+        error = self._redis_error
+        if error is not None:
+            return f"redis unreachable: {error}"
+        stalled = time.monotonic() - self._round_at
+        if stalled > self._block_s + _STALL_S:
+            return f"no loop round for {stalled:.1f} s"
+        return None
+
+    def stages_problem(self) -> str | None:
+        """Readiness: None when every stage this process owns is recovered and caught up
+        (its last read drained the stream, or the last entry it applied is at most
+        :data:`READY_LAG_S` old); a stage stood by for needs nothing. No I/O."""
+        problems = []
+        now_ms = time.time() * 1000
+        for m in self._markets:
+            if m.epoch is None:
+                continue
+            if m.channel is None:
+                problems.append(f"{m.symbol} recovering")
+                continue
+            if m.drained:
+                continue
+            age_s = (now_ms - parse_id(m.applied)[0]) / 1000
+            if age_s > READY_LAG_S:
+                ready = m.ready
+                held = len(m.in_hand) + (len(ready.ids) if ready is not None else 0)
+                problems.append(f"{m.symbol} catching up ({held} entries in hand, the last "
+                                f"applied is {age_s:.1f} s old)")
+        return "; ".join(problems) or None
 
     def run(self, until_applied: Mapping[str, bytes] | None = None) -> int:
         """Serve until stopped; returns the process exit code.
@@ -231,6 +334,7 @@ class EngineRunner:
                 except (StateLost, CommitConflict) as exc:
                     level, event, error = logging.WARNING, "state_changed", str(exc)
                 except (redis.ConnectionError, redis.TimeoutError) as exc:
+                    self._redis_error = str(exc) or type(exc).__name__
                     if self._stopping:
                         owned = any(m.epoch is not None for m in self._markets)
                         log.error("event=stop_without_snapshot reason=redis_unavailable "
@@ -239,6 +343,7 @@ class EngineRunner:
                     level, event, error = logging.WARNING, "redis_unavailable", str(exc)
                 except redis.ResponseError as exc:  # e.g. OOM or MISCONF: retry, then recover
                     level, event, error = logging.ERROR, "redis_error", str(exc)
+                    self._redis_error = error
                 if healthy_since is not None and time.monotonic() - healthy_since > _HEALTHY_S:
                     backoff = _BACKOFF_FIRST_S  # a fresh failure after a good run
                 healthy_since = None
@@ -251,6 +356,7 @@ class EngineRunner:
                 if self._stopping:
                     log.info("event=stopped consumer=%s snapshot=none", self.consumer)
                     return EXIT_OK
+                self._reconnects += 1
         finally:
             self._disconnect()
 
@@ -302,6 +408,10 @@ class EngineRunner:
                 self._collect(self._wait_s())
             if now >= self._next_stats:
                 self._log_stats(now)
+            if self.registration is not None and now >= self._next_register:
+                self._register(now)
+            self._round_at = time.monotonic()
+            self._redis_error = None
         self._shutdown()
 
     def _reaches_target(self, m: _MarketState, applied: bytes) -> bool:
@@ -356,7 +466,9 @@ class EngineRunner:
         out_id, committed_at, reply = channel.receive()
         latency = committed_at - started
         if read and block_ms is None:
-            self._take(m, reply)
+            self._take(m, reply, read)
+        elif read:
+            m.read_asked = read
         if ready.effects is not None:
             m.stage.after_commit(self.topology, ready.effects)
         m.applied = ready.ids[-1]
@@ -373,6 +485,9 @@ class EngineRunner:
         stats.interval_latencies_s.append(latency)
         if self.record_latencies:
             stats.commit_latencies_s.append(latency)
+        if m.observe_batch is not None:
+            m.observe_batch(count)
+            m.observe_commit(latency)
         if snapshot_due and m.ready is None:
             self._snapshot(m)
 
@@ -383,7 +498,10 @@ class EngineRunner:
     def _wait_s(self) -> float:
         """How long the loop may wait: until the next lease action or clock entry due, at
         most the block time."""
-        due = min(m.next_lease for m in self._markets) - time.monotonic()
+        due = min(m.next_lease for m in self._markets)
+        if self.registration is not None:
+            due = min(due, self._next_register)
+        due -= time.monotonic()
         clock = self._next_clock_ms()
         if clock is not None:
             due = min(due, (clock - time.time() * 1000) / 1000)
@@ -416,12 +534,17 @@ class EngineRunner:
             except redis.ResponseError as exc:
                 if "equal or smaller" not in str(exc):
                     raise
+            else:
+                m.stats.clock_entries += 1
 
-    def _take(self, m: _MarketState, reply: StreamEntries) -> None:
-        """Hand the entries of a read of ``m``'s stream to ``m``."""
+    def _take(self, m: _MarketState, reply: StreamEntries, asked: int) -> None:
+        """Hand the entries of a read of ``m``'s stream (of up to ``asked``) to ``m``."""
+        got = 0
         for key, entries in reply:
             target = self._by_input_key.get(key, m)
             target.in_hand += entries
+            got += len(entries)
+        m.drained = got < asked
 
     def _collect(self, timeout_s: float) -> None:
         """Take the held reads' replies that arrived; hold a read for every idle market.
@@ -439,6 +562,7 @@ class EngineRunner:
                     continue
                 channel.start_read(self.consumer, self.settings.batch_size, (m.keys.input,),
                                    self._block_ms())
+                m.read_asked = self.settings.batch_size
             held.append(m)
         if not held:
             if timeout_s > 0:
@@ -455,7 +579,7 @@ class EngineRunner:
             ready = [fds[fd] for fd in readable]
         for m in ready:
             assert m.channel is not None
-            self._take(m, m.channel.take_read())
+            self._take(m, m.channel.take_read(), m.read_asked)
 
     def _tend_leases(self, now: float) -> None:
         """Renew owned leases and try to take the others, each when due."""
@@ -533,6 +657,31 @@ class EngineRunner:
             log.info("event=stopped market=%s applied=%s seq=%d snapshot=written",
                      m.symbol, m.applied.decode(), m.core.seq)
             m.epoch = None
+        if self.registration is not None:
+            self._unregister(self.registration)
+
+    # -- registration ---------------------------------------------------------------
+
+    def _register(self, now: float) -> None:
+        """SET the registration (its ``owned`` now) with its TTL on its key's node; a Redis
+        error is logged and retried at the next refresh. One round trip."""
+        reg = self.registration
+        assert reg is not None
+        self._next_register = now + REFRESH_S
+        reg.owned = [m.symbol for m in self._markets if m.epoch is not None]
+        reg.updated_ms = int(time.time() * 1000)
+        key = service_key(reg.service, reg.instance)
+        try:
+            self.topology.call(key, "SET", key, msgspec.json.encode(reg), "PX", TTL_MS)
+        except (redis.RedisError, RedisClusterException, OSError) as exc:
+            log.warning("event=registration_failed service=%s error=%r", reg.service, str(exc))
+
+    def _unregister(self, reg: Registration) -> None:
+        key = service_key(reg.service, reg.instance)
+        try:
+            self.topology.call(key, "DEL", key)
+        except (redis.RedisError, RedisClusterException, OSError) as exc:
+            log.warning("event=unregister_failed service=%s error=%r", reg.service, str(exc))
 
     def _log_stats(self, now: float) -> None:
         interval = self.stats_interval_s - (self._next_stats - now)
@@ -579,6 +728,10 @@ class EngineRunner:
             if left <= 0:
                 return
             time.sleep(min(left, 0.05))
+
+
+def _ignore(value: float) -> None:
+    """An observer that observes nothing (metrics off)."""
 
 
 def _pct(values: Sequence[float], q: float) -> float:

@@ -23,6 +23,14 @@ with a growing delay, database failures likewise from the database's state.
 Logs (logfmt, ``streamex.logs``): ``event=ready service=history ...`` once
 every stream has been read to its end and written, ``event=stats ...``
 every ``stats_interval_s``, ``event=gap ...``.
+
+Operations: with ``metrics`` (``history.metrics``) each write observes its
+duration; everything else is read at scrape time from plain attributes
+(:meth:`HistoryService.stream_status`, :meth:`HistoryService.totals`): per
+stream the entries written, and those read and not yet written with the
+oldest one's time (tracked per read, not per entry). Readiness
+(:meth:`HistoryService.redis_problem`, :meth:`~HistoryService.database_problem`,
+:meth:`~HistoryService.lag_problem`) reads the same attributes, no I/O.
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -38,8 +47,10 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
+from contract.ids import parse_id
 from contract.keys import out_stream
 from contract.risk import risk_keys, risk_tag
+from history.metrics import HistoryMetrics, StreamStatus
 from history.project import Notice, Projection
 from redisio.tail import StreamTail
 from redisio.topology import Topology
@@ -55,6 +66,11 @@ QUEUE_READS = 16
 """Reads buffered ahead of the projection (each at most READ_COUNT_MAX entries a stream)."""
 FIRST_RETRY_S = 0.05
 RETRY_S = 2.0
+READY_LAG_S = 5.0
+"""Ready while no entry read has waited longer than this to be written."""
+
+Item = tuple[bytes, list[Any], int]
+"""A read queued for the projection: stream key, its entries, the read's number."""
 
 
 @dataclass
@@ -72,6 +88,8 @@ class Counters:
     conflicts: int = 0
     """Writes refused because another writer moved a position (reloads)."""
     errors: int = 0
+    reconnects: int = 0
+    """Redis reads retried after a failure."""
     write_s: float = 0.0
     """Time spent in ``Store.write``."""
 
@@ -82,7 +100,7 @@ class HistoryService:
 
     def __init__(self, store: Store, topology: Topology, symbols: Sequence[str],
                  shards: Sequence[int], *, batch_entries: int = 2000, block_ms: int = BLOCK_MS,
-                 stats_interval_s: float = 60.0) -> None:
+                 stats_interval_s: float = 60.0, metrics: HistoryMetrics | None = None) -> None:
         self.store = store
         self.topology = topology
         self.symbols = list(symbols)
@@ -103,6 +121,61 @@ class HistoryService:
         self._committed = 0
         self._marks: dict[int, int] = {}
         self._groups = 0
+        # Reads not yet written: number -> (stream name, entries); per stream, in read order,
+        # (number, first entry's id ms, entries). Touched by the loop only.
+        self._unwritten: dict[int, tuple[str, int]] = {}
+        self._by_stream: dict[str, deque[tuple[int, int, int]]] = {
+            name: deque() for name, _ in self._streams.values()}
+        self._in_flight: dict[str, int] = {name: 0 for name in self._by_stream}  # entries
+        self._next_read = 0
+        self._taken: list[int] = []  # reads projected into the batch being built
+        # Plain attributes for the scrape and the readiness checks (another thread): their
+        # keys never change, values are replaced whole.
+        self._written: dict[str, int] = {name: 0 for name in self._by_stream}
+        self._lag: dict[str, tuple[int, int | None]] = {
+            name: (0, None) for name in self._by_stream}
+        self._read_errors: list[str | None] = []
+        self._db_error: str | None = None
+        self._observe_write = None if metrics is None else metrics.write_seconds.observe
+        if metrics is not None:
+            metrics.attach(self)
+
+    # -- operations: what the scrape and the readiness checks read ----------------------
+
+    def stream_status(self) -> list[StreamStatus]:
+        """Every stream's written entries and what is read but not written; from plain
+        attributes, safe from another thread. O(streams)."""
+        lag = self._lag
+        return [StreamStatus(name, written, *lag[name])
+                for name, written in list(self._written.items())]
+
+    def totals(self) -> dict[str, int]:
+        c = self.counters
+        return {"rows": c.rows, "batches": c.batches, "gaps": c.gaps,
+                "conflicts": c.conflicts, "errors": c.errors, "reconnects": c.reconnects}
+
+    def redis_problem(self) -> str | None:
+        """Readiness: None when every reader's last read succeeded."""
+        errors = [e for e in list(self._read_errors) if e is not None]
+        return f"redis unreachable: {errors[0]}" if errors else None
+
+    def database_problem(self) -> str | None:
+        """Readiness: None unless the last database call failed."""
+        error = self._db_error
+        return None if error is None else f"database unavailable: {error}"
+
+    def lag_problem(self) -> str | None:
+        """Readiness: None once caught up (every stream read to its end and written once)
+        and while no entry read has waited over :data:`READY_LAG_S` to be written."""
+        if not self.ready.is_set():
+            return "catching up: not every stream was read to its end and written yet"
+        now_ms = time.time() * 1000
+        behind = sorted(((now_ms - oldest) / 1000, name)
+                        for name, (_, oldest) in list(self._lag.items())
+                        if oldest is not None and now_ms - oldest > READY_LAG_S * 1000)
+        if not behind:
+            return None
+        return "behind: " + ", ".join(f"{name} {age:.1f} s" for age, name in behind[::-1])
 
     async def run(self, stop: asyncio.Event) -> None:
         """Follow the streams until ``stop`` is set; then finish the write in flight (and
@@ -115,6 +188,7 @@ class HistoryService:
             while not stop.is_set():
                 try:
                     state = await self._load_state(executor)
+                    self._db_error = None
                     log.info("event=resumed db=%s positions=%s", self.store.url, ",".join(
                         f"{s}:{p[0]}/{p[1]}" for s, p in sorted(state.positions.items()))
                         or "none")
@@ -126,6 +200,7 @@ class HistoryService:
                              _quote(str(exc)))
                 except StoreError as exc:
                     self.counters.errors += 1
+                    self._db_error = str(exc) or type(exc).__name__
                     log.warning("event=db_error db=%s error=%s retry_in_s=%.2f", self.store.url,
                                 _quote(str(exc)), delay)
                     with contextlib.suppress(TimeoutError):
@@ -144,17 +219,23 @@ class HistoryService:
     async def _follow(self, projection: Projection, executor: ThreadPoolExecutor,
                       stop: asyncio.Event) -> None:
         loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[tuple[bytes, list[Any]]] = asyncio.Queue(QUEUE_READS)
+        queue: asyncio.Queue[Item] = asyncio.Queue(QUEUE_READS)
         groups = self.topology.groups(list(self._streams))
         self._groups = len(groups)
         self._marks.clear()
         self._enqueued = self._projected = self._committed = 0
+        self._unwritten.clear()
+        for name, chunks in self._by_stream.items():
+            chunks.clear()  # what each stream lags is published again by its next read
+            self._in_flight[name] = 0
+        self._taken = []
+        self._read_errors = [None] * len(groups)
         readers = [asyncio.create_task(self._read(i, {k: projection.position(
             self._streams[k][0])[0].encode() for k in keys}, queue))
             for i, keys in enumerate(groups)]
         pending: asyncio.Future[None] | None = None
-        pending_batch: tuple[Batch, int, float] | None = None
-        getter: asyncio.Task[tuple[bytes, list[Any]]] | None = None
+        pending_batch: tuple[Batch, int, float, list[int]] | None = None
+        getter: asyncio.Task[Item] | None = None
         stopper = asyncio.create_task(stop.wait())
         try:
             while True:
@@ -165,7 +246,8 @@ class HistoryService:
                     pending = pending_batch = None
                 if pending is None and projection.pending_entries:
                     batch = projection.take()
-                    pending_batch = (batch, self._projected, time.perf_counter())
+                    pending_batch = (batch, self._projected, time.perf_counter(), self._taken)
+                    self._taken = []
                     pending = loop.run_in_executor(executor, self.store.write, batch)
                     continue
                 if stop.is_set():
@@ -193,9 +275,10 @@ class HistoryService:
             if pending is not None and not pending.done():
                 await asyncio.wait([pending])  # let the thread finish before anyone reloads
 
-    def _project(self, projection: Projection, item: tuple[bytes, list[Any]]) -> None:
-        key, entries = item
+    def _project(self, projection: Projection, item: Item) -> None:
+        key, entries, number = item
         name, shard = self._streams[key]
+        self._taken.append(number)
         now = int(time.time() * 1000)
         if shard is None:
             notices = projection.add_market(name, entries, now)
@@ -205,10 +288,25 @@ class HistoryService:
         for notice in notices:
             self._log_notice(notice)
 
-    def _done(self, batch: Batch, items: int, started: float) -> None:
+    def _done(self, batch: Batch, items: int, started: float, reads: list[int]) -> None:
         """A write committed: count it and see whether the service is now caught up."""
         c = self.counters
-        c.write_s += time.perf_counter() - started
+        elapsed = time.perf_counter() - started
+        c.write_s += elapsed
+        if self._observe_write is not None:
+            self._observe_write(elapsed)
+        self._db_error = None
+        touched = set()
+        for number in reads:
+            name, count = self._unwritten.pop(number)
+            chunks = self._by_stream[name]
+            while chunks and chunks[0][0] <= number:  # a stream's reads are written in order
+                chunks.popleft()
+            self._written[name] += count
+            self._in_flight[name] -= count
+            touched.add(name)
+        for name in touched:
+            self._publish(name)
         c.batches += 1
         c.entries += batch.entries
         c.events += batch.events
@@ -228,8 +326,24 @@ class HistoryService:
 
     # -- readers -------------------------------------------------------------------------
 
+    def _note_read(self, key: bytes, entries: list[Any]) -> int:
+        """Track a read until it is written; returns its number. O(1)."""
+        number = self._next_read
+        self._next_read += 1
+        name = self._streams[key][0]
+        self._unwritten[number] = (name, len(entries))
+        self._by_stream[name].append((number, parse_id(entries[0][0])[0], len(entries)))
+        self._in_flight[name] += len(entries)
+        self._publish(name)
+        return number
+
+    def _publish(self, name: str) -> None:
+        """Replace the stream's ``(unwritten entries, oldest id ms)`` for other threads."""
+        chunks = self._by_stream[name]
+        self._lag[name] = (self._in_flight[name], chunks[0][1]) if chunks else (0, None)
+
     async def _read(self, group: int, positions: dict[bytes, bytes],
-                    queue: asyncio.Queue[tuple[bytes, list[Any]]]) -> None:
+                    queue: asyncio.Queue[Item]) -> None:
         """Read ``positions``' streams on and queue each reply's entries, until cancelled.
         Marks the group caught up after its first read that did not fill COUNT."""
         tail = StreamTail(self.topology, self._count)
@@ -239,6 +353,8 @@ class HistoryService:
                 try:
                     reply = await tail.read(positions, self.block_ms)
                 except RedisError as exc:
+                    self.counters.reconnects += 1
+                    self._read_errors[group] = str(exc) or type(exc).__name__
                     log.warning("event=redis_retry streams=%s error=%s retry_in_s=%.2f",
                                 ",".join(k.decode() for k in positions), _quote(str(exc)),
                                 delay)
@@ -246,14 +362,19 @@ class HistoryService:
                     delay = min(delay * 2, RETRY_S)
                     continue
                 delay = FIRST_RETRY_S
+                self._read_errors[group] = None
                 short = True
                 for key, entries in reply:
                     if not entries:
                         continue
                     positions[key] = entries[-1][0]
                     short = short and len(entries) < self._count
-                    await queue.put((key, entries))
+                    await queue.put((key, entries, self._note_read(key, entries)))
                     self._enqueued += 1
+                for key in positions:
+                    name = self._streams[key][0]
+                    if not self._by_stream[name]:
+                        self._publish(name)  # nothing of it in flight (after a reload)
                 if short and group not in self._marks:
                     self._marks[group] = self._enqueued
                     self._check_ready()

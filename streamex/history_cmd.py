@@ -1,15 +1,26 @@
 """``streamex history``: copy every market's and risk shard's events into the history database.
 
-Usage: ``streamex history --config FILE [--redis-url URL] [--db URL]``.
+Usage: ``streamex history --config FILE [--redis-url URL] [--db URL]
+[--metrics-host HOST] [--metrics-port PORT]``.
 Redis is ``[redis]`` of the config (one server or a cluster's seeds) with
 ``--redis-url`` as the first seed; the database is ``--db``, else
 ``[history] url`` (``sqlite:///<absolute path>`` or ``postgresql://...``;
 ``streamex up`` sets it). It follows every configured market's ``:out`` and,
 with the risk stage on, every risk shard's, from the positions stored in the
 database, exactly once (``history.service``). Logs ``event=ready
-service=history`` once it has caught up. Exit codes: 0 after SIGTERM/SIGINT,
-1 when the database or Redis cannot be set up, 2 for bad arguments or
-configuration.
+service=history`` once it has caught up.
+
+Operations: with a metrics port (``--metrics-port``, else ``[history]
+metrics_port``; 0: any free port) and ``[metrics] enabled``, it serves
+``/metrics`` (``history.metrics``), ``/healthz`` and ``/readyz`` (the
+database and Redis reachable, every stream caught up) and logs
+``event=metrics service=history url=http://HOST:PORT/metrics`` once it
+listens. It registers itself in Redis as service ``history``
+(``ops.registry.keep_registered``) while it runs.
+
+Exit codes: 0 after SIGTERM/SIGINT, 1 when the database or Redis cannot be
+set up, 2 for bad arguments or configuration or a metrics port that cannot be
+bound.
 """
 
 from __future__ import annotations
@@ -22,7 +33,9 @@ import sys
 import redis
 
 from contract.settings import Config
+from ops.registry import keep_registered, new_registration
 from streamex.config import ConfigError, service_config
+from streamex.engine_cmd import Ops, add_metrics_arguments, open_ops
 from streamex.gc_tuning import tune_gc
 from streamex.logs import add_log_level, setup_logging
 
@@ -38,6 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(default: the config's [history] url)")
     parser.add_argument("--stats-interval", type=float, default=60.0, metavar="SECONDS",
                         help="how often to log counters (default: %(default)s)")
+    add_metrics_arguments(parser, "history")
     add_log_level(parser)
 
 
@@ -60,12 +74,22 @@ def run(args: argparse.Namespace) -> int:
     if args.stats_interval <= 0:
         print("streamex history: --stats-interval: must be positive", file=sys.stderr)
         return EXIT_USAGE
+    ops = open_ops("streamex history", "history", args, config, config.history.metrics_host,
+                   config.history.metrics_port)
+    if isinstance(ops, int):
+        return ops
     import uvloop
 
-    return uvloop.run(_serve(args, config, redis_url, db_url))
+    try:
+        return uvloop.run(_serve(args, config, redis_url, db_url, ops))
+    finally:
+        if ops is not None:
+            ops.close()
 
 
-async def _serve(args: argparse.Namespace, config: Config, redis_url: str, db_url: str) -> int:
+async def _serve(args: argparse.Namespace, config: Config, redis_url: str, db_url: str,
+                 ops: Ops | None) -> int:
+    from history.metrics import HistoryMetrics
     from history.service import HistoryService
     from redisio.topology import Topology
     from store.db import StoreError, display_url, open_store
@@ -89,11 +113,24 @@ async def _serve(args: argparse.Namespace, config: Config, redis_url: str, db_ur
             print(f"streamex history: redis: {exc}", file=sys.stderr)
             return 1
         shards = range(config.risk.shards) if config.risk.enabled else range(0)
+        metrics = None if ops is None else HistoryMetrics(ops.registry)
         service = HistoryService(store, topology, [m.symbol for m in config.markets], shards,
                                  batch_entries=config.history.batch_entries,
-                                 stats_interval_s=args.stats_interval)
+                                 stats_interval_s=args.stats_interval, metrics=metrics)
+        url = None
+        if ops is not None:
+            ops.health.add_check("redis", service.redis_problem)
+            ops.health.add_check("database", service.database_problem)
+            ops.health.add_check("caught_up", service.lag_problem)
+            url = ops.start()
+        registration = new_registration("history", urls={"metrics": url} if url else {})
+        registered = asyncio.create_task(keep_registered(topology.client, registration))
         tune_gc()
-        await service.run(stop)
+        try:
+            await service.run(stop)
+        finally:
+            registered.cancel()
+            await asyncio.gather(registered, return_exceptions=True)
         return 0
     finally:
         await topology.aclose()

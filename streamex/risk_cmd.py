@@ -1,15 +1,17 @@
 """``streamex risk``: run the risk engine (balances, holds, fees) for some account shards.
 
 Usage: ``streamex risk --config FILE [--shards 0,1] [--consumer NAME]
-[--redis-url URL]``. Each shard is served like a market by the engine
-runner (lease, epoch, commit script, snapshots, replay; ``engine.runner``),
-with a settler thread per shard copying the markets' outcomes into the
-shard's input (``risk.settler``). At start it adds the configured
-``[[accounts]] balances`` of its shards as deposits with refs
-``initial:<account>:<asset>`` (applied once, whatever the restarts). A
-second process for the same shards is a hot standby. Exit codes as
+[--redis-url URL] [--metrics-host HOST] [--metrics-port PORT]``. Each shard
+is served like a market by the engine runner (lease, epoch, commit script,
+snapshots, replay; ``engine.runner``), with a settler thread per shard
+copying the markets' outcomes into the shard's input (``risk.settler``). At
+start it adds the configured ``[[accounts]] balances`` of its shards as
+deposits with refs ``initial:<account>:<asset>`` (applied once, whatever the
+restarts). A second process for the same shards is a hot standby. Metrics,
+health and registration as ``streamex engine`` (service ``risk``, ``[risk]
+metrics_host``/``metrics_port``; its stages are ``acct-K``). Exit codes as
 ``streamex engine``: 0 after SIGTERM/SIGINT, 1 fatal, 2 bad arguments or
-configuration, 3 fenced.
+configuration (or a metrics port that cannot be bound), 3 fenced.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from engine.runner import EngineRunner
 from risk.settler import Settler
 from risk.stage import RiskStage
 from streamex.config import ConfigError, service_config
+from streamex.engine_cmd import add_metrics_arguments, open_ops, serve_engine
 from streamex.gc_tuning import tune_gc
 from streamex.logs import add_log_level, setup_logging
 
@@ -50,6 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="Redis to use (default: the config's [redis] url)")
     parser.add_argument("--stats-interval", type=float, default=60.0, metavar="SECONDS",
                         help="how often to log counters (default: %(default)s)")
+    add_metrics_arguments(parser, "risk")
     add_log_level(parser)
 
 
@@ -99,6 +103,10 @@ def run(args: argparse.Namespace) -> int:
     if args.stats_interval <= 0:
         print("streamex risk: --stats-interval: must be positive", file=sys.stderr)
         return EXIT_USAGE
+    ops = open_ops("streamex risk", "risk", args, config, config.risk.metrics_host,
+                   config.risk.metrics_port)
+    if isinstance(ops, int):
+        return ops
     _add_initial_deposits(url, config, shards)
     consumer = args.consumer or f"{socket.gethostname()}-{os.getpid()}"
     seeds = (url, *(u for u in config.redis.urls if u != url))
@@ -117,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
     tune_gc()
     threads = [s.start_thread() for s in settlers]
     try:
-        return runner.run()
+        return serve_engine("risk", runner, ops, seeds, config.redis.cluster)
     finally:
         for settler in settlers:
             settler.stop()
