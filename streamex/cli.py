@@ -72,6 +72,8 @@ COMMANDS: dict[str, Command] = {
     "history": lazy("streamex.history_cmd", "copy every market's and risk shard's events into "
                                             "the history database (SQLite or PostgreSQL)"),
     "api": lazy("streamex.api_cmd", "run the Binance-compatible REST API"),
+    "status": lazy("streamex.status_cmd", "show engines, lag, streams and running services "
+                                          "(from Redis)"),
     "bench": lazy("streamex.bench_cmd",
                   "run a benchmark (core, engine, risk, feed, e2e, history, api)"),
     "demo": lazy("streamex.demo", "run a small seeded market maker so the book is live"),
