@@ -31,6 +31,9 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -47,7 +50,7 @@ from streamex.config import (
 )
 from streamex.logs import LOG_LEVELS
 from streamex.redis_cluster import LocalCluster
-from streamex.redis_server import PASSWORD_NAME, RedisServer, die_with_parent
+from streamex.redis_server import PASSWORD_NAME, RedisServer, die_with_parent, free_port
 
 GRACE_S = 15.0
 MAX_BACKOFF_S = 10.0
@@ -81,6 +84,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="log level of every service (default: %(default)s)")
 
 
+@dataclass(frozen=True)
+class Probe:
+    """Where a child answers ``/readyz`` and ``/metrics``: ``base`` is ``http://HOST:PORT``."""
+
+    name: str
+    base: str
+    metrics: bool
+
+
 @dataclass
 class Child:
     """One supervised process; restarted with backoff when it dies unexpectedly."""
@@ -92,6 +104,8 @@ class Child:
     restarts: int = 0
     next_start: float = 0.0
     started_at: float = field(default=0.0)
+    probe: Probe | None = None
+    """Its /readyz (and /metrics when metrics are on)."""
 
     def start(self) -> None:
         # Own session: a terminal's Ctrl-C reaches only ``streamex up``, which then
@@ -207,6 +221,35 @@ def _wait_listening(host: str, port: int, deadline: float) -> bool:
     return False
 
 
+def _readyz(base: str) -> tuple[int, str]:
+    """``GET base/readyz``: (status, first line of the body); (0, why) if no answer."""
+    try:
+        with urllib.request.urlopen(f"{base}/readyz", timeout=2) as resp:
+            return resp.status, resp.read().decode(errors="replace").strip()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode(errors="replace").strip().replace("\n", "; ")
+    except OSError as exc:
+        return 0, str(exc)
+
+
+def _wait_ready(probes: list[Probe], deadline: float) -> list[str]:
+    """Poll every probe's /readyz (every 100 ms) until all answer 200 or ``deadline``;
+    returns ``"<name>: <why>"`` for those that did not."""
+    waiting = {p.name: p for p in probes}
+    why: dict[str, str] = {}
+    while waiting:
+        for name, probe in list(waiting.items()):
+            status, body = _readyz(probe.base)
+            if status == 200:
+                del waiting[name]
+            else:
+                why[name] = f"{status} {body}" if status else body
+        if not waiting or time.monotonic() >= deadline:
+            break
+        time.sleep(0.1)
+    return [f"{name}: {why.get(name, 'no answer')}" for name in waiting]
+
+
 def _private_dir(path: Path) -> Path:
     """``path`` created if needed, owner-only (0700)."""
     path.mkdir(parents=True, exist_ok=True)
@@ -305,9 +348,15 @@ def run(args: argparse.Namespace) -> int:
         deadline = time.monotonic() + READY_TIMEOUT_S
         ready = all(_wait_listening(cfg.host, cfg.port, deadline)
                     for cfg in (config.gateway, config.marketdata, config.api))
-        ready = ready and all(c.exited() is None for c in children)
+        not_ready = _wait_ready([c.probe for c in children if c.probe is not None],
+                                deadline) if ready else []
+        if not_ready:
+            print("streamex up: not ready in time: " + "; ".join(not_ready), file=sys.stderr,
+                  flush=True)
+        ready = ready and not not_ready and all(c.exited() is None for c in children)
         _print_banner(config, redis_url or "", server, data_dir, generated, ready,
-                      any(c.name == "demo" for c in children), cluster)
+                      any(c.name == "demo" for c in children), cluster,
+                      [c.probe for c in children if c.probe is not None and c.probe.metrics])
         _supervise(children, stopping)
     finally:
         code = _stop_all(children, force=len(stopping) > 1)
@@ -322,22 +371,54 @@ def run(args: argparse.Namespace) -> int:
     return code
 
 
+def _metrics_ports(first: int | None, n: int) -> list[int]:
+    """``n`` ports: consecutive from the config's ``first``, else free ones picked now (so
+    a restarted child keeps its port)."""
+    if first is None or first == 0:
+        return [free_port() for _ in range(n)]
+    return [first + i for i in range(n)]
+
+
+def _metrics_args(host: str, port: int) -> tuple[list[str], str]:
+    return ["--metrics-host", host, "--metrics-port", str(port)], f"http://{host}:{port}"
+
+
 def _children(config: Config, secret_config: SecretConfig,
               args: argparse.Namespace) -> list[Child]:
     base = [sys.executable, "-m", "streamex"]
     common = ["--config", secret_config.path, "--log-level", args.log_level]
     fds = secret_config.pass_fds
-    engines = [Child(f"engine {m.symbol}", [*base, "engine", *common, "--markets", m.symbol,
-                                            "--consumer", f"engine-{m.symbol}"], fds)
-               for m in config.markets]
-    if config.risk.enabled:
-        engines += [Child(f"engine risk-{k}", [*base, "risk", *common, "--shards", str(k),
-                                               "--consumer", f"risk-{k}"], fds)
-                    for k in range(config.risk.shards)]
-    services = [Child("gateway", [*base, "gateway", *common], fds),
-                Child("marketdata", [*base, "marketdata", *common], fds),
-                Child("history", [*base, "history", *common], fds),
-                Child("api", [*base, "api", *common], fds)]
+    on = config.metrics.enabled
+    e, r, h = config.engine, config.risk, config.history
+    engines = []
+    for m, port in zip(config.markets, _metrics_ports(e.metrics_port, len(config.markets)),
+                       strict=True):
+        extra, url = _metrics_args(e.metrics_host, port) if on else ([], "")
+        engines.append(Child(f"engine {m.symbol}",
+                             [*base, "engine", *common, "--markets", m.symbol,
+                              "--consumer", f"engine-{m.symbol}", *extra], fds,
+                             probe=Probe(f"engine {m.symbol}", url, True) if on else None))
+    if r.enabled:
+        for k, port in zip(range(r.shards), _metrics_ports(r.metrics_port, r.shards),
+                           strict=True):
+            extra, url = _metrics_args(r.metrics_host, port) if on else ([], "")
+            engines.append(Child(f"engine risk-{k}",
+                                 [*base, "risk", *common, "--shards", str(k),
+                                  "--consumer", f"risk-{k}", *extra], fds,
+                                 probe=Probe(f"risk engine acct-{k}", url, True) if on
+                                 else None))
+    (history_port,) = _metrics_ports(h.metrics_port, 1)
+    history_extra, history_url = (_metrics_args(h.metrics_host, history_port) if on
+                                  else ([], ""))
+    g, md, api = config.gateway, config.marketdata, config.api
+    services = [Child("gateway", [*base, "gateway", *common], fds,
+                      probe=Probe("gateway", f"http://{g.host}:{g.port}", on)),
+                Child("marketdata", [*base, "marketdata", *common], fds,
+                      probe=Probe("market data", f"http://{md.host}:{md.port}", on)),
+                Child("history", [*base, "history", *common, *history_extra], fds,
+                      probe=Probe("history", history_url, True) if on else None),
+                Child("api", [*base, "api", *common], fds,
+                      probe=Probe("rest api", f"http://{api.host}:{api.port}", on))]
     demo = []
     if args.demo:
         maker, taker = DEMO_MAKER_TAKER
@@ -348,7 +429,8 @@ def _children(config: Config, secret_config: SecretConfig,
 
 def _print_banner(config: Config, redis_url: str, embedded: RedisServer | None,
                   data_dir: Path | None, generated: bool, ready: bool, demo: bool,
-                  cluster: LocalCluster | None = None) -> None:
+                  cluster: LocalCluster | None = None, metrics: Sequence[Probe] = ()
+                  ) -> None:
     g, md = config.gateway, config.marketdata
     lines = [
         "streamex is up" if ready else "streamex: services did not start listening in time",
@@ -404,6 +486,13 @@ def _print_banner(config: Config, redis_url: str, embedded: RedisServer | None,
     if demo:
         lines.append(f"  market maker  streamex demo, on its own accounts "
                      f"{' and '.join(DEMO_MAKER_TAKER)}")
+    if metrics:
+        width = max(len(p.name) for p in metrics)
+        lines.append("  metrics       Prometheus, /healthz and /readyz beside each "
+                     "(streamex status for the whole deployment):")
+        lines += [f"    {p.name.ljust(width)}  {p.base}/metrics" for p in metrics]
+    else:
+        lines.append("  metrics       off ([metrics] enabled = false)")
     lines.append("Press Ctrl-C to stop.")
     print("\n".join(lines), flush=True)
 

@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -93,6 +94,17 @@ def test_up_trades_stops_cleanly_and_keeps_the_book(data_dir: Path, tmp_path: Pa
         assert up.banner_redis_url == f"unix://{data_dir / 'redis' / 'redis.sock'}?db=0"
         via_socket = [c for c in up.redis_clients if "U" in c["flags"]]
         assert len(via_socket) >= 4, up.redis_clients  # engine, gateway, market data, this
+        # Every service's metrics, listed in the banner, answer; the banner came after
+        # every /readyz said 200.
+        assert set(up.metrics_urls) == {
+            "engine BTC-USD", "engine ETH-USD", "risk engine acct-0", "gateway",
+            "market data", "history", "rest api"}, up.metrics_urls
+        for name, url in up.metrics_urls.items():
+            with urllib.request.urlopen(url, timeout=10) as resp:
+                assert resp.status == 200 and b"streamex_" in resp.read(), name
+            with urllib.request.urlopen(url.removesuffix("/metrics") + "/readyz",
+                                        timeout=10) as resp:
+                assert resp.status == 200, name
         resting = asyncio.run(_trade_and_watch(up))
     finally:
         code = up.stop()

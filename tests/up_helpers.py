@@ -66,6 +66,9 @@ class Up:
             self.redis_pid = int(client.info("server")["process_id"])
             self.redis_clients = client.client_list()
         self.descendants = descendants(self.proc.pid)
+        # "    <service>  http://HOST:PORT/metrics" lines, in the banner's order.
+        self.metrics_urls = dict(re.findall(r"^ {4}(\S.*?) +(http://\S+/metrics)$", banner,
+                                            re.MULTILINE))
 
     @property
     def gateway_url(self) -> str:

@@ -15,7 +15,9 @@ import asyncio
 import importlib
 import json
 import sys
+import threading
 import time
+import urllib.request
 from collections.abc import Sequence
 from typing import Any
 
@@ -52,6 +54,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--compare-risk", action="store_true",
                         help="run the same load with the risk stage off, then on, in one "
                              "run, and compare")
+    parser.add_argument("--compare-metrics", type=int, metavar="PAIRS",
+                        help="alternate PAIRS runs with [metrics] enabled = false and true "
+                             "(scraping every service's /metrics each --scrape-interval), "
+                             "each on a fresh exchange, and print the on/off ratios")
+    parser.add_argument("--scrape-interval", type=float, default=1.0, metavar="SECONDS",
+                        help="with --compare-metrics: how often the on runs are scraped")
     parser.add_argument("--md-url", help="market-data websocket URL (with --url)")
     parser.add_argument("--api-key", action="append", default=[],
                         help="account API key (with --url; repeat for a second account)")
@@ -112,6 +120,12 @@ def _check_args(args: argparse.Namespace) -> str | None:
             return "--url needs --api-key and --secret (one --secret per --api-key)"
     if args.compare_risk and (args.url or args.sweep or args.plot or args.cluster):
         return "--compare-risk starts its exchanges: no --url, --sweep, --plot or --cluster"
+    if args.compare_metrics is not None:
+        if args.url or args.sweep or args.plot or args.cluster or args.compare_risk:
+            return ("--compare-metrics starts its exchanges: no --url, --sweep, --plot, "
+                    "--cluster or --compare-risk")
+        if not 1 <= args.compare_metrics <= 20 or args.scrape_interval <= 0:
+            return "--compare-metrics: 1..20 pairs; --scrape-interval must be positive"
     if args.cluster is not None:
         if args.url or args.sweep or args.plot:
             return "--cluster starts its exchanges: no --url, --sweep or --plot with it"
@@ -136,6 +150,8 @@ def run(args: argparse.Namespace) -> int:
         return _compare_layouts(args)
     if args.compare_risk:
         return _compare_risk(args)
+    if args.compare_metrics is not None:
+        return _compare_metrics(args)
     progress = sys.stderr.isatty()
     results: list[RunResult] = []
     steps: list[dict[str, Any]] = []
@@ -230,6 +246,95 @@ def _compare_risk(args: argparse.Namespace) -> int:
     out["risk_on_p99_vs_off"] = round(out["risk_on"]["p99_us"] / out["risk_off"]["p99_us"], 3)
     print(f"risk on / off: p50 {out['risk_on_p50_vs_off']}  p99 {out['risk_on_p99_vs_off']}",
           flush=True)
+    if args.json:
+        print(json.dumps(out), flush=True)
+    return 0
+
+
+class _Scraper:
+    """GETs every URL each ``interval`` seconds from a thread, as Prometheus would; counts
+    the scrapes and the failures."""
+
+    def __init__(self, urls: Sequence[str], interval: float) -> None:
+        self.urls = urls
+        self.interval = interval
+        self.scrapes = 0
+        self.failures = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="scraper", daemon=True)
+
+    def __enter__(self) -> _Scraper:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            for url in self.urls:
+                try:
+                    with urllib.request.urlopen(url, timeout=5) as resp:
+                        resp.read()
+                    self.scrapes += 1
+                except OSError:
+                    self.failures += 1
+
+
+def _cpu_per_order_us(s: dict[str, Any]) -> float:
+    """The exchange's CPU time (every process) per request, in µs: the cores it used over
+    the measured window over the requests per second it achieved."""
+    cores = float(sum(s["exchange_cpu"].values()))
+    rate = float(s["achieved_rate"]) or 1.0
+    return round(cores / rate * 1e6, 2)
+
+
+def _compare_metrics(args: argparse.Namespace) -> int:
+    """Alternating runs with metrics off and on, each on a fresh exchange: off, on, off, on,
+    ... (``--compare-metrics`` pairs). The on runs are scraped like Prometheus would."""
+    rows: list[dict[str, Any]] = []
+    for pair in range(args.compare_metrics):
+        for enabled in (False, True):
+            name = f"metrics_{'on' if enabled else 'off'}"
+            print(f"-- pair {pair + 1}: {name}", flush=True)
+            try:
+                with exchange(args, risk=args.risk == "on", metrics=enabled) as endpoints:
+                    if enabled and not endpoints.metrics_urls:
+                        print("streamex bench e2e: the banner lists no /metrics URL",
+                              file=sys.stderr)
+                        return 1
+                    with _Scraper(endpoints.metrics_urls if enabled else (),
+                                  args.scrape_interval) as scraper:
+                        result = _one_run(endpoints, bench_markets(args.markets), args.rate,
+                                          args, sys.stderr.isatty())
+            except (RuntimeError, OSError, TimeoutError, ConnectionClosed) as exc:
+                print(f"streamex bench e2e: {name}: {exc}", file=sys.stderr)
+                return 1
+            s = summary(result)
+            print(render(s), flush=True)
+            if s["aborted"] is not None:
+                return 1
+            row = {"pair": pair + 1, "metrics": enabled, "p50_us": s["p50_us"],
+                   "p99_us": s["p99_us"], "achieved_rate": s["achieved_rate"],
+                   "cpu_per_order_us": _cpu_per_order_us(s), "exchange_cpu": s["exchange_cpu"],
+                   "load_average": s["load_average"], "floor_us": s["floor_us"],
+                   "scrapes": scraper.scrapes, "scrape_failures": scraper.failures}
+            rows.append(row)
+            print(f"   cpu per order {row['cpu_per_order_us']} us, scrapes {scraper.scrapes} "
+                  f"({scraper.failures} failed)", flush=True)
+    off = [r for r in rows if not r["metrics"]]
+    on = [r for r in rows if r["metrics"]]
+
+    def mean(key: str, rs: list[dict[str, Any]]) -> float:
+        return float(sum(r[key] for r in rs)) / len(rs)
+
+    out: dict[str, Any] = {"runs": rows, "rate": args.rate}
+    for key in ("p50_us", "p99_us", "achieved_rate", "cpu_per_order_us"):
+        out[f"on_vs_off_{key}"] = round(mean(key, on) / mean(key, off), 4)
+    print("metrics on / off (means over the pairs): " + "  ".join(
+        f"{k[len('on_vs_off_'):]} {v}" for k, v in out.items() if k.startswith("on_vs_off_")),
+        flush=True)
     if args.json:
         print(json.dumps(out), flush=True)
     return 0

@@ -42,6 +42,7 @@ class Endpoints:
     credentials: tuple[tuple[str, str], ...]  # (api_key, secret) per account
     redis_url: str | None
     pid: int | None = None  # root of the exchange's process tree, when known
+    metrics_urls: tuple[str, ...] = ()  # every service's /metrics, from the banner
 
 
 def bench_markets(n: int) -> tuple[Market, ...]:
@@ -60,8 +61,10 @@ class LocalExchange:
     """
 
     def __init__(self, markets: int, workdir: Path, cluster: int | None = None,
-                 durability: str | None = None, risk: bool = True) -> None:
+                 durability: str | None = None, risk: bool = True, metrics: bool = True
+                 ) -> None:
         self.risk = risk
+        self.metrics = metrics
         self.cluster = cluster
         self.durability = durability
         self.markets = bench_markets(markets)
@@ -77,6 +80,7 @@ class LocalExchange:
             GatewayConfig,
             LimitsConfig,
             MarketDataConfig,
+            MetricsConfig,
             RiskConfig,
         )
         from streamex.config import dump_config, with_password
@@ -93,6 +97,7 @@ class LocalExchange:
             limits=LimitsConfig(connection_rate=float(BENCH_LIMIT), connection_burst=BENCH_LIMIT,
                                 account_rate=float(BENCH_LIMIT), account_burst=BENCH_LIMIT,
                                 max_backlog=BENCH_LIMIT),
+            metrics=MetricsConfig(enabled=self.metrics),
         )
         log = self.log_path.open("w")
         # The configuration (with the accounts' secrets) goes on stdin: no file holds it.
@@ -122,9 +127,12 @@ class LocalExchange:
         redis_url = match.group(1) if match else None
         if redis_url is not None and auth is not None:
             redis_url = with_password(redis_url, auth.group(1))
+        metrics_urls = tuple(dict.fromkeys(
+            m.group(0) for line in banner
+            for m in re.finditer(r"http://[\w.:\[\]-]+/metrics", line)))
         return Endpoints(f"ws://127.0.0.1:{gw_port}/", f"ws://127.0.0.1:{md_port}/",
                          tuple((a.api_key, a.secret) for a in accounts), redis_url,
-                         self.proc.pid)
+                         self.proc.pid, metrics_urls)
 
     def _pump(self, proc: subprocess.Popen[str]) -> None:
         assert proc.stdout is not None
@@ -173,7 +181,8 @@ class LocalExchange:
 
 @contextlib.contextmanager
 def exchange(args: argparse.Namespace, cluster: int | None = None,
-             durability: str | None = None, risk: bool = True) -> Iterator[Endpoints]:
+             durability: str | None = None, risk: bool = True, metrics: bool = True
+             ) -> Iterator[Endpoints]:
     """The endpoints of ``--url`` as given, or of a :class:`LocalExchange` for the block
     (on a local cluster of ``cluster`` primaries with ``durability``, when given)."""
     if args.url:
@@ -181,7 +190,7 @@ def exchange(args: argparse.Namespace, cluster: int | None = None,
                                                          strict=True)), args.redis_url)
         return
     with tempfile.TemporaryDirectory(prefix="streamex-bench-") as tmp:
-        local = LocalExchange(args.markets, Path(tmp), cluster, durability, risk)
+        local = LocalExchange(args.markets, Path(tmp), cluster, durability, risk, metrics)
         endpoints = local.start()
         print(f"started the exchange: {endpoints.url} {endpoints.md_url} redis "
               f"{display_url(endpoints.redis_url) if endpoints.redis_url else None}",
