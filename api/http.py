@@ -30,6 +30,7 @@ from typing import NamedTuple
 import msgspec
 from aiohttp import web
 from aiohttp.typedefs import Handler as WebHandler
+from aiohttp.typedefs import Middleware
 
 from api.auth import API_KEY_HEADER, authenticate
 from api.context import ApiContext, ApiRequest, Handler
@@ -110,8 +111,10 @@ class _IpLimits:
 
 
 def build_app(ctx: ApiContext, routes: Iterable[Route],
-              cors_origins: Iterable[str] = ()) -> web.Application:
-    """The aiohttp application serving ``routes`` with ``ctx``."""
+              cors_origins: Iterable[str] = (),
+              outer: Iterable[Middleware] = ()) -> web.Application:
+    """The aiohttp application serving ``routes`` with ``ctx``; ``outer`` middlewares run
+    around everything (the metrics' request counting)."""
     limits = ctx.config.limits
     ip_limits = _IpLimits(limits.connection_rate, limits.connection_burst)
     origins = frozenset(cors_origins)
@@ -185,7 +188,8 @@ def build_app(ctx: ApiContext, routes: Iterable[Route],
                 response.headers["Access-Control-Max-Age"] = "600"
         return response
 
-    app = web.Application(client_max_size=MAX_BODY, middlewares=[cors_and_routing])
+    app = web.Application(client_max_size=MAX_BODY,
+                          middlewares=[*outer, cors_and_routing])
     for route in routes:
         app.router.add_route(route.method, route.path, endpoint(route))
     return app

@@ -24,12 +24,14 @@ from collections.abc import Callable
 from types import TracebackType
 
 from aiohttp import web
+from prometheus_client import CollectorRegistry
 
 from api import account, market, trading
 from api.books import LiveBooks
 from api.context import ApiContext
 from api.history import History
 from api.http import MAX_BODY, Route, build_app
+from api.metrics import ApiCollector, ApiStats, add_ops_routes
 from api.outcomes import Outcomes
 from api.shapes import Symbols
 from contract.events import Event
@@ -37,6 +39,8 @@ from contract.keys import out_stream
 from contract.risk import risk_keys, risk_tag
 from contract.settings import Config
 from gateway.server import Gateway
+from ops.health import Health
+from ops.metrics import process_registry
 from store.db import open_store
 
 log = logging.getLogger("streamex.api")
@@ -103,6 +107,19 @@ class ApiService:
                               clock_ms, answer_timeout_s)
         self._runner: web.AppRunner | None = None
         self.address: tuple[str, int] | None = None
+        self.stats = ApiStats() if config.metrics.enabled else None
+        """Requests by endpoint and status (``api.metrics``); None with metrics disabled."""
+        self.registry: CollectorRegistry | None = None
+        if self.stats is not None:
+            self.registry = process_registry()
+            self.registry.register(ApiCollector(self.stats))
+        self.health = Health("api")
+        """``/readyz``: listening, the gateway part loaded and reading, the books running."""
+        self.health.add_check("started", self._started_problem)
+        self.health.add_check("gateway", self._gateway_problem)
+        self.health.add_check("books", self._books_problem)
+        self.metrics_url: str | None = None
+        """``http://HOST:PORT/metrics`` once listening with metrics on (else None)."""
 
     def _observe(self, key: bytes, entry_id: bytes, symbol: str, events: list[Event]) -> None:
         self.outcomes.observe(self._stream_names.get(key, ""), entry_id, symbol, events)
@@ -122,7 +139,9 @@ class ApiService:
         origins = {f"http://{md.host}:{md.port}"}
         if md.host in ("127.0.0.1", "localhost", "0.0.0.0"):
             origins |= {f"http://127.0.0.1:{md.port}", f"http://localhost:{md.port}"}
-        app = build_app(self.ctx, ROUTES, origins)
+        app = build_app(self.ctx, ROUTES, origins,
+                        outer=() if self.stats is None else (self.stats.middleware,))
+        add_ops_routes(app, self.registry, self.health)
         # A request line (path and query) may be as long as a body: longer ones are
         # answered by aiohttp's parser (400) and the connection is closed.
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False,
@@ -133,7 +152,23 @@ class ApiService:
         await site.start()
         sockname = self._runner.addresses[0]
         self.address = (str(sockname[0]), int(sockname[1]))
+        if self.registry is not None:
+            host_ = self.address[0]
+            host_ = f"[{host_}]" if ":" in host_ else host_
+            self.metrics_url = f"http://{host_}:{self.address[1]}/metrics"
         return self.address
+
+    def _started_problem(self) -> str | None:
+        return "starting: loading the views and books" if self.address is None else None
+
+    def _gateway_problem(self) -> str | None:
+        failed = self.gateway.health.failures()
+        return "; ".join(f"{k}: {v}" for k, v in sorted(failed.items())) or None
+
+    def _books_problem(self) -> str | None:
+        if any(task.done() for task in self.books.tasks):
+            return "stopped: a book reader ended"
+        return None
 
     async def serve_forever(self) -> None:
         """Wait until a Redis task or a book reader stops (its error is raised)."""

@@ -125,6 +125,9 @@ class ExecutionRouter:
         self.entries = 0
         self.duplicates = 0
         """Events skipped because their seq was already handled."""
+        self.read_failure: str | None = None
+        """The error of the last failed read of the event streams (None: the last read
+        worked); the gateway's ``/readyz`` reports it."""
 
     async def load(self) -> None:
         """Snapshot + catch-up for every market; returns once the view is current."""
@@ -194,7 +197,9 @@ class ExecutionRouter:
         delay = 0.05
         while True:
             try:
-                if await self._read(group, self._block_ms):
+                handled = await self._read(group, self._block_ms)
+                self.read_failure = None
+                if handled:
                     # Let the sessions' writers send the reports just queued before
                     # this task writes its next XREAD: a report goes out one
                     # system call (~20-40 us on loopback) sooner.
@@ -203,6 +208,7 @@ class ExecutionRouter:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                self.read_failure = repr(exc)
                 log.warning("reading event streams %s failed: %r; retrying in %.2f s",
                             b",".join(group.positions).decode(), exc, delay)
                 await asyncio.sleep(delay)

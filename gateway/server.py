@@ -30,9 +30,11 @@ from collections.abc import Callable, Coroutine, Mapping
 from types import TracebackType
 from typing import Any
 
+from prometheus_client import CollectorRegistry
 from websockets.asyncio.server import Server, ServerConnection, serve
 
 from contract.commands import OrderCommand
+from contract.events import Event, Report
 from contract.ids import stage_order_id
 from contract.keys import in_stream
 from contract.ratelimit import TokenBucket
@@ -44,11 +46,15 @@ from gateway.balances_view import BalancesView
 from gateway.batcher import XaddBatcher
 from gateway.client_ids import InFlightClientIds
 from gateway.entry import OrderEntry
+from gateway.metrics import GatewayCollector, GatewayStats
 from gateway.orders_view import OpenOrdersView
 from gateway.router import ExecutionRouter, Observer
 from gateway.session import Session
 from gateway.staged import StagedPlaces
 from gateway.validation import METHODS, RISK_METHODS
+from ops.health import Health
+from ops.http import metrics_url, ops_hook
+from ops.metrics import process_registry
 from redisio.topology import Topology
 
 log = logging.getLogger(__name__)
@@ -101,10 +107,21 @@ class Gateway:
         self.batcher = XaddBatcher(self.topology, on_added=self.backlog.added,
                                    wait_replicas=1 if replicated else 0,
                                    wait_timeout_ms=settings.wait_timeout_ms)
+        self.stats = GatewayStats() if config.metrics.enabled else None
+        """The process's counters (``gateway.metrics``); None with metrics disabled."""
+        self._observer = observer
         self.router = ExecutionRouter(self.topology, config.markets, self.view,
                                       self._deliver, self._wanted,
                                       risk_shards=self.risk_shards, balances=self.balances,
-                                      asset_units=self.asset_units, observer=observer)
+                                      asset_units=self.asset_units,
+                                      observer=self._observe if self.stats else observer)
+        self.health = Health("gateway")
+        """``/readyz``: Redis read without error, the view loaded, the tasks running."""
+        self.health.add_check("loaded", self._loaded_problem)
+        self.health.add_check("redis", self._redis_problem)
+        self.registry: CollectorRegistry | None = None
+        """The metrics served on the websocket port once listening (None: disabled)."""
+        self.metrics_url: str | None = None
         self.entry = OrderEntry(self)
         """Order entry (checks and submission), shared by the websocket sessions and REST."""
         self.sessions: dict[str, set[Session]] = {}
@@ -130,12 +147,18 @@ class Gateway:
         free one. Raises the Redis error if Redis cannot be reached.
         """
         await self.open()
+        if self.stats is not None and self.registry is None:
+            self.registry = process_registry()
+            self.registry.register(GatewayCollector(self.stats))
         self._server = await serve(
             self._handle, host or self.config.gateway.host,
             self.config.gateway.port if port is None else port,
             max_size=MAX_FRAME, compression=None,
+            process_request=ops_hook(self.registry, self.health),
         )
         address = next(iter(self._server.sockets)).getsockname()
+        if self.registry is not None:
+            self.metrics_url = metrics_url(address[0], address[1])
         return address[0], address[1]
 
     async def close(self) -> None:
@@ -168,7 +191,39 @@ class Gateway:
     # -- sessions ---------------------------------------------------------------------
 
     async def _handle(self, ws: ServerConnection) -> None:
-        await Session(self, ws).run()
+        stats = self.stats
+        if stats is None:
+            await Session(self, ws).run()
+            return
+        stats.connections += 1
+        try:
+            await Session(self, ws).run()
+        finally:
+            stats.connections -= 1
+
+    # -- health and metrics -------------------------------------------------------------
+
+    def _loaded_problem(self) -> str | None:
+        if not self._tasks:
+            return "starting: loading the open-orders view"
+        if any(task.done() for task in self._tasks):
+            return "stopped: a Redis task ended"
+        return None
+
+    def _redis_problem(self) -> str | None:
+        failure = self.router.read_failure
+        return None if failure is None else f"reading event streams failed: {failure}"
+
+    def _observe(self, key: bytes, entry_id: bytes, symbol: str, events: list[Event]) -> None:
+        """Every ``:out`` entry read (after its pushes): the places' first reports."""
+        stats = self.stats
+        if stats is not None:
+            now = time.monotonic()
+            for event in events:
+                if type(event) is Report and event.account in self.sessions:
+                    stats.reported(event.order_id, now)
+        if self._observer is not None:
+            self._observer(key, entry_id, symbol, events)
 
     def backlog_of(self, symbol: str) -> int:
         """Commands queued unapplied before an order for ``symbol`` is matched: its market's,

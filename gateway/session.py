@@ -94,6 +94,8 @@ from contract.wire import (
 from gateway.auth import verify_logon
 from gateway.balances_view import BalancesView
 from gateway.entry import OrderEntry
+from gateway.metrics import OK, GatewayStats
+from gateway.metrics import UNKNOWN_METHOD as UNKNOWN_LABEL
 from gateway.orders_view import OpenOrdersView
 from gateway.reports import status_of
 from gateway.validation import (
@@ -187,6 +189,9 @@ class Session:
         self._placed: dict[str, set[str]] = {}
         self._prune_at = 1024
         self._closed = False
+        self._stats: GatewayStats | None = getattr(host, "stats", None)
+        self._received_at = 0.0
+        """When the frame being handled was received (monotonic): the latency's start."""
 
     # -- life cycle -----------------------------------------------------------------
 
@@ -253,6 +258,8 @@ class Session:
                 self._send_started = time.monotonic()
                 await send_texts(ws, batch)
                 self._send_started = None
+                if self._stats is not None:
+                    self._stats.messages_sent += len(batch)
                 batch.clear()
                 if self._paused and len(outbox) <= self.outbox_low:
                     self._resume.set()
@@ -288,12 +295,14 @@ class Session:
         self._wake.set()
 
     def _reply_when(self, request_id: int | str, future: asyncio.Future[Any],
-                    result: Callable[[Any], object]) -> None:
+                    result: Callable[[Any], object], method: str) -> None:
         """Reply ``result(future's value)`` once ``future`` is done, in request order."""
         slot = _Slot(None)
         self._outbox.append(slot)
+        stats = self._stats
 
         def fill(done: asyncio.Future[Any]) -> None:
+            code = INTERNAL
             try:
                 if done.cancelled():
                     slot.frame = error_frame(request_id, INTERNAL, _UNCONFIRMED)
@@ -302,9 +311,12 @@ class Session:
                     slot.frame = error_frame(request_id, INTERNAL, _UNCONFIRMED)
                 else:
                     slot.frame = result_frame(request_id, result(done.result()))
+                    code = OK
             except Exception:  # never leave the slot empty: it would block the outbox
                 log.exception("reply to request %r failed", request_id)
                 slot.frame = error_frame(request_id, INTERNAL, "internal error")
+            if stats is not None:
+                stats.request(method, code)
             self._wake.set()
 
         future.add_done_callback(fill)
@@ -313,22 +325,38 @@ class Session:
 
     def handle(self, frame: str | bytes) -> None:
         """Answer one frame (synchronously; a reply that needs Redis is filled in later)."""
-        now = time.monotonic()
+        now = self._received_at = time.monotonic()
+        stats = self._stats
         if not self._bucket.take(now):
-            self._reply(error_frame_of(rate_limited(self._bucket, now, "connection"),
-                                       _request_id_of(frame)))
+            limited = rate_limited(self._bucket, now, "connection")
+            limited_id, limited_method = _request_id_of(frame)
+            self._reply(error_frame_of(limited, limited_id))
+            if stats is not None:
+                stats.request(self._method_label(limited_method), limited.code)
             return
         request_id: int | str | None = None
+        method: str | None = None
         try:
             envelope = decode_envelope(frame)
             request_id = envelope.id
+            method = envelope.method
             request = decode_method(envelope, self.host.methods)
             self._dispatch(request)
+            if stats is not None and request.method not in ORDER_METHODS:
+                stats.request(request.method, OK)  # order methods count with their reply
         except StreamexError as exc:  # a RequestError echoes its own id
             self._reply(error_frame_of(exc, request_id))
+            if stats is not None:
+                stats.request(self._method_label(method), exc.code)
         except Exception:
             log.exception("request %r failed", request_id)
             self._reply(error_frame(request_id, INTERNAL, "internal error"))
+            if stats is not None:
+                stats.request(self._method_label(method), INTERNAL)
+
+    def _method_label(self, method: str | None) -> str:
+        """``method`` if it is one the gateway serves, else ``unknown`` (bounded labels)."""
+        return method if method is not None and method in self.host.methods else UNKNOWN_LABEL
 
     def _dispatch(self, request: Request) -> None:
         method, params, rid = request.method, request.params, request.id
@@ -342,7 +370,8 @@ class Session:
                 self._placed_reply(rid, symbol, params.client_order_id, future)
                 return
             assert isinstance(params, CancelParams | AmendParams | SymbolParams)
-            self._reply_when(rid, host.entry.request(self._account(), params), _received)
+            self._reply_when(rid, host.entry.request(self._account(), params), _received,
+                             method)
         elif method == "orders.open":
             assert isinstance(params, SymbolParams)
             self._open_orders(rid, params)
@@ -383,7 +412,16 @@ class Session:
         """Reply ``received`` once the place's XADD returned; track it for cancel on disconnect."""
         self._reply_when(rid, future, lambda order_id: {
             "order_id": order_id, "client_order_id": coid, "symbol": symbol,
-            "status": "received"})
+            "status": "received"}, "order.place")
+        stats = self._stats
+        if stats is not None:
+            received_at = self._received_at
+
+            def placed(done: asyncio.Future[str]) -> None:
+                if not done.cancelled() and done.exception() is None:
+                    stats.placed(done.result(), received_at)
+
+            future.add_done_callback(placed)
         if self.cancel_on_disconnect:
             self._in_flight.add(future)
             future.add_done_callback(lambda done: self._placed_done(symbol, done))
@@ -457,9 +495,11 @@ def _received(_: object) -> dict[str, str]:
     return _RECEIVED
 
 
-def _request_id_of(frame: str | bytes) -> int | str | None:
-    """The id to echo on a refusal that happens before decoding (rate limit)."""
+def _request_id_of(frame: str | bytes) -> tuple[int | str | None, str | None]:
+    """The id to echo on a refusal that happens before decoding (rate limit), and the
+    method named (None when the frame does not decode)."""
     try:
-        return decode_envelope(frame).id
+        envelope = decode_envelope(frame)
     except RequestError as exc:
-        return exc.request_id
+        return exc.request_id, None
+    return envelope.id, envelope.method

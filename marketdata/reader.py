@@ -89,6 +89,9 @@ class MarketReader:
         self.history = history
         self.position = "0-0"
         self.ready = asyncio.Event()
+        self.failure: str | None = None
+        """The Redis error of the last failed read (None: the last read worked): the
+        service's ``/readyz`` reports it."""
         self.gaps = 0
         self.seeded: HistorySeed | None = None
         """What the database gave at start-up (None: no database, or it failed)."""
@@ -116,6 +119,7 @@ class MarketReader:
                 try:
                     await self._follow()
                 except (RedisConnectionError, RedisTimeoutError) as exc:
+                    self.failure = repr(exc)
                     log.warning("%s: redis: %s; retrying in %.2f s", self.feed.symbol, exc,
                                 self._delay)
                     await asyncio.sleep(self._delay)
@@ -132,6 +136,7 @@ class MarketReader:
         while True:
             reply = await self._tail.read({self._stream: self.position.encode()}, BLOCK_MS)
             self._delay = FIRST_RETRY_S
+            self.failure = None
             for _key, entries in reply:
                 for entry_id, fields in entries:
                     try:

@@ -40,6 +40,7 @@ import time
 from collections.abc import Coroutine, Iterable
 from typing import Any
 
+from prometheus_client import CollectorRegistry
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
@@ -53,9 +54,13 @@ from contract.ratelimit import TokenBucket, rate_limited
 from contract.wire import RequestError, decode_envelope, error_frame, error_frame_of, result_frame
 from marketdata import http_static
 from marketdata.feed import Batch, MarketFeed
+from marketdata.metrics import OK, UNKNOWN_METHOD
 from marketdata.outbox import DEFAULT_LIMIT, DEFAULT_RESYNC_WINDOW_S, Outbox, Overflow
+from marketdata.requests import METHODS as MD_METHODS
 from marketdata.requests import Request as MdRequest
 from marketdata.requests import parse_request
+from ops.health import Health
+from ops.http import Hook, ops_hook
 
 log = logging.getLogger("streamex.marketdata")
 
@@ -96,7 +101,7 @@ class Connection:
 
     __slots__ = ("ws", "transport", "write_limit", "outbox", "wakeup", "books", "trades",
                  "tickers", "candles", "last_push", "overflowed", "closing", "writer",
-                 "bucket")
+                 "bucket", "sent")
 
     def __init__(self, ws: ServerConnection, outbox: Outbox, write_limit: int,
                  now: float, bucket: TokenBucket) -> None:
@@ -117,12 +122,15 @@ class Connection:
         self.overflowed = False
         self.closing = False
         self.writer: asyncio.Task[None] | None = None
+        self.sent = 0
+        """Websocket messages written to this connection (the metrics' count)."""
 
     def _write_now(self, frame: bytes) -> bool:
         """Write a framed message if nothing is queued and the buffer has room. O(1)."""
         if (not self.outbox and self.ws.protocol.state is State.OPEN
                 and self.transport.get_write_buffer_size() < self.write_limit):
             self.transport.write(frame)
+            self.sent += 1
             return True
         return False
 
@@ -144,6 +152,7 @@ class Connection:
         if self.overflowed or self.closing:
             return True
         if self._write_now(b"".join([frame for _, frame in items])):
+            self.sent += len(items) - 1  # _write_now counted one
             self.last_push = now
             return True
         return all(self.push(payload, frame, now) for payload, frame in items)
@@ -218,6 +227,16 @@ class FeedServer:
         self.connections: set[Connection] = set()
         self.slow_closes = 0
         self.resyncs = 0
+        self.request_counts: dict[tuple[str, str], int] = {}
+        """(method, ``ok`` or error code) -> requests answered; counted only when
+        :attr:`count_requests` (metrics enabled)."""
+        self.count_requests = False
+        self.sent_closed = 0
+        """Messages written to connections since closed."""
+        self.registry: CollectorRegistry | None = None
+        """Metrics served on the websocket port (None: none); set before :meth:`start`."""
+        self.health: Health | None = None
+        """``/healthz`` and ``/readyz`` on the websocket port (None: not served)."""
         self._markets_result = {"markets": [m.to_wire() for m in self.markets]}
         self._server: Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -226,9 +245,12 @@ class FeedServer:
     # -- lifecycle ------------------------------------------------------------
 
     async def start(self, host: str, port: int) -> None:
+        process_request: Hook = self._process_request
+        if self.health is not None:
+            process_request = ops_hook(self.registry, self.health, self._process_request)
         self._server = await serve(
             self._handle, host, port,
-            process_request=self._process_request,
+            process_request=process_request,
             max_size=MAX_FRAME,
             write_limit=self.write_limit,
             compression=None,
@@ -259,6 +281,14 @@ class FeedServer:
                          ) -> Response | None:
         """Plain HTTP GETs on the same port get the web page; handshakes pass (None)."""
         return http_static.process_request(connection, request)
+
+    def messages_sent(self) -> int:
+        """Websocket messages written so far. O(connections)."""
+        return self.sent_closed + sum(c.sent for c in self.connections)
+
+    def _count(self, method: str, code: str) -> None:
+        key = (method, code)
+        self.request_counts[key] = self.request_counts.get(key, 0) + 1
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.create_task(coro)
@@ -379,6 +409,8 @@ class FeedServer:
                 self._forget(c)
                 c.writer.cancel()
             self.connections.discard(c)
+            self.sent_closed += c.sent
+            c.sent = 0
         if c.closing:
             # Keep the handler (and so the connection) alive until the close is done.
             await ws.wait_closed()
@@ -395,6 +427,7 @@ class FeedServer:
                     await wakeup.wait()
                     continue
                 await ws.send(frame, text=True)
+                c.sent += 1
                 sent += 1
                 if sent % WRITER_YIELD_EVERY == 0:
                     await asyncio.sleep(0)  # let other connections and the readers run
@@ -430,6 +463,8 @@ class FeedServer:
             self._answer(c, frame)
         except Exception:  # never leak internals to the peer, never drop the connection
             self.internal_errors += 1
+            if self.count_requests:
+                self._count(UNKNOWN_METHOD, errors.INTERNAL)
             request_id = _request_id_of(frame)
             log.exception("request %r failed", request_id)
             try:
@@ -443,14 +478,22 @@ class FeedServer:
         if not c.bucket.take(now):
             self._reply(c, error_frame_of(rate_limited(c.bucket, now, "connection"),
                                           _request_id_of(frame)))
+            if self.count_requests:
+                self._count(UNKNOWN_METHOD, errors.RATE_LIMITED)
             return
         request_id: int | str | None = None
+        method = UNKNOWN_METHOD
         try:
             req = parse_request(frame, self.symbols)
             request_id = req.id
+            method = req.method
             self._dispatch(c, req)
+            if self.count_requests:
+                self._count(method, OK)
         except StreamexError as exc:  # a RequestError echoes its own id
             self._reply(c, error_frame_of(exc, request_id))
+            if self.count_requests:
+                self._count(method if req_ok(method) else _method_of(frame), exc.code)
 
     def _reply(self, c: Connection, payload: bytes) -> None:
         if not c.reply(payload):
@@ -551,6 +594,19 @@ def _request_id_of(frame: str | bytes) -> int | str | None:
         return exc.request_id
     except Exception:  # pragma: no cover - decode_envelope raises only RequestError
         return None
+
+
+def req_ok(method: str) -> bool:
+    return method != UNKNOWN_METHOD
+
+
+def _method_of(frame: str | bytes) -> str:
+    """The method a refused frame names if it is one served, else ``unknown`` (bounded)."""
+    try:
+        method = decode_envelope(frame, require_id=False).method
+    except Exception:
+        return UNKNOWN_METHOD
+    return method if method in MD_METHODS else UNKNOWN_METHOD
 
 
 def _push_one(c: Connection, payload: bytes, now: float) -> bool:

@@ -26,9 +26,14 @@ from typing import Any
 from contract.market import Market
 from contract.settings import RedisConfig
 from marketdata.feed import MarketFeed
+from marketdata.metrics import MarketDataCollector
 from marketdata.outbox import DEFAULT_LIMIT
 from marketdata.reader import MarketReader
 from marketdata.server import REQUEST_BURST, REQUEST_RATE, FeedServer
+from ops.health import Health
+from ops.http import metrics_url
+from ops.metrics import process_registry
+from redisio.client import AnyRedis
 from redisio.topology import Topology
 from store.db import Store, StoreError, display_url, open_store
 
@@ -43,11 +48,13 @@ class MarketDataService:
     def __init__(self, markets: Iterable[Market], redis_url: str | None = None, *,
                  redis: RedisConfig | None = None, queue_limit: int = DEFAULT_LIMIT,
                  request_rate: float = REQUEST_RATE, request_burst: int = REQUEST_BURST,
-                 history_url: str | None = None) -> None:
+                 history_url: str | None = None, metrics: bool = True) -> None:
         """``redis_url`` overrides ``redis.url``; ``queue_limit``: frames queued per
         connection before the slow-consumer policy; ``request_rate``/``request_burst``:
         each connection's request limit; ``history_url``: the history database to seed
-        from (None: none)."""
+        from (None: none); ``metrics``: serve ``/metrics`` on the websocket port and
+        count requests (``[metrics] enabled``); ``/healthz`` and ``/readyz`` are
+        served either way."""
         self.markets = tuple(markets)
         self.redis = redis or RedisConfig()
         url = redis_url or self.redis.url
@@ -63,6 +70,21 @@ class MarketDataService:
         self.store: Store | None = None
         self._topology: Topology | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self.health = Health("marketdata")
+        """``/readyz``: every reader loaded its snapshot and reads without error."""
+        self.health.add_check("readers", self._readers_problem)
+        self.server.health = self.health
+        if metrics:
+            self.server.registry = process_registry()
+            self.server.registry.register(MarketDataCollector(self.server))
+            self.server.count_requests = True
+        self.metrics_url: str | None = None
+        """``http://HOST:PORT/metrics`` once listening with metrics on (else None)."""
+
+    @property
+    def redis_client(self) -> AnyRedis | None:
+        """The Redis client of the started service (None before :meth:`start`)."""
+        return None if self._topology is None else self._topology.client
 
     @property
     def port(self) -> int:
@@ -107,6 +129,23 @@ class MarketDataService:
             for t in pending:
                 t.cancel()
         await self.server.start(host, port)
+        if self.server.registry is not None:
+            self.metrics_url = metrics_url(host, self.server.port)
+
+    def _readers_problem(self) -> str | None:
+        """None once every reader is loaded and its last read worked. No I/O."""
+        if not self.readers:
+            return "starting: connecting to Redis"
+        loading = [r.feed.symbol for r in self.readers if not r.ready.is_set()]
+        if loading:
+            return f"loading snapshots: {', '.join(loading)}"
+        failing = [r.feed.symbol for r in self.readers if r.failure is not None]
+        if failing:
+            return f"redis unreachable for: {', '.join(failing)}"
+        stopped = [t.get_name() for t in self._tasks if t.done()]
+        if stopped:
+            return f"stopped: {', '.join(stopped)}"
+        return None
 
     async def wait(self) -> None:
         """Run until a reader fails (its exception is raised) or the task is cancelled."""

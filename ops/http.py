@@ -76,6 +76,28 @@ def websocket_hook(registry: CollectorRegistry, health: Health,
     return hook
 
 
+def ops_hook(registry: CollectorRegistry | None, health: Health,
+             fallback: Hook | None = None) -> Hook:
+    """:func:`websocket_hook` when metrics are on (``registry``); without a registry only
+    ``/healthz`` and ``/readyz`` are answered and ``/metrics`` goes to ``fallback``."""
+    if registry is not None:
+        return websocket_hook(registry, health, fallback)
+    inner = websocket_hook(CollectorRegistry(auto_describe=True), health, fallback)
+
+    def hook(connection: ServerConnection, request: Request) -> Response | None:
+        if request.path.split("?", 1)[0] == "/metrics":
+            return fallback(connection, request) if fallback is not None else None
+        return inner(connection, request)
+
+    return hook
+
+
+def metrics_url(host: str, port: int) -> str:
+    """``http://HOST:PORT/metrics`` (an IPv6 host in brackets)."""
+    host = f"[{host}]" if ":" in host else host
+    return f"http://{host}:{port}/metrics"
+
+
 class MetricsServer:
     """The three endpoints on ``host:port`` (0: any free port) from a daemon thread."""
 

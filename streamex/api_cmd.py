@@ -7,14 +7,18 @@ else ``[history] url``; without either, the history endpoints (closed
 orders, all orders, trades, klines, 24-hour tickers) answer 503. Listens on
 ``[api]`` host and port (``--port 0``: any free one) and logs
 ``event=listening service=api url=http://HOST:PORT/`` once it accepts
-requests. Runs on uvloop until SIGINT/SIGTERM, then stops and exits 0; exit 1
-when Redis or the database cannot be reached, 2 on a bad config.
+requests, then, with ``[metrics] enabled``, ``event=metrics service=api
+url=http://HOST:PORT/metrics`` (``/healthz`` and ``/readyz`` answer on the same
+port either way). Registers itself in Redis as service ``api``
+(``ops.registry``) while it runs. Runs on uvloop until SIGINT/SIGTERM, then
+stops and exits 0; exit 1 when Redis or the database cannot be reached, 2 on a bad config.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
@@ -23,8 +27,10 @@ import redis
 import uvloop
 
 from contract.settings import Config
+from ops.registry import keep_registered, new_registration
 from store.db import StoreError
 from streamex.config import ConfigError, service_config
+from streamex.gateway_cmd import log_metrics
 from streamex.gc_tuning import tune_gc
 from streamex.logs import setup_logging
 from streamex.service_cmd import add_service_arguments
@@ -49,10 +55,22 @@ async def _serve(args: argparse.Namespace, config: Config, redis_url: str) -> in
         host, port = await service.start(args.host, args.port)
         tune_gc()
         log.info("event=listening service=api url=http://%s:%d/", host, port)
+        urls = {"http": f"http://{host}:{port}/"}
+        if service.metrics_url is not None:
+            log_metrics("api", service.metrics_url)
+            urls["metrics"] = service.metrics_url
+        registered = asyncio.create_task(keep_registered(
+            service.gateway.redis, new_registration("api", urls=urls)))
         serving = asyncio.create_task(service.serve_forever())
         stopping = asyncio.create_task(stop.wait())
-        done, _ = await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        stopping.cancel()
+        try:
+            done, _ = await asyncio.wait({serving, stopping},
+                                         return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+            registered.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await registered
         if serving in done:
             serving.result()  # a task failed: raise its error
             return 1

@@ -4,7 +4,10 @@ Redis is ``[redis]`` of the config (one server, or a cluster's seeds) with
 ``--redis-url`` as the first seed. Runs on uvloop until SIGINT/SIGTERM, then
 closes connections (sending the cancel-on-disconnect commands) and exits 0.
 Logs ``event=listening service=gateway url=ws://HOST:PORT/`` once it accepts
-connections (with ``--port 0``, the port picked). Exit code 1 on a bad config
+connections (with ``--port 0``, the port picked), then, with ``[metrics]
+enabled``, ``event=metrics service=gateway url=http://HOST:PORT/metrics`` (the
+same port also answers ``/healthz`` and ``/readyz``). Registers itself in Redis
+as service ``gateway`` (``ops.registry``) while it runs. Exit code 1 on a bad config
 or unreachable Redis.
 """
 
@@ -12,6 +15,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import logging
 import signal
 import sys
 
@@ -19,10 +24,17 @@ import redis
 import uvloop
 
 from contract.settings import Config
+from ops.registry import keep_registered, new_registration
 from streamex.config import ConfigError, service_config
 from streamex.gc_tuning import tune_gc
 from streamex.logs import setup_logging
 from streamex.service_cmd import add_service_arguments, log_listening
+
+
+def log_metrics(service: str, url: str) -> None:
+    """The metrics line: ``event=metrics service=gateway url=http://HOST:PORT/metrics``."""
+    logging.getLogger(f"streamex.{service}").info("event=metrics service=%s url=%s",
+                                                  service, url)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -42,10 +54,22 @@ async def _serve(args: argparse.Namespace, config: Config, redis_url: str) -> in
         host, port = await gateway.start(args.host, args.port)
         tune_gc()
         log_listening("gateway", host, port)
+        urls = {"ws": f"ws://{host}:{port}/"}
+        if gateway.metrics_url is not None:
+            log_metrics("gateway", gateway.metrics_url)
+            urls["metrics"] = gateway.metrics_url
+        registered = asyncio.create_task(
+            keep_registered(gateway.redis, new_registration("gateway", urls=urls)))
         serving = asyncio.create_task(gateway.serve_forever())
         stopping = asyncio.create_task(stop.wait())
-        done, _ = await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        stopping.cancel()
+        try:
+            done, _ = await asyncio.wait({serving, stopping},
+                                         return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+            registered.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await registered
         if serving in done:
             serving.result()  # a task failed: raise its error
             return 1

@@ -9,13 +9,17 @@ snapshot start from the history database (``--db``, else the config's
 ``[history] url``; without one they start empty at the engine snapshot).
 Logs ``event=listening service=marketdata url=ws://HOST:PORT/`` once the
 snapshots and history are loaded and the port is bound (with ``--port 0``
-this names the port picked). Stops on SIGINT or SIGTERM.
+this names the port picked), then, with ``[metrics] enabled``, ``event=metrics
+service=marketdata url=http://HOST:PORT/metrics`` (the same port answers
+``/healthz`` and ``/readyz``). Registers itself in Redis as service
+``marketdata`` (``ops.registry``) while it runs. Stops on SIGINT or SIGTERM.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import signal
 import sys
 
@@ -23,7 +27,9 @@ import redis
 
 from contract.settings import Config
 from marketdata.outbox import DEFAULT_LIMIT
+from ops.registry import keep_registered, new_registration
 from streamex.config import ConfigError, service_config
+from streamex.gateway_cmd import log_metrics
 from streamex.gc_tuning import tune_gc
 from streamex.logs import setup_logging
 from streamex.service_cmd import add_service_arguments, log_listening
@@ -76,7 +82,8 @@ async def _serve(config: Config, redis_url: str, host: str, port: int, queue_lim
     # --redis-url (else [redis] url) is the first seed; [redis] says cluster or not.
     service = MarketDataService(config.markets, redis_url, redis=config.redis,
                                 queue_limit=queue_limit, request_rate=md.request_rate,
-                                request_burst=md.request_burst, history_url=db)
+                                request_burst=md.request_burst, history_url=db,
+                                metrics=config.metrics.enabled)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -89,6 +96,14 @@ async def _serve(config: Config, redis_url: str, host: str, port: int, queue_lim
         return 1
     tune_gc()
     log_listening("marketdata", host, service.port)
+    urls = {"ws": f"ws://{host}:{service.port}/"}
+    if service.metrics_url is not None:
+        log_metrics("marketdata", service.metrics_url)
+        urls["metrics"] = service.metrics_url
+    registered = None
+    if service.redis_client is not None:
+        registered = asyncio.create_task(keep_registered(
+            service.redis_client, new_registration("marketdata", urls=urls)))
     waiter = asyncio.create_task(service.wait())
     stopper = asyncio.create_task(stop.wait())
     try:
@@ -96,6 +111,10 @@ async def _serve(config: Config, redis_url: str, host: str, port: int, queue_lim
     finally:
         stopper.cancel()
         waiter.cancel()
+        if registered is not None:
+            registered.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await registered
         await service.close()
     if waiter.done() and not waiter.cancelled() and waiter.exception() is not None:
         print(f"streamex marketdata: stopped: {waiter.exception()!r}", file=sys.stderr)
