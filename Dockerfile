@@ -1,6 +1,6 @@
 # The streamex image: every service (engine, risk, gateway, marketdata, history,
-# api) runs from it
-# with a different command; see docker-compose.yml.
+# api) runs from it with a different command; see docker-compose.yml. Their
+# healthchecks ask /readyz with Python's urllib (no curl in the image).
 FROM python:3.11.9-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -22,6 +22,7 @@ COPY gateway/ gateway/
 COPY marketdata/ marketdata/
 COPY history/ history/
 COPY api/ api/
+COPY ops/ ops/
 COPY streamex/ streamex/
 # The benchmarks ship in the package; their dependencies (the bench extra) do not.
 COPY benchmarks/ benchmarks/

@@ -9,6 +9,15 @@ stops everything on Ctrl-C or SIGTERM (engines snapshot first), and forces on
 a second one. With ``--data-dir`` the server keeps an AOF there, so the book
 survives a restart of ``streamex up``.
 
+Metrics (``[metrics] enabled``): the engines, risk engines and history get a
+metrics port each (``--metrics-port``): the ``metrics_port`` of ``[engine]``,
+``[risk]``, ``[history]`` and the ports after it, one per process, or free
+ports picked at start (kept across a child's restarts); the gateway, market
+data and the REST API serve ``/metrics`` on their own ports. The banner
+lists every ``/metrics`` URL and comes once every service's ``/readyz``
+answers 200 (at most :data:`READY_TIMEOUT_S`; the services not ready by then
+are named on stderr).
+
 Secrets (account secrets, the Redis password) never reach a command line or
 a file that outlives the exchange: the children read their configuration
 from an anonymous in-memory file (``memfd``) they inherit as
@@ -202,7 +211,8 @@ def _effective_config(config: Config, args: argparse.Namespace,
 
 
 def _port_free(host: str, port: int) -> bool:
-    with socket.socket() as s:
+    """Whether ``host:port`` can be bound now (an IPv6 host: on IPv6)."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
@@ -211,43 +221,55 @@ def _port_free(host: str, port: int) -> bool:
     return True
 
 
-def _wait_listening(host: str, port: int, deadline: float) -> bool:
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            s.settimeout(0.2)
-            if s.connect_ex((host, port)) == 0:
-                return True
-        time.sleep(0.1)
-    return False
+def _free_port(host: str) -> int:
+    """A port free on ``host`` now (on loopback when ``host`` cannot be bound here)."""
+    try:
+        return free_port(host)
+    except OSError:
+        return free_port()
+
+
+def _reach(host: str) -> str:
+    """``host`` as a URL's host to connect to: a wildcard bind is reached on loopback."""
+    host = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(host, host)
+    return f"[{host}]" if ":" in host else host
 
 
 def _readyz(base: str) -> tuple[int, str]:
-    """``GET base/readyz``: (status, first line of the body); (0, why) if no answer."""
+    """``GET base/readyz``: (status, its body on one line); (0, why) if no answer."""
     try:
         with urllib.request.urlopen(f"{base}/readyz", timeout=2) as resp:
             return resp.status, resp.read().decode(errors="replace").strip()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read().decode(errors="replace").strip().replace("\n", "; ")
     except OSError as exc:
-        return 0, str(exc)
+        return 0, str(getattr(exc, "reason", exc))
 
 
-def _wait_ready(probes: list[Probe], deadline: float) -> list[str]:
-    """Poll every probe's /readyz (every 100 ms) until all answer 200 or ``deadline``;
-    returns ``"<name>: <why>"`` for those that did not."""
-    waiting = {p.name: p for p in probes}
+def _wait_ready(children: Sequence[Child], deadline: float) -> list[str]:
+    """Poll every probed child's ``/readyz`` (every 100 ms) until each answers 200, its
+    process exits, or ``deadline``; returns ``"<name>: <why>"`` for those that are not
+    ready."""
+    waiting = {c.probe.name: (c, c.probe) for c in children if c.probe is not None}
     why: dict[str, str] = {}
+    failed: list[str] = []
     while waiting:
-        for name, probe in list(waiting.items()):
+        for name, (child, probe) in list(waiting.items()):
+            code = child.exited()
+            if code is not None:
+                failed.append(f"{name}: exited with code {code}")
+                del waiting[name]
+                continue
             status, body = _readyz(probe.base)
             if status == 200:
                 del waiting[name]
             else:
-                why[name] = f"{status} {body}" if status else body
+                why[name] = f"{status} {body}" if status else f"no answer ({body})"
         if not waiting or time.monotonic() >= deadline:
             break
         time.sleep(0.1)
-    return [f"{name}: {why.get(name, 'no answer')}" for name in waiting]
+    return failed + [f"{name}: {why.get(name, 'no answer')} ({probe.base}/readyz)"
+                     for name, (_, probe) in waiting.items()]
 
 
 def _private_dir(path: Path) -> Path:
@@ -274,6 +296,13 @@ def run(args: argparse.Namespace) -> int:
                   f"(another streamex up?); choose another with --{name}-port",
                   file=sys.stderr)
             return 2
+    reserved = {args.gateway_port or gateway.port: "gateway",
+                args.marketdata_port or marketdata.port: "market data",
+                args.api_port or api.port: "rest api"}
+    ports = _plan_metrics(config, reserved) if config.metrics.enabled else None
+    if isinstance(ports, str):
+        print(f"streamex up: {ports}", file=sys.stderr)
+        return 2
     if args.cluster is not None and not 1 <= args.cluster <= 16:
         print("streamex up: --cluster: must be in 1..16", file=sys.stderr)
         return 2
@@ -342,18 +371,16 @@ def run(args: argparse.Namespace) -> int:
             config = replace(config, history=replace(
                 config.history, url=f"sqlite:///{where.resolve() / HISTORY_DB}"))
         secret_config = SecretConfig(dump_config(config))
-        children = _children(config, secret_config, args)
+        children = _children(config, secret_config, args, ports)
         for c in children:
             c.start()
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        ready = all(_wait_listening(cfg.host, cfg.port, deadline)
-                    for cfg in (config.gateway, config.marketdata, config.api))
-        not_ready = _wait_ready([c.probe for c in children if c.probe is not None],
-                                deadline) if ready else []
+        # The banner waits (READY_TIMEOUT_S at most) for every service's /readyz: Redis
+        # reached, recovered, caught up.
+        not_ready = _wait_ready(children, time.monotonic() + READY_TIMEOUT_S)
         if not_ready:
-            print("streamex up: not ready in time: " + "; ".join(not_ready), file=sys.stderr,
-                  flush=True)
-        ready = ready and not not_ready and all(c.exited() is None for c in children)
+            print(f"streamex up: not ready after {READY_TIMEOUT_S:.0f} s: "
+                  + "; ".join(not_ready), file=sys.stderr, flush=True)
+        ready = not not_ready and all(c.exited() is None for c in children)
         _print_banner(config, redis_url or "", server, data_dir, generated, ready,
                       any(c.name == "demo" for c in children), cluster,
                       [c.probe for c in children if c.probe is not None and c.probe.metrics])
@@ -371,54 +398,109 @@ def run(args: argparse.Namespace) -> int:
     return code
 
 
-def _metrics_ports(first: int | None, n: int) -> list[int]:
-    """``n`` ports: consecutive from the config's ``first``, else free ones picked now (so
-    a restarted child keeps its port)."""
-    if first is None or first == 0:
-        return [free_port() for _ in range(n)]
-    return [first + i for i in range(n)]
+@dataclass(frozen=True)
+class MetricsPorts:
+    """The metrics ports of the processes that have no port of their own: one per market's
+    engine, one per risk shard's engine, and history's."""
+
+    engines: tuple[int, ...]
+    risk: tuple[int, ...]
+    history: int
+
+
+def _plan_metrics(config: Config, reserved: dict[int, str]) -> MetricsPorts | str:
+    """Each section's ``metrics_port`` and the ports after it, one per process (engines:
+    one per market; risk: one per shard), or free ports picked now when it is unset or 0
+    (picked once, so a restarted child keeps its port). A message instead when a
+    configured port is in use or two processes would share one (``reserved``: the other
+    services' ports, port -> name). O(processes)."""
+    taken = dict(reserved)
+
+    def pick(section: str, host: str, first: int | None, names: list[str]
+             ) -> list[int] | str:
+        got: list[int] = []
+        for i, name in enumerate(names):
+            if first:
+                port = first + i
+                where = (f"[{section}] metrics_port = {first}" if len(names) == 1 else
+                         f"[{section}] metrics_port = {first}, one port per process from there")
+                if port > 65535:
+                    return f"{name}: metrics port {port} is beyond 65535 ({where})"
+                if port in taken:
+                    return (f"{name} and {taken[port]} would share port {port} ({where}); "
+                            f"choose other ports")
+                if not _port_free(host, port):
+                    return (f"{name}: metrics port {host}:{port} is in use ({where}); choose "
+                            f"another, or leave it unset for free ports")
+            else:
+                port = _free_port(host)
+                while port in taken:
+                    port = _free_port(host)
+            taken[port] = name
+            got.append(port)
+        return got
+
+    e, r, h = config.engine, config.risk, config.history
+    engines = pick("engine", e.metrics_host, e.metrics_port,
+                   [f"engine {m.symbol}" for m in config.markets])
+    if isinstance(engines, str):
+        return engines
+    risk = pick("risk", r.metrics_host, r.metrics_port,
+                [f"risk engine acct-{k}" for k in range(r.shards)] if r.enabled else [])
+    if isinstance(risk, str):
+        return risk
+    history = pick("history", h.metrics_host, h.metrics_port, ["history"])
+    if isinstance(history, str):
+        return history
+    return MetricsPorts(tuple(engines), tuple(risk), history[0])
 
 
 def _metrics_args(host: str, port: int) -> tuple[list[str], str]:
-    return ["--metrics-host", host, "--metrics-port", str(port)], f"http://{host}:{port}"
+    """The child's ``--metrics-host/--metrics-port`` and the base URL to reach it."""
+    return ["--metrics-host", host, "--metrics-port", str(port)], f"http://{_reach(host)}:{port}"
 
 
-def _children(config: Config, secret_config: SecretConfig,
-              args: argparse.Namespace) -> list[Child]:
+def _children(config: Config, secret_config: SecretConfig, args: argparse.Namespace,
+              ports: MetricsPorts | None) -> list[Child]:
+    """Every process to start; ``ports`` None: metrics off (``[metrics] enabled = false``),
+    only the gateway, market data and the REST API are probed (their ``/readyz``)."""
     base = [sys.executable, "-m", "streamex"]
     common = ["--config", secret_config.path, "--log-level", args.log_level]
     fds = secret_config.pass_fds
-    on = config.metrics.enabled
     e, r, h = config.engine, config.risk, config.history
+
+    def metrics(name: str, host: str, port: int | None) -> tuple[list[str], Probe | None]:
+        if port is None:
+            return [], None
+        extra, url = _metrics_args(host, port)
+        return extra, Probe(name, url, True)
+
     engines = []
-    for m, port in zip(config.markets, _metrics_ports(e.metrics_port, len(config.markets)),
-                       strict=True):
-        extra, url = _metrics_args(e.metrics_host, port) if on else ([], "")
+    for i, m in enumerate(config.markets):
+        extra, probe = metrics(f"engine {m.symbol}", e.metrics_host,
+                               None if ports is None else ports.engines[i])
         engines.append(Child(f"engine {m.symbol}",
                              [*base, "engine", *common, "--markets", m.symbol,
-                              "--consumer", f"engine-{m.symbol}", *extra], fds,
-                             probe=Probe(f"engine {m.symbol}", url, True) if on else None))
+                              "--consumer", f"engine-{m.symbol}", *extra], fds, probe=probe))
     if r.enabled:
-        for k, port in zip(range(r.shards), _metrics_ports(r.metrics_port, r.shards),
-                           strict=True):
-            extra, url = _metrics_args(r.metrics_host, port) if on else ([], "")
+        for k in range(r.shards):
+            extra, probe = metrics(f"risk engine acct-{k}", r.metrics_host,
+                                   None if ports is None else ports.risk[k])
             engines.append(Child(f"engine risk-{k}",
                                  [*base, "risk", *common, "--shards", str(k),
-                                  "--consumer", f"risk-{k}", *extra], fds,
-                                 probe=Probe(f"risk engine acct-{k}", url, True) if on
-                                 else None))
-    (history_port,) = _metrics_ports(h.metrics_port, 1)
-    history_extra, history_url = (_metrics_args(h.metrics_host, history_port) if on
-                                  else ([], ""))
+                                  "--consumer", f"risk-{k}", *extra], fds, probe=probe))
+    history_extra, history_probe = metrics("history", h.metrics_host,
+                                           None if ports is None else ports.history)
+    on = ports is not None
     g, md, api = config.gateway, config.marketdata, config.api
     services = [Child("gateway", [*base, "gateway", *common], fds,
-                      probe=Probe("gateway", f"http://{g.host}:{g.port}", on)),
+                      probe=Probe("gateway", f"http://{_reach(g.host)}:{g.port}", on)),
                 Child("marketdata", [*base, "marketdata", *common], fds,
-                      probe=Probe("market data", f"http://{md.host}:{md.port}", on)),
+                      probe=Probe("market data", f"http://{_reach(md.host)}:{md.port}", on)),
                 Child("history", [*base, "history", *common, *history_extra], fds,
-                      probe=Probe("history", history_url, True) if on else None),
+                      probe=history_probe),
                 Child("api", [*base, "api", *common], fds,
-                      probe=Probe("rest api", f"http://{api.host}:{api.port}", on))]
+                      probe=Probe("rest api", f"http://{_reach(api.host)}:{api.port}", on))]
     demo = []
     if args.demo:
         maker, taker = DEMO_MAKER_TAKER
@@ -433,7 +515,8 @@ def _print_banner(config: Config, redis_url: str, embedded: RedisServer | None,
                   ) -> None:
     g, md = config.gateway, config.marketdata
     lines = [
-        "streamex is up" if ready else "streamex: services did not start listening in time",
+        "streamex is up" if ready else
+        "streamex: not every service is ready (see above); they keep trying",
         f"  order entry   ws://{g.host}:{g.port}/",
         f"  market data   ws://{md.host}:{md.port}/",
         f"  web page      http://{md.host}:{md.port}/",

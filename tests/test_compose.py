@@ -5,7 +5,7 @@ the YAML subset it is written in (block mappings and lists, JSON-style flow
 lists and quoted strings), checked against what the services need, and run
 through ``docker compose config -q`` / ``docker-compose config -q`` as well
 when one of them is installed. The healthcheck one-liners are executed for
-real against a listening socket and against a real engine holding its lease.
+real against the services' real /readyz endpoint server.
 """
 
 from __future__ import annotations
@@ -13,24 +13,26 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import socket
 import subprocess
 import sys
-import time
 import tomllib
 from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 
+from ops.health import Health
+from ops.http import MetricsServer
+from ops.metrics import process_registry
 from streamex.config import load_config
-from streamex.redis_server import RedisServer, free_port
+from streamex.redis_server import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG_IN_CONTAINER = "/etc/streamex/streamex.toml"
 REDIS_URL = "redis://redis:6379/0"
 STREAMEX_SERVICES = ("engine", "risk", "gateway", "marketdata", "history", "api")
+MONITORING_SERVICES = ("prometheus", "grafana")
+"""Started only with ``--profile monitoring`` (tests/test_deploy.py checks them)."""
 HISTORY_VOLUME = "history-data:/var/lib/streamex/history"
 """The history database's volume: written by history, read by api and marketdata."""
 PASSWORD_SECRET = "/run/secrets/redis_password"
@@ -114,7 +116,7 @@ def test_reader_handles_the_subset() -> None:
 
 def test_services_and_redis_durability_and_auth(compose: dict[str, Any]) -> None:
     services = compose["services"]
-    assert set(services) == {"redis", *STREAMEX_SERVICES}
+    assert set(services) == {"redis", *STREAMEX_SERVICES, *MONITORING_SERVICES}
     r = services["redis"]
     assert re.fullmatch(r"redis:7\.\d+\.\d+", r["image"]), "pin the image's version"
     cmd = r["command"]
@@ -136,7 +138,8 @@ def test_services_and_redis_durability_and_auth(compose: dict[str, Any]) -> None
 def test_secrets_are_files_that_are_not_committed(compose: dict[str, Any]) -> None:
     assert compose["secrets"] == {
         "redis_password": {"file": "./deploy/secrets/redis_password"},
-        "streamex_accounts": {"file": "./deploy/secrets/accounts.toml"}}
+        "streamex_accounts": {"file": "./deploy/secrets/accounts.toml"},
+        "grafana_admin_password": {"file": "./deploy/secrets/grafana_admin_password"}}
     ignored = (ROOT / ".gitignore").read_text().split()
     assert "deploy/secrets/" in ignored
     tracked = subprocess.run(["git", "ls-files", "deploy"], cwd=ROOT, capture_output=True,
@@ -192,8 +195,8 @@ def test_ports_are_bound_to_loopback_and_match_the_mounted_config(
         assert listener.host == "0.0.0.0", f"{name} must listen on every interface in a container"
         assert compose["services"][name]["ports"] == [
             f"127.0.0.1:{listener.port}:{listener.port}"]
-        assert f"('127.0.0.1', {listener.port})" in compose["services"][name]["healthcheck"][
-            "test"][3]
+        assert f"http://127.0.0.1:{listener.port}/readyz" in compose["services"][name][
+            "healthcheck"]["test"][3]
     assert [config.gateway.port, config.marketdata.port, config.api.port] == [8001, 8002, 8003]
 
 
@@ -250,48 +253,24 @@ def _run(code: str) -> int:
                           timeout=20).returncode
 
 
-@pytest.mark.parametrize("name", ["gateway", "marketdata", "api"])
-def test_listener_healthcheck(compose: dict[str, Any], name: str) -> None:
+@pytest.mark.parametrize("name", STREAMEX_SERVICES)
+def test_readiness_healthcheck(compose: dict[str, Any], name: str) -> None:
+    """Each service's healthcheck passes on a 200 from /readyz, fails on a 503 and on a
+    closed port (run against the real endpoint server of ops.http)."""
     code = _healthcheck(compose, name)
-    port = compose["services"][name]["ports"][0].split(":")[-1]
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen()
-        here = listener.getsockname()[1]
-        assert _run(code.replace(f"('127.0.0.1', {port})", f"('127.0.0.1', {here})")) == 0
-    closed = free_port()
-    assert _run(code.replace(f"('127.0.0.1', {port})", f"('127.0.0.1', {closed})")) != 0
-
-
-def test_engine_healthcheck_follows_the_lease(compose: dict[str, Any], tmp_path: Path,
-                                              redis_server: RedisServer) -> None:
-    code = _healthcheck(compose, "engine")
-    assert "host='redis'" in code and f"open('{PASSWORD_SECRET}')" in code
-    password = tmp_path / "redis_password"
-    password.write_text(redis_server.password + "\n")
-    code = (code.replace("host='redis'", f"host='127.0.0.1', port={redis_server.port}")
-            .replace(PASSWORD_SECRET, str(password)))
-    assert _run(code) == 1, "healthy before any engine holds a lease"
-    accounts = tmp_path / "accounts.toml"
-    accounts.write_text("")
-    config = tmp_path / "streamex.toml"
-    text = (ROOT / "deploy" / "streamex.toml").read_text()
-    config.write_text(text.replace(f'"{REDIS_URL}"', f'"redis://127.0.0.1:{redis_server.port}/0"')
-                      .replace(PASSWORD_SECRET, str(password))
-                      .replace(ACCOUNTS_SECRET, str(accounts)))
-    # Default consumer name (HOST-PID), exactly as in the container.
-    engine = subprocess.Popen([sys.executable, "-m", "streamex", "engine", "--config", str(config)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    found = re.search(r"http://127\.0\.0\.1:(\d+)/readyz", code)
+    assert found is not None, code
+    port = found.group(1)
+    health = Health(name)
+    problem: list[str | None] = ["catching up"]
+    health.add_check("caught_up", lambda: problem[0])
+    server = MetricsServer(process_registry(), health, "127.0.0.1", 0).start()
     try:
-        client = redis.Redis.from_url(redis_server.url)
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline and not list(client.scan_iter("sx:*:lease")):
-            time.sleep(0.1)
-        assert _run(code) == 0, "an engine holding its lease is healthy"
-        for key in client.scan_iter("sx:*:lease"):
-            client.set(key, b"another-host-1")
-        assert _run(code) == 1, "an engine whose leases another holds is not healthy"
-        client.close()
+        here = code.replace(f"127.0.0.1:{port}/", f"127.0.0.1:{server.port}/")
+        assert _run(here) != 0, "healthy while /readyz says 503"
+        problem[0] = None
+        assert _run(here) == 0, "not healthy while /readyz says 200"
     finally:
-        engine.terminate()
-        engine.wait(30)
+        server.close()
+    closed = free_port()
+    assert _run(code.replace(f"127.0.0.1:{port}/", f"127.0.0.1:{closed}/")) != 0

@@ -82,3 +82,75 @@ def test_the_dashboard_plots_only_metrics_the_services_export() -> None:
     provider = yaml.safe_load(
         (DEPLOY / "grafana" / "provisioning" / "dashboards" / "streamex.yml").read_text())
     assert provider["providers"][0]["options"]["path"] == "/var/lib/grafana/dashboards"
+
+
+CONTRACT_METRICS = {
+    "streamex_engine_commands_applied_total", "streamex_engine_batch_size",
+    "streamex_engine_commit_seconds", "streamex_engine_lag_entries",
+    "streamex_engine_lag_seconds", "streamex_engine_snapshot_age_seconds",
+    "streamex_engine_lease_held", "streamex_engine_epoch", "streamex_engine_reconnects_total",
+    "streamex_gateway_connections", "streamex_gateway_requests_total",
+    "streamex_gateway_rate_limited_total", "streamex_gateway_order_latency_seconds",
+    "streamex_gateway_messages_sent_total", "streamex_marketdata_connections",
+    "streamex_marketdata_subscribers", "streamex_marketdata_slow_snapshots_total",
+    "streamex_marketdata_slow_closes_total", "streamex_marketdata_messages_sent_total",
+    "streamex_api_requests_total", "streamex_api_request_seconds",
+    "streamex_history_entries_total", "streamex_history_lag_seconds",
+    "streamex_history_write_seconds"}
+"""The metric names of issue 17's contract (histograms by their base name)."""
+HISTOGRAMS = {n for n in CONTRACT_METRICS if n.endswith(("_seconds", "_size"))
+              and "lag" not in n and "age" not in n}
+
+
+def test_the_dashboard_uses_only_the_contract_s_metrics_and_covers_them() -> None:
+    dashboard = json.loads((DEPLOY / "grafana" / "dashboards" / "streamex.json").read_text())
+    exprs = [target["expr"] for panel in dashboard["panels"]
+             for target in panel.get("targets", [])]
+    used = {name for expr in exprs for name in re.findall(r"streamex_[a-z0-9_]+", expr)}
+    for name in sorted(used):
+        base = re.sub(r"_(bucket|sum|count)$", "", name)
+        if base != name:
+            assert base in HISTOGRAMS, name
+        else:
+            assert name in CONTRACT_METRICS, name
+    covered = {re.sub(r"_(bucket|sum|count)$", "", n) for n in used}
+    assert covered == CONTRACT_METRICS, sorted(CONTRACT_METRICS - covered)
+    quantiles = [e for e in exprs if e.startswith("histogram_quantile(")]
+    for histogram in ("streamex_engine_commit_seconds_bucket",
+                      "streamex_gateway_order_latency_seconds_bucket"):
+        assert {q.split(",")[0] for q in quantiles if histogram in q} == {
+            "histogram_quantile(0.5", "histogram_quantile(0.99"}, histogram
+    datasource = {p["datasource"]["uid"] for p in dashboard["panels"] if "datasource" in p}
+    assert datasource == {"prometheus"}
+    assert len({p["id"] for p in dashboard["panels"]}) == len(dashboard["panels"])
+
+
+def test_compose_prometheus_and_grafana_provisioning_agree() -> None:
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    services = compose["services"]
+    streamex = {n for n, s in services.items() if s.get("image", "").startswith("streamex:")}
+    assert streamex == {"engine", "risk", "gateway", "marketdata", "history", "api"}
+    for name in streamex:
+        test = " ".join(services[name]["healthcheck"]["test"])
+        assert re.search(r"urllib\.request\.urlopen\('http://127\.0\.0\.1:\d+/(readyz|healthz)'",
+                         test), name
+        assert "profiles" not in services[name]
+    for name in ("prometheus", "grafana"):
+        assert services[name]["profiles"] == ["monitoring"]
+    prometheus = yaml.safe_load((DEPLOY / "prometheus.yml").read_text())
+    jobs = {job["job_name"]: [t for c in job["static_configs"] for t in c["targets"]]
+            for job in prometheus["scrape_configs"]}
+    assert set(jobs) == streamex
+    for name, targets in jobs.items():  # the port the service's healthcheck asks
+        port = re.search(r":(\d+)/", " ".join(services[name]["healthcheck"]["test"]))
+        assert port is not None and targets == [f"{name}:{port.group(1)}"], name
+    mounts = " ".join(services["grafana"]["volumes"])
+    assert "./deploy/grafana/provisioning:/etc/grafana/provisioning" in mounts
+    datasources = yaml.safe_load(
+        (DEPLOY / "grafana" / "provisioning" / "datasources" / "prometheus.yml").read_text())
+    assert datasources["datasources"][0]["uid"] == "prometheus"
+    assert datasources["datasources"][0]["url"] == "http://prometheus:9090"
+    providers = yaml.safe_load(
+        (DEPLOY / "grafana" / "provisioning" / "dashboards" / "streamex.yml").read_text())
+    path = providers["providers"][0]["options"]["path"]
+    assert f"./deploy/grafana/dashboards:{path}" in mounts
