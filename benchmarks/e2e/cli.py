@@ -291,11 +291,12 @@ def _cpu_per_order_us(s: dict[str, Any]) -> float:
 
 
 def _compare_metrics(args: argparse.Namespace) -> int:
-    """Alternating runs with metrics off and on, each on a fresh exchange: off, on, off, on,
-    ... (``--compare-metrics`` pairs). The on runs are scraped like Prometheus would."""
+    """Alternating runs with metrics off and on, each on a fresh exchange, in ABBA order
+    (off, on, on, off, off, on, ...: a drift of the machine over the runs weighs on both
+    alike), ``--compare-metrics`` pairs. The on runs are scraped like Prometheus would."""
     rows: list[dict[str, Any]] = []
     for pair in range(args.compare_metrics):
-        for enabled in (False, True):
+        for enabled in ((False, True) if pair % 2 == 0 else (True, False)):
             name = f"metrics_{'on' if enabled else 'off'}"
             print(f"-- pair {pair + 1}: {name}", flush=True)
             try:
