@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
 import signal
 import sys
@@ -27,13 +26,11 @@ import redis
 import uvloop
 
 from contract.settings import Config
-from ops.registry import keep_registered, new_registration
 from store.db import StoreError
 from streamex.config import ConfigError, service_config
-from streamex.gateway_cmd import log_metrics
 from streamex.gc_tuning import tune_gc
 from streamex.logs import setup_logging
-from streamex.service_cmd import add_service_arguments
+from streamex.service_cmd import add_service_arguments, serve_until_stopped
 
 log = logging.getLogger("streamex.api")
 
@@ -55,26 +52,12 @@ async def _serve(args: argparse.Namespace, config: Config, redis_url: str) -> in
         host, port = await service.start(args.host, args.port)
         tune_gc()
         log.info("event=listening service=api url=http://%s:%d/", host, port)
-        urls = {"http": f"http://{host}:{port}/"}
-        if service.metrics_url is not None:
-            log_metrics("api", service.metrics_url)
-            urls["metrics"] = service.metrics_url
-        registered = asyncio.create_task(keep_registered(
-            service.gateway.redis, new_registration("api", urls=urls)))
-        serving = asyncio.create_task(service.serve_forever())
-        stopping = asyncio.create_task(stop.wait())
-        try:
-            done, _ = await asyncio.wait({serving, stopping},
-                                         return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            stopping.cancel()
-            registered.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await registered
-        if serving in done:
-            serving.result()  # a task failed: raise its error
+        ended = await serve_until_stopped(
+            "api", service.serve_forever(), stop, service.gateway.redis,
+            {"http": f"http://{host}:{port}/"}, service.metrics_url)
+        if ended is not None:
+            ended.result()  # a task failed: raise its error
             return 1
-        serving.cancel()
     return 0
 
 

@@ -23,7 +23,6 @@ when another engine took the market over (this one was fenced).
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import signal
 import socket
@@ -37,12 +36,13 @@ from contract.settings import Config
 from engine.metrics import EngineMetrics
 from engine.runner import EngineRunner
 from ops.health import Health
-from ops.http import MetricsServer
+from ops.http import MetricsServer, metrics_url
 from ops.metrics import process_registry
 from ops.registry import new_registration
 from streamex.config import ConfigError, service_config
 from streamex.gc_tuning import tune_gc
 from streamex.logs import add_log_level, setup_logging
+from streamex.service_cmd import log_metrics
 
 EXIT_USAGE = 2
 
@@ -79,16 +79,13 @@ class Ops:
 
     @property
     def url(self) -> str:
-        host = self.server.host
-        host = f"[{host}]" if ":" in host else host
-        return f"http://{host}:{self.server.port}/metrics"
+        return metrics_url(self.server.host, self.server.port)
 
     def start(self) -> str:
         """Serve (from a daemon thread) and log ``event=metrics``; returns the URL."""
         self.server.start()
         url = self.url
-        logging.getLogger(f"streamex.{self.service}").info(
-            "event=metrics service=%s url=%s", self.service, url)
+        log_metrics(self.service, url)
         return url
 
     def close(self) -> None:

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import logging
 import signal
 import sys
 
@@ -24,17 +22,10 @@ import redis
 import uvloop
 
 from contract.settings import Config
-from ops.registry import keep_registered, new_registration
 from streamex.config import ConfigError, service_config
 from streamex.gc_tuning import tune_gc
 from streamex.logs import setup_logging
-from streamex.service_cmd import add_service_arguments, log_listening
-
-
-def log_metrics(service: str, url: str) -> None:
-    """The metrics line: ``event=metrics service=gateway url=http://HOST:PORT/metrics``."""
-    logging.getLogger(f"streamex.{service}").info("event=metrics service=%s url=%s",
-                                                  service, url)
+from streamex.service_cmd import add_service_arguments, log_listening, serve_until_stopped
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -54,26 +45,12 @@ async def _serve(args: argparse.Namespace, config: Config, redis_url: str) -> in
         host, port = await gateway.start(args.host, args.port)
         tune_gc()
         log_listening("gateway", host, port)
-        urls = {"ws": f"ws://{host}:{port}/"}
-        if gateway.metrics_url is not None:
-            log_metrics("gateway", gateway.metrics_url)
-            urls["metrics"] = gateway.metrics_url
-        registered = asyncio.create_task(
-            keep_registered(gateway.redis, new_registration("gateway", urls=urls)))
-        serving = asyncio.create_task(gateway.serve_forever())
-        stopping = asyncio.create_task(stop.wait())
-        try:
-            done, _ = await asyncio.wait({serving, stopping},
-                                         return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            stopping.cancel()
-            registered.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await registered
-        if serving in done:
-            serving.result()  # a task failed: raise its error
+        ended = await serve_until_stopped(
+            "gateway", gateway.serve_forever(), stop, gateway.redis,
+            {"ws": f"ws://{host}:{port}/"}, gateway.metrics_url)
+        if ended is not None:
+            ended.result()  # a task failed: raise its error
             return 1
-        serving.cancel()
     return 0
 
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import signal
 import sys
 
@@ -27,12 +26,10 @@ import redis
 
 from contract.settings import Config
 from marketdata.outbox import DEFAULT_LIMIT
-from ops.registry import keep_registered, new_registration
 from streamex.config import ConfigError, service_config
-from streamex.gateway_cmd import log_metrics
 from streamex.gc_tuning import tune_gc
 from streamex.logs import setup_logging
-from streamex.service_cmd import add_service_arguments, log_listening
+from streamex.service_cmd import add_service_arguments, log_listening, serve_until_stopped
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -96,27 +93,13 @@ async def _serve(config: Config, redis_url: str, host: str, port: int, queue_lim
         return 1
     tune_gc()
     log_listening("marketdata", host, service.port)
-    urls = {"ws": f"ws://{host}:{service.port}/"}
-    if service.metrics_url is not None:
-        log_metrics("marketdata", service.metrics_url)
-        urls["metrics"] = service.metrics_url
-    registered = None
-    if service.redis_client is not None:
-        registered = asyncio.create_task(keep_registered(
-            service.redis_client, new_registration("marketdata", urls=urls)))
-    waiter = asyncio.create_task(service.wait())
-    stopper = asyncio.create_task(stop.wait())
     try:
-        await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        ended = await serve_until_stopped(
+            "marketdata", service.wait(), stop, service.redis_client,
+            {"ws": f"ws://{host}:{service.port}/"}, service.metrics_url)
     finally:
-        stopper.cancel()
-        waiter.cancel()
-        if registered is not None:
-            registered.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await registered
         await service.close()
-    if waiter.done() and not waiter.cancelled() and waiter.exception() is not None:
-        print(f"streamex marketdata: stopped: {waiter.exception()!r}", file=sys.stderr)
+    if ended is not None and not ended.cancelled() and ended.exception() is not None:
+        print(f"streamex marketdata: stopped: {ended.exception()!r}", file=sys.stderr)
         return 1
     return 0
