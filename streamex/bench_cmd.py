@@ -16,6 +16,8 @@ from typing import cast
 
 BENCHMARKS = {
     "core": ("benchmarks.core_bench", "matching core throughput on a realistic flow"),
+    "peers": ("benchmarks.peers_bench",
+              "matching core vs pure-Python order books (lightmatchingengine, pyorderbook)"),
     "engine": ("benchmarks.engine_bench", "engine on Redis Streams vs the XREADGROUP+XACK floor"),
     "risk": ("benchmarks.risk_bench", "risk engine on Redis Streams vs the XREADGROUP+XACK floor"),
     "feed": ("benchmarks.feed_bench", "market-data commit-to-subscriber latency"),
