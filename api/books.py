@@ -30,6 +30,9 @@ log = logging.getLogger("streamex.api")
 START_TIMEOUT_S = 30.0
 FRESH_WAIT_S = 0.5
 """The longest a book read waits for its reader to reach the order router's position."""
+READ_INTERVAL_S = 0.05
+"""Readers coalesce what arrives within this long once caught up (``redisio.tail``); a
+book read that needs newer events wakes its reader at once (:meth:`LiveBooks.fresh`)."""
 
 
 def _publish_nothing(feed: MarketFeed, batch: Batch) -> None:
@@ -62,13 +65,16 @@ class LiveBooks:
     def __init__(self, markets: Iterable[Market]) -> None:
         self.feeds = {m.symbol: _Feed(m) for m in markets}
         self.readers: list[MarketReader] = []
+        self._readers: dict[str, MarketReader] = {}
         self.tasks: list[asyncio.Task[None]] = []
 
     async def start(self, topology: Topology) -> None:
         """Start every reader and wait until each loaded its snapshot (bounded by
         :data:`START_TIMEOUT_S`); raises a reader's start-up error."""
-        self.readers = [MarketReader(topology, feed, _publish_nothing)
+        self.readers = [MarketReader(topology, feed, _publish_nothing,
+                                     min_interval_s=READ_INTERVAL_S)
                         for feed in self.feeds.values()]
+        self._readers = {r.feed.symbol: r for r in self.readers}
         self.tasks = [asyncio.create_task(r.run(), name=f"api reader {r.feed.symbol}")
                       for r in self.readers]
         async with asyncio.timeout(START_TIMEOUT_S):
@@ -93,6 +99,7 @@ class LiveBooks:
         feed = self.feeds[symbol]
         if seq is None or feed.seq >= seq:
             return feed
+        self._readers[symbol].wake()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout_s):
                 while feed.seq < seq:

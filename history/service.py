@@ -100,12 +100,14 @@ class HistoryService:
 
     def __init__(self, store: Store, topology: Topology, symbols: Sequence[str],
                  shards: Sequence[int], *, batch_entries: int = 2000, block_ms: int = BLOCK_MS,
-                 stats_interval_s: float = 60.0, metrics: HistoryMetrics | None = None) -> None:
+                 read_interval_s: float = 0.0, stats_interval_s: float = 60.0,
+                 metrics: HistoryMetrics | None = None) -> None:
         self.store = store
         self.topology = topology
         self.symbols = list(symbols)
         self.batch_entries = batch_entries
         self.block_ms = block_ms
+        self.read_interval_s = read_interval_s
         self.stats_interval_s = stats_interval_s
         self.counters = Counters()
         self.ready = asyncio.Event()
@@ -346,7 +348,7 @@ class HistoryService:
                     queue: asyncio.Queue[Item]) -> None:
         """Read ``positions``' streams on and queue each reply's entries, until cancelled.
         Marks the group caught up after its first read that did not fill COUNT."""
-        tail = StreamTail(self.topology, self._count)
+        tail = StreamTail(self.topology, self._count, min_interval_s=self.read_interval_s)
         delay = FIRST_RETRY_S
         try:
             while True:

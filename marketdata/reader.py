@@ -81,8 +81,10 @@ class MarketReader:
     """
 
     def __init__(self, client: Topology | aioredis.Redis, feed: MarketFeed,
-                 publish: Publish, history: Queries | None = None) -> None:
-        """``history``: the database to seed candles and trades from (None: start empty)."""
+                 publish: Publish, history: Queries | None = None, *,
+                 min_interval_s: float = 0.0) -> None:
+        """``history``: the database to seed candles and trades from (None: start empty).
+        ``min_interval_s``: coalesce reads once caught up (``redisio.tail``)."""
         self.topology = client if isinstance(client, Topology) else Topology.of_client(client)
         self.feed = feed
         self.publish = publish
@@ -98,9 +100,13 @@ class MarketReader:
         self.caught_up = 0
         """Trades counted at start-up from ``:out`` because the database lacked them."""
         self._stream = out_stream(feed.symbol).encode()
-        self._tail = StreamTail(self.topology, READ_COUNT)
+        self._tail = StreamTail(self.topology, READ_COUNT, min_interval_s=min_interval_s)
         self._snap_key = snap_key(feed.symbol)
         self._delay = FIRST_RETRY_S
+
+    def wake(self) -> None:
+        """Read now if the reader is pausing between reads (``min_interval_s``). O(1)."""
+        self._tail.wake()
 
     @property
     def node(self) -> Node | None:

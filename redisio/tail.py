@@ -22,11 +22,20 @@ reply raises :class:`~redisio.topology.TopologyError` (a ``ConnectionError``).
 Any failure drops the connection and, for a lost connection, a timeout or a
 redirect, reloads the slot map: the next read connects to whatever node
 serves the streams then. Callers retry from their last position.
+
+A follower off the order path (history, the REST API's books) can trade a
+little staleness for far fewer wake-ups with ``min_interval_s``: after a
+read that found its streams caught up (no stream filled COUNT), the next
+read starts no sooner than that long after it, so what arrives meanwhile is
+read, and handled, together. The first entry after a quiet spell is read
+as soon as it arrives; a backlog is read without pause; :meth:`StreamTail.wake`
+ends a pause early (a reader asked for what it has not read yet).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -51,14 +60,15 @@ class StreamTail:
 
     ``source`` is a :class:`~redisio.topology.Topology` (or a single-server
     redis-py client). ``replica``: read from a replica (default: the
-    topology's ``replica_reads``). Not safe for concurrent use: one task
+    topology's ``replica_reads``). ``min_interval_s``: see the module's
+    docstring (0: every read at once). Not safe for concurrent use: one task
     reads at a time. Cost per read: one packed write and one reply parse in
     C, plus ~5 us of Python.
     """
 
     def __init__(self, source: Topology | aioredis.Redis, count: int,
                  timeout_margin_s: float = TIMEOUT_MARGIN_S, *,
-                 replica: bool | None = None) -> None:
+                 replica: bool | None = None, min_interval_s: float = 0.0) -> None:
         self._topology = source if isinstance(source, Topology) else Topology.of_client(source)
         self._replica = self._topology.replica_reads if replica is None else replica
         self._conn: RespConnection | None = None
@@ -66,6 +76,10 @@ class StreamTail:
         self._epoch = -1
         self._count = count
         self._margin_s = timeout_margin_s
+        self._min_interval_s = min_interval_s
+        self._next_read_at = 0.0
+        """Loop time before which a blocking read waits (set by a caught-up read)."""
+        self._woken = asyncio.Event()
 
     @property
     def node(self) -> Node | None:
@@ -81,6 +95,12 @@ class StreamTail:
         :class:`~redisio.topology.TopologyError`) or ``TimeoutError`` (and
         ``ResponseError`` for another Redis error reply).
         """
+        if block_ms is not None and self._min_interval_s:
+            wait_s = self._next_read_at - asyncio.get_running_loop().time()
+            if wait_s > 0:
+                self._woken.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._woken.wait(), wait_s)
         args: list[bytes | str | int] = ["XREAD", "COUNT", self._count]
         if block_ms is not None:
             args += ["BLOCK", block_ms]
@@ -92,7 +112,14 @@ class StreamTail:
         if not reply:
             return []
         # RespConnection speaks RESP2 whatever the client was configured with: a list.
-        return [(key, entries) for key, entries in reply]
+        out = [(key, entries) for key, entries in reply]
+        if self._min_interval_s and all(len(entries) < self._count for _key, entries in out):
+            self._next_read_at = asyncio.get_running_loop().time() + self._min_interval_s
+        return out
+
+    def wake(self) -> None:
+        """End the current pause between reads (if any) now: the read starts at once. O(1)."""
+        self._woken.set()
 
     async def call(self, key: Key, *args: Any) -> Any:
         """One command about ``key`` (one of this tail's streams, or a key of its slot)

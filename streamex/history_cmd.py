@@ -116,6 +116,7 @@ async def _serve(args: argparse.Namespace, config: Config, redis_url: str, db_ur
         metrics = None if ops is None else HistoryMetrics(ops.registry)
         service = HistoryService(store, topology, [m.symbol for m in config.markets], shards,
                                  batch_entries=config.history.batch_entries,
+                                 read_interval_s=config.history.read_interval_ms / 1000,
                                  stats_interval_s=args.stats_interval, metrics=metrics)
         url = None
         if ops is not None:

@@ -591,8 +591,10 @@ def _progress(store: Store, streams: list[str]) -> int:
     return sum((store.position(s) or ("", 0))[1] for s in streams)
 
 
-def _feed(ex: Exchange, flow: Flow, n: int, per_s: float) -> threading.Thread:
-    """Send ``n`` commands of ``flow`` at about ``per_s`` a second, in a thread."""
+def _feed(ex: Exchange, flow: Flow, n: int, per_s: float,
+          stop: threading.Event | None = None) -> threading.Thread:
+    """Send ``n`` commands of ``flow`` at about ``per_s`` a second, in a thread (fewer if
+    ``stop`` is set first)."""
 
     def run() -> None:
         client = (redis.cluster.RedisCluster.from_url(ex.url) if ex.cluster
@@ -601,6 +603,8 @@ def _feed(ex: Exchange, flow: Flow, n: int, per_s: float) -> threading.Thread:
         started = time.monotonic()
         try:
             for i in range(0, n, chunk):
+                if stop is not None and stop.is_set():
+                    break
                 flow.xadd(client, min(chunk, n - i))
                 ahead = started + (i + chunk) / per_s - time.monotonic()
                 if ahead > 0:
@@ -620,7 +624,10 @@ def test_kill_9_at_random_moments_loses_and_doubles_nothing(
         ex.wait_settled()  # the initial deposits
         proc = ex.history(db_url, tmp_path / "history-0.log").start()
         started = [proc]
-        feeder = _feed(ex, Flow(ex.config, seed=5), 20_000, per_s=5000)
+        # Fed until the kills are done (at most ~60 s), so each kill meets work in flight
+        # however long a restarted writer takes to start.
+        fed = threading.Event()
+        feeder = _feed(ex, Flow(ex.config, seed=5), 120_000, per_s=2000, stop=fed)
         streams = list(ex.streams())
         kills = 0
         try:
@@ -636,6 +643,7 @@ def test_kill_9_at_random_moments_loses_and_doubles_nothing(
                 kills += 1
                 proc = ex.history(db_url, tmp_path / f"history-{kills}.log").start()
                 started.append(proc)
+            fed.set()
             feeder.join(TIMEOUT_S)
             ex.wait_settled()
             wait_until(lambda: ex.caught_up(store), TIMEOUT_S * 2, "history caught up")

@@ -147,3 +147,45 @@ async def test_call_runs_on_the_tails_own_connection(client: aioredis.Redis) -> 
             f":{client.connection_pool.connection_kwargs['port']}")
     finally:
         await tail.close()
+
+
+async def test_caught_up_reads_pause_so_what_arrives_meanwhile_comes_together(
+        client: aioredis.Redis, redis_url: str) -> None:
+    """With ``min_interval_s`` a read after a caught-up one waits out the interval (or a
+    wake) and then returns everything added meanwhile in one reply."""
+    last = await client.xadd(A, {b"e": b"0"})
+    tail = StreamTail(client, count=10, min_interval_s=3600.0)
+    writer = aioredis.Redis.from_url(redis_url)
+    try:
+        first = asyncio.create_task(tail.read({A: last}, 5000))
+        await blocked_in_xread(writer)  # the first read after a quiet spell goes at once
+        one = await writer.xadd(A, {b"e": b"1"})
+        assert plain(await asyncio.wait_for(first, scaled(2.0))) == {A: [(one, [b"e", b"1"])]}
+        two = await writer.xadd(A, {b"e": b"2"})
+        three = await writer.xadd(A, {b"e": b"3"})
+        paused = asyncio.create_task(tail.read({A: one}, 5000))
+        done, _ = await asyncio.wait({paused}, timeout=scaled(0.3))
+        assert not done  # entries are there, but the read waits out its interval
+        tail.wake()
+        reply = plain(await asyncio.wait_for(paused, scaled(2.0)))
+        assert reply == {A: [(two, [b"e", b"2"]), (three, [b"e", b"3"])]}
+    finally:
+        await tail.close()
+        await writer.aclose()
+
+
+async def test_a_read_that_filled_count_is_followed_without_pause(
+        client: aioredis.Redis) -> None:
+    """A backlog is read at full speed: only a read short of COUNT starts a pause."""
+    ids = [await client.xadd(A, {b"e": str(i).encode()}) for i in range(5)]
+    tail = StreamTail(client, count=2, min_interval_s=3600.0)
+    try:
+        got: list[bytes] = []
+        position = b"0-0"
+        for _ in range(3):  # 2 + 2 + 1: the last one is short, nothing after it waits
+            reply = await asyncio.wait_for(tail.read({A: position}, 5000), scaled(2.0))
+            got += [entry_id for entry_id, _fields in reply[0][1]]
+            position = got[-1]
+        assert got == ids
+    finally:
+        await tail.close()
