@@ -8,7 +8,9 @@
   path that is no route (404), ``method`` the HTTP method (one of the routes'
   methods, ``OPTIONS``, else ``other``), ``status`` the HTTP status code;
 - ``streamex_api_request_seconds{endpoint}``: histogram of the time from the
-  request reaching the middleware to its response being ready.
+  request reaching the middleware to its response being ready;
+- ``streamex_api_reconnects_total``: Redis reads and XADD pipelines (the
+  embedded order entry's and the live books') that failed and were retried.
 
 The three ops endpoints are routes of the same application
 (:func:`add_ops_routes`; ``/metrics`` only with metrics enabled) and are not
@@ -18,7 +20,7 @@ counted. Everything runs on the event loop, so do scrapes: no lock.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from aiohttp import web
 from aiohttp.typedefs import Handler as WebHandler
@@ -72,29 +74,34 @@ class ApiStats:
 class ApiCollector(Collector):
     """Reads :class:`ApiStats` at scrape time. O(series)."""
 
-    def __init__(self, stats: ApiStats) -> None:
+    def __init__(self, stats: ApiStats, reconnects: Callable[[], int]) -> None:
         self.stats = stats
+        self.reconnects = reconnects
 
     def describe(self) -> Iterable[Metric]:
-        return _families(None)
+        return _families(None, None)
 
     def collect(self) -> Iterable[Metric]:
-        return _families(self.stats)
+        return _families(self.stats, self.reconnects())
 
 
-def _families(s: ApiStats | None) -> list[Metric]:
+def _families(s: ApiStats | None, reconnects: int | None) -> list[Metric]:
     requests = CounterMetricFamily(
         "streamex_api_requests", "REST requests answered, by HTTP method, endpoint (route "
         "path, other when none) and status.", labels=["method", "endpoint", "status"])
     seconds = HistogramMetricFamily(
         "streamex_api_request_seconds", "Seconds to answer a REST request, by endpoint.",
         labels=["endpoint"])
-    if s is not None:
+    retries = CounterMetricFamily(
+        "streamex_api_reconnects", "Redis reads and XADD pipelines that failed and were "
+        "retried on a new connection.")
+    if s is not None and reconnects is not None:
+        retries.add_metric([], reconnects)
         for (method, endpoint, status), n in sorted(s.requests.items()):
             requests.add_metric([method, endpoint, status], n)
         for endpoint, h in sorted(s.seconds.items()):
             seconds.add_metric([endpoint], h.buckets(), h.total)
-    return [requests, seconds]
+    return [requests, seconds, retries]
 
 
 def add_ops_routes(app: web.Application, registry: CollectorRegistry | None,

@@ -112,7 +112,7 @@ class ApiService:
         self.registry: CollectorRegistry | None = None
         if self.stats is not None:
             self.registry = process_registry()
-            self.registry.register(ApiCollector(self.stats))
+            self.registry.register(ApiCollector(self.stats, self._reconnects))
         self.health = Health("api")
         """``/readyz``: listening, the gateway part loaded and reading, the books running."""
         self.health.add_check("started", self._started_problem)
@@ -123,6 +123,10 @@ class ApiService:
 
     def _observe(self, key: bytes, entry_id: bytes, symbol: str, events: list[Event]) -> None:
         self.outcomes.observe(self._stream_names.get(key, ""), entry_id, symbol, events)
+
+    def _reconnects(self) -> int:
+        """The order entry's and the books' Redis operations retried. O(markets)."""
+        return self.gateway.reconnects() + sum(r.reconnects for r in self.books.readers)
 
     async def start(self, host: str | None = None, port: int | None = None) -> tuple[str, int]:
         """Open the database, load the views and books, then listen; the bound address.

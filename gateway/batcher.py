@@ -110,6 +110,8 @@ class XaddBatcher:
         self._crashed: asyncio.Future[None] | None = None
         self.pipelines = 0
         self.entries = 0
+        self.failures = 0
+        """Pipelines that failed (connection lost, timed out): each drops its connection."""
 
     def submit(self, stream: str, fields: Fields) -> asyncio.Future[str]:
         """Queue ``XADD stream * fields``; the future gets the entry id or the Redis error."""
@@ -277,6 +279,7 @@ class XaddBatcher:
             raise
         except Exception as exc:  # connection lost, timed out, ...: none of the batch is confirmed
             log.warning("XADD pipeline of %d to %s failed: %r", len(batch), lane.node.name, exc)
+            self.failures += 1
             self._drop_connection(lane)
             for item in batch:
                 if not item[2].done():

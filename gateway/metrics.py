@@ -12,7 +12,9 @@ websocket port), and :class:`GatewayCollector` reads them at scrape time:
 - ``streamex_gateway_order_latency_seconds``: histogram, an ``order.place``
   from its frame being handled to its first execution report being queued for
   the client's connection;
-- ``streamex_gateway_messages_sent_total``: websocket messages written.
+- ``streamex_gateway_messages_sent_total``: websocket messages written;
+- ``streamex_gateway_reconnects_total``: ``:out`` reads and XADD pipelines that
+  failed and were retried on a new Redis connection.
 
 With ``[metrics] enabled = false`` the gateway keeps no stats. No I/O.
 """
@@ -20,7 +22,7 @@ With ``[metrics] enabled = false`` the gateway keeps no stats. No I/O.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from prometheus_client.metrics_core import (
     CounterMetricFamily,
@@ -83,14 +85,15 @@ class GatewayStats:
 class GatewayCollector(Collector):
     """Reads :class:`GatewayStats` at scrape time."""
 
-    def __init__(self, stats: GatewayStats | None) -> None:
+    def __init__(self, stats: GatewayStats, reconnects: Callable[[], int]) -> None:
         self.stats = stats
+        self.reconnects = reconnects
 
     def describe(self) -> Iterable[Metric]:
-        return _gateway_families(None)
+        return _gateway_families(None, None)
 
     def collect(self) -> Iterable[Metric]:
-        return _gateway_families(self.stats)
+        return _gateway_families(self.stats, self.reconnects())
 
 
 _LATENCY = "streamex_gateway_order_latency_seconds"
@@ -98,7 +101,7 @@ _LATENCY_DOC = ("Seconds from an order.place request being handled to its first 
                 "report being queued for the client.")
 
 
-def _gateway_families(s: GatewayStats | None) -> list[Metric]:
+def _gateway_families(s: GatewayStats | None, reconnects: int | None) -> list[Metric]:
     connections = GaugeMetricFamily("streamex_gateway_connections",
                                     "Open websocket connections.")
     requests = CounterMetricFamily(
@@ -108,13 +111,17 @@ def _gateway_families(s: GatewayStats | None) -> list[Metric]:
                                   "Requests refused RATE_LIMITED.")
     sent = CounterMetricFamily("streamex_gateway_messages_sent",
                                "Websocket messages sent to clients.")
-    if s is None:
+    retries = CounterMetricFamily("streamex_gateway_reconnects",
+                                  "Redis reads and XADD pipelines that failed and were "
+                                  "retried on a new connection.")
+    if s is None or reconnects is None:
         return [connections, requests, limited, HistogramMetricFamily(_LATENCY, _LATENCY_DOC),
-                sent]
+                sent, retries]
+    retries.add_metric([], reconnects)
     connections.add_metric([], s.connections)
     for (method, code), n in sorted(s.requests.items()):
         requests.add_metric([method, code], n)
     limited.add_metric([], s.rate_limited)
     sent.add_metric([], s.messages_sent)
     return [connections, requests, limited, s.order_latency.family(_LATENCY, _LATENCY_DOC),
-            sent]
+            sent, retries]

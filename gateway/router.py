@@ -123,6 +123,8 @@ class ExecutionRouter:
         self._observer = observer
         self._last_seq = dict.fromkeys(self._markets, -1)
         self.entries = 0
+        self.read_retries = 0
+        """Reads of the ``:out`` streams that failed and were retried (after a reconnect)."""
         self.duplicates = 0
         """Events skipped because their seq was already handled."""
         self.read_failure: str | None = None
@@ -209,6 +211,7 @@ class ExecutionRouter:
                 raise
             except Exception as exc:
                 self.read_failure = repr(exc)
+                self.read_retries += 1
                 log.warning("reading event streams %s failed: %r; retrying in %.2f s",
                             b",".join(group.positions).decode(), exc, delay)
                 await asyncio.sleep(delay)

@@ -130,6 +130,11 @@ class Gateway:
         self._spawned: set[asyncio.Task[Any]] = set()
         self._server: Server | None = None
 
+    def reconnects(self) -> int:
+        """Redis operations that failed and were retried on a new connection: the
+        router's reads and the batcher's XADD pipelines. O(1)."""
+        return self.router.read_retries + self.batcher.failures
+
     async def open(self) -> None:
         """Rebuild the view and start the Redis tasks, without listening (the REST service
         enters orders through :attr:`entry`). Raises the Redis error if Redis cannot be
@@ -149,7 +154,7 @@ class Gateway:
         await self.open()
         if self.stats is not None and self.registry is None:
             self.registry = process_registry()
-            self.registry.register(GatewayCollector(self.stats))
+            self.registry.register(GatewayCollector(self.stats, self.reconnects))
         self._server = await serve(
             self._handle, host or self.config.gateway.host,
             self.config.gateway.port if port is None else port,

@@ -14,12 +14,13 @@ service's own websocket port, on the event loop, so nothing needs a lock):
 - ``streamex_marketdata_slow_snapshots_total``: slow consumers resynced with
   fresh snapshots;
 - ``streamex_marketdata_slow_closes_total``: slow consumers closed (1008);
-- ``streamex_marketdata_messages_sent_total``: websocket messages written.
+- ``streamex_marketdata_messages_sent_total``: websocket messages written;
+- ``streamex_marketdata_reconnects_total``: stream reads retried after a Redis failure.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -38,17 +39,18 @@ class MarketDataCollector(Collector):
     """Reads a :class:`~marketdata.server.FeedServer` at scrape time. O(markets +
     connections)."""
 
-    def __init__(self, server: FeedServer) -> None:
+    def __init__(self, server: FeedServer, reconnects: Callable[[], int]) -> None:
         self.server = server
+        self.reconnects = reconnects
 
     def describe(self) -> Iterable[Metric]:
-        return _families(None)
+        return _families(None, None)
 
     def collect(self) -> Iterable[Metric]:
-        return _families(self.server)
+        return _families(self.server, self.reconnects())
 
 
-def _families(server: FeedServer | None) -> list[Metric]:
+def _families(server: FeedServer | None, reconnects: int | None) -> list[Metric]:
     connections = GaugeMetricFamily("streamex_marketdata_connections",
                                     "Open websocket connections.")
     subscribers = GaugeMetricFamily("streamex_marketdata_subscribers",
@@ -62,9 +64,14 @@ def _families(server: FeedServer | None) -> list[Metric]:
                                  "Slow consumers closed (1008).")
     sent = CounterMetricFamily("streamex_marketdata_messages_sent",
                                "Websocket messages sent to subscribers.")
-    families: list[Metric] = [connections, subscribers, requests, snapshots, closes, sent]
-    if server is None:
+    retries = CounterMetricFamily("streamex_marketdata_reconnects",
+                                  "Stream reads that failed and were retried on a new "
+                                  "Redis connection.")
+    families: list[Metric] = [connections, subscribers, requests, snapshots, closes, sent,
+                              retries]
+    if server is None or reconnects is None:
         return families
+    retries.add_metric([], reconnects)
     connections.add_metric([], len(server.connections))
     counts = dict.fromkeys(CHANNELS, 0)
     for subs in server.subs.values():

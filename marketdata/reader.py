@@ -95,6 +95,8 @@ class MarketReader:
         """The Redis error of the last failed read (None: the last read worked): the
         service's ``/readyz`` reports it."""
         self.gaps = 0
+        self.reconnects = 0
+        """Reads that failed (Redis lost, timed out) and were retried on a new connection."""
         self.seeded: HistorySeed | None = None
         """What the database gave at start-up (None: no database, or it failed)."""
         self.caught_up = 0
@@ -126,6 +128,7 @@ class MarketReader:
                     await self._follow()
                 except (RedisConnectionError, RedisTimeoutError) as exc:
                     self.failure = repr(exc)
+                    self.reconnects += 1
                     log.warning("%s: redis: %s; retrying in %.2f s", self.feed.symbol, exc,
                                 self._delay)
                     await asyncio.sleep(self._delay)

@@ -76,7 +76,8 @@ class MarketDataService:
         self.server.health = self.health
         if metrics:
             self.server.registry = process_registry()
-            self.server.registry.register(MarketDataCollector(self.server))
+            self.server.registry.register(MarketDataCollector(
+                self.server, lambda: sum(r.reconnects for r in self.readers)))
             self.server.count_requests = True
         self.metrics_url: str | None = None
         """``http://HOST:PORT/metrics`` once listening with metrics on (else None)."""

@@ -95,6 +95,8 @@ CONTRACT_METRICS = {
     "streamex_marketdata_subscribers", "streamex_marketdata_slow_snapshots_total",
     "streamex_marketdata_slow_closes_total", "streamex_marketdata_messages_sent_total",
     "streamex_api_requests_total", "streamex_api_request_seconds",
+    "streamex_gateway_reconnects_total", "streamex_marketdata_reconnects_total",
+    "streamex_api_reconnects_total",
     "streamex_history_entries_total", "streamex_history_lag_seconds",
     "streamex_history_write_seconds"}
 """The metric names of issue 17's contract (histograms by their base name)."""

@@ -290,6 +290,44 @@ async def test_api_without_metrics_answers_health_only(
         assert (await get(f"{base}/metrics"))[0] == 404
 
 
+# -- Redis lost: every service counts its reconnects ----------------------------------------
+
+
+async def test_dropped_redis_connections_are_counted_as_reconnects(
+        config: Config, redis_url: str, gateway: tuple[Gateway, str]) -> None:
+    """Redis drops every client: gateway, market data and REST each retry their reads on
+    a new connection, count it, and are ready again."""
+    gw, url = gateway
+    md = MarketDataService(config.markets, redis_url)
+    async with ApiService(config, redis_url) as api:
+        try:
+            await md.start("127.0.0.1", 0)
+            host, port = await api.start("127.0.0.1", 0)
+            bases = {"gateway": http_of(url), "marketdata": f"http://127.0.0.1:{md.port}",
+                     "api": f"http://{host}:{port}"}
+            for name, base in bases.items():
+                await until(lambda base=base: _ready(base))
+                got = await samples(f"{base}/metrics")
+                assert value(got, f"streamex_{name}_reconnects_total") == 0, name
+            admin = redis.Redis.from_url(redis_url)
+            try:
+                assert admin.client_kill_filter(_type="normal", skipme=True) >= 3
+            finally:
+                admin.close()
+            for name, base in bases.items():
+                async def reconnected(name: str = name, base: str = base) -> bool:
+                    got = await samples(f"{base}/metrics")
+                    return value(got, f"streamex_{name}_reconnects_total") >= 1
+                await until(reconnected)
+                await until(lambda base=base: _ready(base))
+        finally:
+            await md.close()
+
+
+async def _ready(base: str) -> bool:
+    return (await get(f"{base}/readyz"))[0] == 200
+
+
 # -- processes: the metrics line and the registration ---------------------------------------
 
 
@@ -343,7 +381,7 @@ async def test_marketdata_counts_a_slow_consumer_resync() -> None:
                         sndbuf=4096)
     server.health = Health("marketdata")
     server.registry = process_registry()
-    server.registry.register(MarketDataCollector(server))
+    server.registry.register(MarketDataCollector(server, lambda: 0))
     server.count_requests = True
     await server.start("127.0.0.1", 0)
     flow = Flow(DEFAULT_MARKETS[0], 3000, seed=12)
