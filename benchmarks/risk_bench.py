@@ -15,7 +15,10 @@ No market engine runs, so nothing settles: every place is held and
 forwarded. The final ledger is checked against an in-process run of the same
 entries, and the market's ``:in`` must hold exactly the forwarded commands.
 The last stdout line is JSON with ``commands``, ``commands_per_s``,
-``floor_per_s``, ``ratio`` and commit latency percentiles.
+``floor_per_s``, ``ratio``, commit latency percentiles, the in-process
+reference run's rate (``ledger_per_s``: the ledger alone, one
+``apply_entries`` call, no I/O) and the CPU seconds the engine process and
+Redis spent during the measured run (and Redis during the floor).
 """
 
 from __future__ import annotations
@@ -91,6 +94,16 @@ def _prefill(client: Any, key: str, entries: list[tuple[str, RiskCommand]]) -> N
         pipe.execute()
 
 
+def _cpu_s(pid: int | None) -> float:
+    """User + system CPU seconds of process ``pid`` so far (Linux ``/proc``; 0 elsewhere)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run(args: argparse.Namespace) -> int:
     if args.commands < 1 or args.batch_size < 1:
         print("streamex bench risk: --commands and --batch-size must be positive",
@@ -108,7 +121,9 @@ def run(args: argparse.Namespace) -> int:
     raw = [[i.encode(), [IN_FIELD, encode_risk_command(c)]] for i, c in entries]
     reference = Ledger(0, {market.symbol: market}, "fees")
     scratch: list[Any] = []
+    ledger_started = time.perf_counter()
     reference.apply_entries(raw, scratch)
+    ledger_s = time.perf_counter() - ledger_started
     forwards = len(reference.take_outbox())
     last_id = entries[-1][0].encode()
 
@@ -117,16 +132,22 @@ def run(args: argparse.Namespace) -> int:
         version = client.info("server")["redis_version"]
         _prefill(client, keys.input, entries)
         say(f"prefilled {len(entries)} commands into {keys.input} (redis {version})")
+        floor_cpu = _cpu_s(server.pid)
         floor_s = _floor(client, keys.input, len(entries), args.batch_size)
+        floor_redis_cpu_s = _cpu_s(server.pid) - floor_cpu
         say(f"floor  XREADGROUP+XACK  {len(entries) / floor_s:12,.0f} entries/s")
         settings = EngineConfig(batch_size=args.batch_size, snapshot_every=2**31 - 1,
                                 snapshot_interval_s=3600.0)
         stage = RiskStage(0, [market], "fees")
         runner = EngineRunner([server.url], [stage], settings, "bench", stats_interval_s=3600.0,
                               record_latencies=True)
+        redis_cpu = _cpu_s(server.pid)
+        cpu = time.process_time()
         started = time.perf_counter()
         code = runner.run(until_applied={stage.name: last_id})
         engine_s = time.perf_counter() - started
+        cpu_s = time.process_time() - cpu
+        redis_cpu_s = _cpu_s(server.pid) - redis_cpu
         stats = runner.stats(stage.name)
         forwarded_in_market = client.xlen(f"sx:{{{market.symbol}}}:in")
         client.close()
@@ -150,6 +171,10 @@ def run(args: argparse.Namespace) -> int:
         "floor_per_s": round(len(entries) / floor_s),
         "ratio": round(floor_s / engine_s, 3),
         "batches": stats.batches,
+        "ledger_per_s": round(len(entries) / ledger_s),
+        "engine_cpu_s": round(cpu_s, 3),
+        "redis_cpu_s": round(redis_cpu_s, 3),
+        "floor_redis_cpu_s": round(floor_redis_cpu_s, 3),
         "commit_ms_p50": round(_pct(lat, 0.5) * 1000, 3),
         "commit_ms_p99": round(_pct(lat, 0.99) * 1000, 3),
         "commit_ms_p999": round(_pct(lat, 0.999) * 1000, 3),
@@ -164,5 +189,8 @@ def run(args: argparse.Namespace) -> int:
         f"{result['commit_ms_p50']} ms p99 {result['commit_ms_p99']} ms p99.9 "
         f"{result['commit_ms_p999']} ms max {result['commit_ms_max']} ms "
         f"(load {result['load_1m']})")
+    say(f"ledger alone (in-process, no I/O) {result['ledger_per_s']:10,} commands/s; CPU during "
+        f"the run: engine process {cpu_s:.2f} s, redis {redis_cpu_s:.2f} s of {engine_s:.2f} s "
+        f"(floor: redis {floor_redis_cpu_s:.2f} s of {floor_s:.2f} s)")
     print(json.dumps(result))
     return 0
