@@ -157,10 +157,11 @@ class HistoryConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     directory of ``streamex up``."""
     batch_entries: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 2000
     """Most stream entries written in one transaction."""
-    read_interval_ms: Annotated[int, msgspec.Meta(ge=0, le=10_000)] = 100
+    read_interval_ms: Annotated[int, msgspec.Meta(ge=0, le=10_000)] = 50
     """Least time between two reads of a stream once it is caught up: what the engines
     commit meanwhile is read and written in one transaction (far fewer wake-ups and
-    transactions at low rates, for up to this much more lag). 0: read at once."""
+    transactions at low rates, for up to this much more lag; a REST query of one's own
+    orders or trades waits for the history to reach them). 0: read at once."""
     metrics_host: NonEmptyStr = "127.0.0.1"
     """Where ``streamex history`` serves /metrics, /healthz and /readyz ..."""
     metrics_port: Annotated[int, msgspec.Meta(ge=0, le=65535)] | None = None
