@@ -63,7 +63,15 @@ class TokenBucket:
         return f"limit {shown}/s, burst {int(self.burst)} per {scope}"
 
 
-def rate_limited(bucket: TokenBucket, now: float, scope: str) -> StreamexError:
+class RateLimited(StreamexError):
+    """A ``RATE_LIMITED`` refusal; ``scope`` names the bucket (``connection``, ``account``)."""
+
+    def __init__(self, message: str, scope: str, retry_after_ms: int) -> None:
+        super().__init__(RATE_LIMITED, message, retry_after_ms=retry_after_ms)
+        self.scope = scope
+
+
+def rate_limited(bucket: TokenBucket, now: float, scope: str) -> RateLimited:
     """The ``RATE_LIMITED`` refusal of a request ``bucket`` did not admit at ``now``.
 
     ``scope`` is what the bucket limits (``connection``, ``account``); the
@@ -72,9 +80,8 @@ def rate_limited(bucket: TokenBucket, now: float, scope: str) -> StreamexError:
     1000/s, burst 2000 per connection); retry in 0.050 s``.
     """
     retry_ms = bucket.retry_after_ms(now)
-    return StreamexError(
-        RATE_LIMITED,
+    return RateLimited(
         f"too many requests on this {scope} ({bucket.describe(scope)}); "
         f"retry in {retry_ms / 1000:.3f} s",
-        retry_after_ms=retry_ms,
+        scope, retry_ms,
     )

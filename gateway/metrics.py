@@ -8,7 +8,8 @@ websocket port), and :class:`GatewayCollector` reads them at scrape time:
 - ``streamex_gateway_requests_total{method,code}``: requests answered, code
   ``ok`` or the error code, method one of the served methods else
   ``unknown``; an order-entry request counts when its XADD's reply is known;
-- ``streamex_gateway_rate_limited_total``: requests refused ``RATE_LIMITED``;
+- ``streamex_gateway_rate_limited_total{scope}``: requests refused
+  ``RATE_LIMITED``, by the bucket that refused (``connection``, ``account``);
 - ``streamex_gateway_order_latency_seconds``: histogram, an ``order.place``
   from its frame being handled to its first execution report being queued for
   the client's connection;
@@ -36,6 +37,8 @@ from contract.errors import RATE_LIMITED
 from ops.metrics import LatencyHistogram
 
 OK = "ok"
+LIMIT_SCOPES = ("connection", "account")
+"""The ``scope`` label of ``streamex_gateway_rate_limited_total``: which bucket refused."""
 UNKNOWN_METHOD = "unknown"
 MAX_TRACKED = 100_000
 """Places waiting for their first report (and early reports waiting for their place's
@@ -48,18 +51,21 @@ class GatewayStats:
     def __init__(self) -> None:
         self.connections = 0
         self.requests: dict[tuple[str, str], int] = {}
-        self.rate_limited = 0
+        self.rate_limited = dict.fromkeys(LIMIT_SCOPES, 0)
+        """Refusals RATE_LIMITED by the bucket that refused (connection, account)."""
         self.messages_sent = 0
         self.order_latency = LatencyHistogram()
         self._placed: OrderedDict[str, float] = OrderedDict()
         self._early: OrderedDict[str, float] = OrderedDict()
 
-    def request(self, method: str, code: str) -> None:
-        """One request answered ``code`` (``ok`` or the error code). O(1)."""
+    def request(self, method: str, code: str, scope: str | None = None) -> None:
+        """One request answered ``code`` (``ok`` or the error code); a ``RATE_LIMITED``
+        one names the bucket's ``scope`` (default ``connection``). O(1)."""
         key = (method, code)
         self.requests[key] = self.requests.get(key, 0) + 1
         if code == RATE_LIMITED:
-            self.rate_limited += 1
+            scope = scope if scope in self.rate_limited else "connection"
+            self.rate_limited[scope] += 1
 
     def placed(self, order_id: str, received_at: float) -> None:
         """The XADD of a place handled at ``received_at`` (monotonic) named ``order_id``."""
@@ -108,7 +114,8 @@ def _gateway_families(s: GatewayStats | None, reconnects: int | None) -> list[Me
         "streamex_gateway_requests", "Requests answered, by method and code (ok or the "
         "error code).", labels=["method", "code"])
     limited = CounterMetricFamily("streamex_gateway_rate_limited",
-                                  "Requests refused RATE_LIMITED.")
+                                  "Requests refused RATE_LIMITED, by the limit's scope "
+                                  "(connection or account).", labels=["scope"])
     sent = CounterMetricFamily("streamex_gateway_messages_sent",
                                "Websocket messages sent to clients.")
     retries = CounterMetricFamily("streamex_gateway_reconnects",
@@ -121,7 +128,8 @@ def _gateway_families(s: GatewayStats | None, reconnects: int | None) -> list[Me
     connections.add_metric([], s.connections)
     for (method, code), n in sorted(s.requests.items()):
         requests.add_metric([method, code], n)
-    limited.add_metric([], s.rate_limited)
+    for scope, n in s.rate_limited.items():
+        limited.add_metric([scope], n)
     sent.add_metric([], s.messages_sent)
     return [connections, requests, limited, s.order_latency.family(_LATENCY, _LATENCY_DOC),
             sent, retries]

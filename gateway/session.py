@@ -81,7 +81,7 @@ from contract.order_entry import (
     PlaceParams,
     SymbolParams,
 )
-from contract.ratelimit import TokenBucket, rate_limited
+from contract.ratelimit import RateLimited, TokenBucket, rate_limited
 from contract.settings import Account, LimitsConfig
 from contract.wire import (
     RequestError,
@@ -332,7 +332,7 @@ class Session:
             limited_id, limited_method = _request_id_of(frame)
             self._reply(error_frame_of(limited, limited_id))
             if stats is not None:
-                stats.request(self._method_label(limited_method), limited.code)
+                stats.request(self._method_label(limited_method), limited.code, limited.scope)
             return
         request_id: int | str | None = None
         method: str | None = None
@@ -347,7 +347,8 @@ class Session:
         except StreamexError as exc:  # a RequestError echoes its own id
             self._reply(error_frame_of(exc, request_id))
             if stats is not None:
-                stats.request(self._method_label(method), exc.code)
+                stats.request(self._method_label(method), exc.code,
+                              exc.scope if isinstance(exc, RateLimited) else None)
         except Exception:
             log.exception("request %r failed", request_id)
             self._reply(error_frame(request_id, INTERNAL, "internal error"))

@@ -24,6 +24,7 @@ from gateway_helpers import (
     Process,
     RawClient,
     engine_process,
+    error_code,
     logged_on,
     make_config,
     next_report,
@@ -173,8 +174,36 @@ async def test_gateway_counts_refusals_by_code(gateway: tuple[Gateway, str]) -> 
                  code=place_code) == 1
     assert value(got, "streamex_gateway_requests_total", method="unknown", code=code) >= 1
     assert value(got, "streamex_gateway_requests_total", method="unknown", code=bad) >= 1
-    assert value(got, "streamex_gateway_rate_limited_total") == 0
+    for scope in ("connection", "account"):
+        assert value(got, "streamex_gateway_rate_limited_total", scope=scope) == 0
     await raw.close()
+
+
+async def test_gateway_counts_rate_limited_requests_by_the_limit_that_refused(
+        redis_url: str, engine: EngineGroup) -> None:
+    """The account's bucket refuses the third place, the connection's the sixth request."""
+    config = make_config(connection_rate=0.01, connection_burst=5, account_rate=0.01,
+                         account_burst=2)
+    await wait_engine_ready(redis_url)
+    async with running_gateway(config, redis_url) as (_, url):
+        raw = await RawClient.open(url)
+        assert "result" in await raw.logon(ALICE)
+        place = {"method": "order.place", "params": {
+            "symbol": "BTC-USD", "side": "sell", "type": "limit", "qty": "0.0001",
+            "price": "90000.00"}}
+        codes = []
+        for i in range(3):
+            reply = await raw.call({"id": i, **place})
+            codes.append(reply["error"]["code"] if "error" in reply else "ok")
+        assert codes == ["ok", "ok", "RATE_LIMITED"]
+        assert "result" in await raw.call({"id": 3, "method": "ping"})
+        assert error_code(await raw.call({"id": 4, "method": "ping"})) == "RATE_LIMITED"
+        got = await samples(f"{http_of(url)}/metrics")
+        assert value(got, "streamex_gateway_rate_limited_total", scope="account") == 1
+        assert value(got, "streamex_gateway_rate_limited_total", scope="connection") == 1
+        assert value(got, "streamex_gateway_requests_total", method="order.place",
+                     code="RATE_LIMITED") == 1
+        await raw.close()
 
 
 async def test_gateway_without_metrics_still_answers_health(
