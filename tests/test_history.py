@@ -592,9 +592,9 @@ def _progress(store: Store, streams: list[str]) -> int:
 
 
 def _feed(ex: Exchange, flow: Flow, n: int, per_s: float,
-          stop: threading.Event | None = None) -> threading.Thread:
+          stop: threading.Event | None = None, at_least: int = 0) -> threading.Thread:
     """Send ``n`` commands of ``flow`` at about ``per_s`` a second, in a thread (fewer if
-    ``stop`` is set first)."""
+    ``stop`` is set, but at least ``at_least``)."""
 
     def run() -> None:
         client = (redis.cluster.RedisCluster.from_url(ex.url) if ex.cluster
@@ -603,7 +603,7 @@ def _feed(ex: Exchange, flow: Flow, n: int, per_s: float,
         started = time.monotonic()
         try:
             for i in range(0, n, chunk):
-                if stop is not None and stop.is_set():
+                if stop is not None and i >= at_least and stop.is_set():
                     break
                 flow.xadd(client, min(chunk, n - i))
                 ahead = started + (i + chunk) / per_s - time.monotonic()
@@ -625,9 +625,10 @@ def test_kill_9_at_random_moments_loses_and_doubles_nothing(
         proc = ex.history(db_url, tmp_path / "history-0.log").start()
         started = [proc]
         # Fed until the kills are done (at most ~60 s), so each kill meets work in flight
-        # however long a restarted writer takes to start.
+        # however long a restarted writer takes to start; 20,000 commands at least.
         fed = threading.Event()
-        feeder = _feed(ex, Flow(ex.config, seed=5), 120_000, per_s=2000, stop=fed)
+        feeder = _feed(ex, Flow(ex.config, seed=5), 120_000, per_s=2000, stop=fed,
+                       at_least=20_000)
         streams = list(ex.streams())
         kills = 0
         try:
