@@ -33,7 +33,6 @@ from prometheus_client.metrics_core import (
 )
 from prometheus_client.registry import Collector
 
-from contract.errors import RATE_LIMITED
 from ops.metrics import LatencyHistogram
 
 OK = "ok"
@@ -58,14 +57,13 @@ class GatewayStats:
         self._placed: OrderedDict[str, float] = OrderedDict()
         self._early: OrderedDict[str, float] = OrderedDict()
 
-    def request(self, method: str, code: str, scope: str | None = None) -> None:
-        """One request answered ``code`` (``ok`` or the error code); a ``RATE_LIMITED``
-        one names the bucket's ``scope`` (default ``connection``). O(1)."""
+    def request(self, method: str, code: str, limited: str | None = None) -> None:
+        """One request answered ``code`` (``ok`` or the error code); ``limited``: the
+        scope (one of :data:`LIMIT_SCOPES`) of the bucket that refused it. O(1)."""
         key = (method, code)
         self.requests[key] = self.requests.get(key, 0) + 1
-        if code == RATE_LIMITED:
-            scope = scope if scope in self.rate_limited else "connection"
-            self.rate_limited[scope] += 1
+        if limited is not None:
+            self.rate_limited[limited] += 1
 
     def placed(self, order_id: str, received_at: float) -> None:
         """The XADD of a place handled at ``received_at`` (monotonic) named ``order_id``."""

@@ -340,16 +340,10 @@ class Ledger:
             return
         asset = market.quote if buy else market.base
         account = cmd.account
-        assets = self.accounts.get(account)  # _available and _row, inlined
-        row = None if assets is None else assets.get(asset)
-        if (0 if row is None else row[0]) < hold:
+        if self._available(account, asset) < hold:
             self._reject_place(input_id, ts, symbol, cmd, INSUFFICIENT_FUNDS, events)
             return
-        key = (account, asset)
-        if row is None or key in self._touched:
-            row = self._row(account, asset)
-        else:
-            self._touched[key] = (row[0], row[1])
+        row = self._row(account, asset)
         row[0] -= hold
         row[1] += hold
         price = cmd.price if limit else 0

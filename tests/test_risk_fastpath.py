@@ -7,8 +7,6 @@
 - A ``ToMarket`` written by another encoder (defaults left out, wider ints)
   is forwarded as received: the market decodes it to the same command.
 - ``risk.stage._calls`` packs the same bytes as ``hiredis.pack_command``.
-- ``risk.settler.settle_commands`` with its account -> shard cache gives what
-  the plain filter (``risk_shard`` of every event) gives.
 """
 
 from __future__ import annotations
@@ -19,26 +17,22 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from contract.commands import Amend, Cancel, CancelAll, Place, decode_command, encode_command
-from contract.events import CancelRejected, Event, Report, Trade, encode_events
 from contract.keys import in_stream
 from contract.market import Market
 from contract.risk import (
     Deposit,
     RiskCommand,
     RiskEvent,
-    Settle,
     ToMarket,
     Withdraw,
     decode_risk_command,
     encode_risk_command,
     encode_risk_snapshot,
-    risk_shard,
 )
-from contract.streams import IN_FIELD, OUT_EVENTS_FIELD, events_of, forward_entry
+from contract.streams import IN_FIELD, forward_entry
 from engine.scripts import APPEND_SCRIPT
 from ledger.core import Ledger, to_market_head
 from ledger.snapshot import take_risk_snapshot
-from risk.settler import settle_commands
 from risk.stage import Forwards, RiskStage, _by_market, _calls
 
 MARKET = Market("TST-USD", "TST", "USD", "1", "1", "1", "20", "98", "104",
@@ -158,38 +152,6 @@ def test_calls_pack_what_pack_command_packs(forwards: list[tuple[str, list[bytes
 def test_calls_pack_long_values_as_pack_command_does() -> None:
     forwards = [("AAA-USD", forward_entry(b"x" * n, 1, 7, "9-0-1")) for n in (0, 1023, 1024, 5000)]
     assert _calls(_by_market(forwards)) == _packed(forwards)
-
-
-def _report(account: str) -> Report:
-    return Report(1, 2, account, "1-0", None, "buy", "limit", "GTC", 100, 3, "trade",
-                  "partially_filled", 1, 100, 1, 2, 100, "maker", 7, None)
-
-
-out_events = st.lists(st.one_of(
-    st.sampled_from(tuple(f"acct{n}" for n in range(12))).map(_report),
-    st.sampled_from(tuple(f"acct{n}" for n in range(12))).map(
-        lambda a: CancelRejected(1, 2, a, None, "c", "9-0", "UNKNOWN_ORDER")),
-    st.just(Trade(1, 2, 7, 100, 1, "buy", "1-0", "2-0"))), max_size=8)
-
-
-@settings(max_examples=200, deadline=None)
-@given(st.lists(out_events, max_size=6), st.integers(1, 5), st.data())
-def test_settle_commands_cache_changes_nothing(batches: list[list[Event]], shards: int,
-                                               data: st.DataObject) -> None:
-    shard = data.draw(st.integers(0, shards - 1))
-    entries = [(b"%d-0" % i, [OUT_EVENTS_FIELD, encode_events(events)])
-               for i, events in enumerate(batches, 1)]
-    plain = []
-    for out_id, fields in entries:
-        mine: list[Report | CancelRejected] = [
-            e for e in events_of(fields) if isinstance(e, Report | CancelRejected)
-            and risk_shard(e.account, shards) == shard]
-        if mine:
-            plain.append(encode_risk_command(Settle("TST-USD", out_id.decode(), mine)))
-    owners: dict[str, int] = {}
-    assert settle_commands("TST-USD", entries, shard, shards, owners) == plain
-    assert settle_commands("TST-USD", entries, shard, shards, owners) == plain  # cached
-    assert settle_commands("TST-USD", entries, shard, shards) == plain
 
 
 class _Nodes:
