@@ -14,6 +14,8 @@ websocket port), and :class:`GatewayCollector` reads them at scrape time:
   from its frame being handled to its first execution report being queued for
   the client's connection;
 - ``streamex_gateway_messages_sent_total``: websocket messages written;
+- ``streamex_gateway_slow_closes_total``: connections closed 1008 "slow
+  consumer" (they read too little of what they were sent);
 - ``streamex_gateway_reconnects_total``: ``:out`` reads and XADD pipelines that
   failed and were retried on a new Redis connection.
 
@@ -53,6 +55,7 @@ class GatewayStats:
         self.rate_limited = dict.fromkeys(LIMIT_SCOPES, 0)
         """Refusals RATE_LIMITED by the bucket that refused (connection, account)."""
         self.messages_sent = 0
+        self.slow_closes = 0
         self.order_latency = LatencyHistogram()
         self._placed: OrderedDict[str, float] = OrderedDict()
         self._early: OrderedDict[str, float] = OrderedDict()
@@ -116,12 +119,15 @@ def _gateway_families(s: GatewayStats | None, reconnects: int | None) -> list[Me
                                   "(connection or account).", labels=["scope"])
     sent = CounterMetricFamily("streamex_gateway_messages_sent",
                                "Websocket messages sent to clients.")
+    slow = CounterMetricFamily("streamex_gateway_slow_closes",
+                               "Connections closed 1008 slow consumer: they did not read "
+                               "what they were sent.")
     retries = CounterMetricFamily("streamex_gateway_reconnects",
                                   "Redis reads and XADD pipelines that failed and were "
                                   "retried on a new connection.")
     if s is None or reconnects is None:
         return [connections, requests, limited, HistogramMetricFamily(_LATENCY, _LATENCY_DOC),
-                sent, retries]
+                sent, slow, retries]
     retries.add_metric([], reconnects)
     connections.add_metric([], s.connections)
     for (method, code), n in sorted(s.requests.items()):
@@ -129,5 +135,6 @@ def _gateway_families(s: GatewayStats | None, reconnects: int | None) -> list[Me
     for scope, n in s.rate_limited.items():
         limited.add_metric([scope], n)
     sent.add_metric([], s.messages_sent)
+    slow.add_metric([], s.slow_closes)
     return [connections, requests, limited, s.order_latency.family(_LATENCY, _LATENCY_DOC),
-            sent, retries]
+            sent, slow, retries]

@@ -284,6 +284,8 @@ class Session:
         if not self._closed:
             self._closed = True
             self._resume.set()
+            if self._stats is not None:
+                self._stats.slow_closes += 1
             log.warning("closing connection of %s: slow consumer (%d frames waiting)",
                         self.account, len(self._outbox))
             self.host.spawn(self.ws.close(1008, "slow consumer"))

@@ -6,10 +6,12 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import urllib.request
 from collections.abc import Iterable
 
 import pytest
 from gateway_helpers import TIMEOUT_S, make_config, running_gateway
+from prometheus_client.parser import text_string_to_metric_families
 from timing import wait_until_async
 from websockets.asyncio.client import connect
 from websockets.asyncio.server import ServerConnection, serve
@@ -84,6 +86,19 @@ async def test_a_client_that_does_not_read_is_slowed_down_and_loses_no_reply(
                 assert json.loads(await ws.recv())["id"] == "last"
 
 
+async def slow_closes_exported(metrics_url: str) -> float:
+    """``streamex_gateway_slow_closes_total`` as the gateway's /metrics serves it."""
+    def scrape() -> str:
+        with urllib.request.urlopen(metrics_url, timeout=TIMEOUT_S) as reply:
+            return str(reply.read().decode())
+
+    for family in text_string_to_metric_families(await asyncio.to_thread(scrape)):
+        for sample in family.samples:
+            if sample.name == "streamex_gateway_slow_closes_total":
+                return float(sample.value)
+    raise AssertionError("streamex_gateway_slow_closes_total is not exported")
+
+
 async def test_a_peer_that_reads_nothing_for_long_is_closed_1008(
         redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(Session, "outbox_high", 50)
@@ -98,7 +113,9 @@ async def test_a_peer_that_reads_nothing_for_long_is_closed_1008(
         original(self)
 
     monkeypatch.setattr(Session, "_slow_consumer", counting)
-    async with running_gateway(fast_config(), redis_url) as (_, url):
+    async with running_gateway(fast_config(), redis_url) as (gw, url):
+        assert gw.metrics_url is not None
+        assert await slow_closes_exported(gw.metrics_url) == 0
         sock = socket.socket()
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         sock.connect(("127.0.0.1", int(url.rsplit(":", 1)[1].strip("/"))))
@@ -115,3 +132,5 @@ async def test_a_peer_that_reads_nothing_for_long_is_closed_1008(
                 await ws.wait_closed()
             assert ws.close_code == 1008
             assert ws.close_reason == "slow consumer"
+        # Operators see it: the close is counted once on the gateway's /metrics.
+        assert await slow_closes_exported(gw.metrics_url) == 1
