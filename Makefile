@@ -5,6 +5,8 @@ BIN := $(VENV)/bin
 # needs; `make test` adds the dev extra (tests, linters, benchmarks' dependencies).
 RUN_STAMP := $(VENV)/.run.stamp
 DEV_STAMP := $(VENV)/.dev.stamp
+# The install compiles the matching core (setup.py): again whenever its source changes.
+CORE_SOURCES := setup.py matching/book.py
 
 .PHONY: venv dev test lint system-deps up bench clean
 
@@ -16,11 +18,11 @@ $(BIN)/python:
 	@$(PY) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "error: streamex needs Python 3.11+, but $(PY) is Python " + sys.version.split()[0] + "; run: make PY=python3.11 ...")'
 	$(PY) -m venv $(VENV)
 
-$(RUN_STAMP): pyproject.toml | $(BIN)/python
+$(RUN_STAMP): pyproject.toml $(CORE_SOURCES) | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e .
 	touch $(RUN_STAMP)
 
-$(DEV_STAMP): pyproject.toml | $(BIN)/python
+$(DEV_STAMP): pyproject.toml $(CORE_SOURCES) | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(DEV_STAMP) $(RUN_STAMP)
 
@@ -37,9 +39,16 @@ RISK_OFF_TESTS := tests/test_gateway_flow.py tests/test_gateway_errors.py \
 	tests/test_gateway_backpressure.py tests/test_fuzz_requests.py tests/test_demo.py \
 	tests/test_gateway_order_types.py
 
+# The matching core's tests once more on the pure-Python module, which is what runs
+# where the install found no C compiler (STREAMEX_PURE=1 loads it beside the extension).
+PURE_TESTS := tests/test_book.py tests/test_book_bug_classes.py tests/test_book_order_types.py \
+	tests/test_book_risk.py tests/test_matching_model.py tests/test_snapshot.py \
+	tests/test_peers_bench.py tests/test_compiled_core.py
+
 test: lint system-deps
 	$(BIN)/pytest -q
 	STREAMEX_TEST_RISK=off $(BIN)/pytest -q -p no:cacheprovider $(RISK_OFF_TESTS)
+	STREAMEX_PURE=1 $(BIN)/pytest -q -p no:cacheprovider $(PURE_TESTS)
 
 up: venv
 	$(BIN)/streamex up --demo
@@ -48,4 +57,4 @@ bench: dev
 	$(BIN)/pytest benchmarks/ --benchmark-only
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache .benchmarks .hypothesis
+	rm -rf $(VENV) build dist *.egg-info matching/*.so matching/*.sha256 .pytest_cache .mypy_cache .ruff_cache .benchmarks .hypothesis

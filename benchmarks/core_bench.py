@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
 from collections.abc import Sequence
 
+import matching
 from benchmarks.flow import realistic_flow
 from contract.commands import Command, Place
 from contract.events import Trade
@@ -113,6 +115,8 @@ def run(args: argparse.Namespace) -> int:
         "latency": _percentiles(lat),
         "floor": _percentiles(floor),
         "python": sys.version.split()[0],
+        "compiled": matching.COMPILED,
+        "load_1m": round(os.getloadavg()[0], 2),
     }
     print(f"{result['msgs_per_s']:,} msgs/s (best of {args.runs}), "
           f"median {result['median_msgs_per_s']:,}; {events:,} events; "
@@ -122,6 +126,8 @@ def run(args: argparse.Namespace) -> int:
     assert isinstance(lat_p, dict) and isinstance(floor_p, dict)
     print("per message (us): " + ", ".join(f"{k[:-3]} {v:.2f}" for k, v in lat_p.items())
           + "; floor: " + ", ".join(f"{k[:-3]} {v:.2f}" for k, v in floor_p.items()))
+    print(f"core: {'compiled (mypyc)' if matching.COMPILED else 'pure Python'}; "
+          f"load average {result['load_1m']:.2f} ({os.cpu_count()} CPUs)")
     if args.json:
         print(json.dumps(result))
     return 0

@@ -27,6 +27,7 @@ import sys
 import time
 from typing import Any
 
+import matching
 from contract.commands import OrderCommand, encode_command
 from contract.ids import ZERO_ID, parse_id
 from contract.keys import MarketKeys
@@ -217,10 +218,12 @@ def _measure(args: argparse.Namespace, market: Market, keys: MarketKeys,
         "redis": version,
         "python": platform.python_version(),
         "load_1m": round(os.getloadavg()[0], 2),
+        "compiled": matching.COMPILED,
     }
     say(f"engine (service path)   {result['orders_per_s']:12,} orders/s  "
         f"ratio {result['ratio']:.2f} of floor; {stats.batches} batches, commit p50 "
         f"{result['commit_ms_p50']} ms p99 {result['commit_ms_p99']} ms "
         f"p99.9 {result['commit_ms_p999']} ms max {result['commit_ms_max']} ms "
-        f"(load {result['load_1m']})")
+        f"(load {result['load_1m']}; core "
+        f"{'compiled' if matching.COMPILED else 'pure Python'})")
     return result

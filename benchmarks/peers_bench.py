@@ -59,6 +59,7 @@ from importlib import metadata
 from types import ModuleType
 from typing import Any
 
+import matching
 from benchmarks.peer_flow import ACCOUNT, CANCEL, MODIFY, PLACE, Op, peer_flow
 from contract.commands import Cancel, Place
 from contract.events import Trade
@@ -425,6 +426,7 @@ def run(args: argparse.Namespace) -> int:
         "loadavg_after": [round(x, 2) for x in load_after],
         "cpus": os.cpu_count(),
         "python": sys.version.split()[0],
+        "compiled": matching.COMPILED,
     }
     print(f"{len(ops):,} ops ({result['cancels']:,} cancels, {result['modifies']:,} modifies), "
           f"{len(fills):,} fills, identical in every engine; best / median of {args.runs}:")
@@ -436,7 +438,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"streamex / {fastest} (fastest peer by median): {result['ratio_best']}x best, "
               f"{result['ratio_median']}x median; per CPU second {result['cpu_ratio_best']}x "
               f"best, {result['cpu_ratio_median']}x median")
-    print(f"gc: {args.gc}; load average {' '.join(f'{x:.2f}' for x in load_before)} before, "
+    print(f"core: {'compiled (mypyc)' if matching.COMPILED else 'pure Python'}; "
+          f"gc: {args.gc}; load average {' '.join(f'{x:.2f}' for x in load_before)} before, "
           f"{' '.join(f'{x:.2f}' for x in load_after)} after ({os.cpu_count()} CPUs)")
     if args.json:
         print(json.dumps(result))

@@ -42,7 +42,6 @@ from __future__ import annotations
 
 from collections import OrderedDict, deque
 
-import msgspec
 from sortedcontainers import SortedList
 
 from contract import errors
@@ -66,46 +65,58 @@ from contract.ids import ts_of
 from contract.market import Market
 
 
-class Order(msgspec.Struct, gc=False):
+class Order:
     """A resting (or matching) order. ``leaves == qty - cum_qty`` always.
 
-    A mutable msgspec Struct: cheaper to create than a slotted class, and
-    never part of a reference cycle (``gc=False``).
+    A plain slotted class, so that the compiled core (``setup.py``) makes it a
+    native one: a C struct whose fields the book reads and writes directly.
+    Every order is built with all its fields given, in this order.
     """
 
-    order_id: str
-    account: str
-    client_order_id: str | None
-    side: str
-    type: str
-    tif: str
-    price: int
-    qty: int
-    cum_qty: int
-    leaves: int
-    cum_notional: int
-    post_only: bool
-    stp: str
-    prio: int
-    fee_num: int = 0
-    """Exact fees charged so far times ``market.fee_den`` (``Market.fee``)."""
-    stop_price: int = 0
-    expire_time: int = 0
-    """A ``GTD`` order's end (ms); 0 for every other order."""
-    display: int = 0
-    """An iceberg's slice (``display_qty``); 0: the whole order shows."""
-    visible: int = 0
-    """The part of an iceberg its level's total counts (0 < visible <= display)."""
-    untriggered: bool = False
-    """A stop or take-profit waiting off-book for its trigger."""
-    quote_qty: int = 0
-    """The budget of a (stop) market buy by quote; 0 otherwise."""
-    at_market: bool = False
-    """Matches as a market order (``market``, ``stop_market``, ``take_profit_market``)."""
-    above: bool = False
-    """An untriggered stop that triggers on a print at or above ``stop_price``."""
-    extra: bool = False
-    """Uses a field of section B (stop, GTD, iceberg): plain orders skip their handling."""
+    __slots__ = ("order_id", "account", "client_order_id", "side", "type", "tif", "price",
+                 "qty", "cum_qty", "leaves", "cum_notional", "post_only", "stp", "prio",
+                 "fee_num", "stop_price", "expire_time", "display", "visible", "untriggered",
+                 "quote_qty", "at_market", "above", "extra")
+
+    def __init__(self, order_id: str, account: str, client_order_id: str | None, side: str,
+                 type: str, tif: str, price: int, qty: int, cum_qty: int, leaves: int,
+                 cum_notional: int, post_only: bool, stp: str, prio: int, fee_num: int,
+                 stop_price: int, expire_time: int, display: int, visible: int,
+                 untriggered: bool, quote_qty: int, at_market: bool, above: bool,
+                 extra: bool) -> None:
+        self.order_id = order_id
+        self.account = account
+        self.client_order_id = client_order_id
+        self.side = side
+        self.type = type
+        self.tif = tif
+        self.price = price
+        self.qty = qty
+        self.cum_qty = cum_qty
+        self.leaves = leaves
+        self.cum_notional = cum_notional
+        self.post_only = post_only
+        self.stp = stp
+        self.prio = prio
+        self.fee_num = fee_num
+        """Exact fees charged so far times ``market.fee_den`` (``Market.fee``)."""
+        self.stop_price = stop_price
+        self.expire_time = expire_time
+        """A ``GTD`` order's end (ms); 0 for every other order."""
+        self.display = display
+        """An iceberg's slice (``display_qty``); 0: the whole order shows."""
+        self.visible = visible
+        """The part of an iceberg its level's total counts (0 < visible <= display)."""
+        self.untriggered = untriggered
+        """A stop or take-profit waiting off-book for its trigger."""
+        self.quote_qty = quote_qty
+        """The budget of a (stop) market buy by quote; 0 otherwise."""
+        self.at_market = at_market
+        """Matches as a market order (``market``, ``stop_market``, ``take_profit_market``)."""
+        self.above = above
+        """An untriggered stop that triggers on a print at or above ``stop_price``."""
+        self.extra = extra
+        """Uses a field of section B (stop, GTD, iceberg): plain orders skip their handling."""
 
     @property
     def status(self) -> str:
@@ -362,7 +373,6 @@ class OrderBook:
         market = self.market
         is_limit = kind == "limit"
         tif = cmd.tif if is_limit else ("FOK" if cmd.tif == "FOK" else "IOC")
-        # Every field given: msgspec fills a default slower than it takes an argument.
         o = Order(input_id, cmd.account, cmd.client_order_id, cmd.side, kind, tif,
                   cmd.price if is_limit else 0, cmd.qty, 0, cmd.qty, 0, cmd.post_only,
                   cmd.stp, 0, 0, 0, 0, 0, 0, False, cmd.quote_qty, not is_limit, False, False)
