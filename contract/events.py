@@ -92,13 +92,15 @@ class Trade(Message, tag="trade", frozen=True):
 class BookUpdate(Message, tag="book", frozen=True):
     """Absolute totals of every level the command changed; a total of 0 deletes it.
 
-    bids best (highest) first, asks best (lowest) first.
+    bids best (highest) first, asks best (lowest) first. Tuples (arrays on the
+    wire, as lists would be): once the collector has seen them it stops tracking
+    them, so events kept alive in bulk cost it nothing.
     """
 
     seq: int
     ts: int
-    bids: list[tuple[int, int]]
-    asks: list[tuple[int, int]]
+    bids: tuple[tuple[int, int], ...]
+    asks: tuple[tuple[int, int], ...]
 
 
 class InputRejected(Message, tag="input_rejected", frozen=True):

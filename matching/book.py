@@ -283,19 +283,19 @@ class OrderBook:
         tb = self._touched_bids
         ta = self._touched_asks
         if tb or ta:
-            bid_changes: list[tuple[int, int]] = []
-            ask_changes: list[tuple[int, int]] = []
+            # Tuples: an event kept alive leaves the cycle collector nothing to walk.
+            bid_changes: tuple[tuple[int, int], ...] = ()
+            ask_changes: tuple[tuple[int, int], ...] = ()
             if tb:
                 bids = self.bids
-                for p in (sorted(tb, reverse=True) if len(tb) > 1 else tb):
-                    lvl = bids.get(p)
-                    bid_changes.append((p, 0 if lvl is None else lvl.total))
+                bid_changes = tuple([(p, 0 if (lvl := bids.get(p)) is None else lvl.total)
+                                     for p in (sorted(tb, reverse=True) if len(tb) > 1
+                                               else tb)])
                 tb.clear()
             if ta:
                 asks = self.asks
-                for p in (sorted(ta) if len(ta) > 1 else ta):
-                    lvl = asks.get(p)
-                    ask_changes.append((p, 0 if lvl is None else lvl.total))
+                ask_changes = tuple([(p, 0 if (lvl := asks.get(p)) is None else lvl.total)
+                                     for p in (sorted(ta) if len(ta) > 1 else ta)])
                 ta.clear()
             self.seq += 1
             events.append(BookUpdate(self.seq, ts, bid_changes, ask_changes))

@@ -232,9 +232,9 @@ class ReferenceMatcher:
             self.seq += 1
             self.events.append(BookUpdate(
                 self.seq, ts,
-                [(p, bids.get(p, 0)) for s, p in sorted(self._touched, key=lambda k: -k[1])
-                 if s == "buy"],
-                [(p, asks.get(p, 0)) for s, p in sorted(self._touched) if s == "sell"]))
+                tuple((p, bids.get(p, 0)) for s, p in sorted(self._touched, key=lambda k: -k[1])
+                      if s == "buy"),
+                tuple((p, asks.get(p, 0)) for s, p in sorted(self._touched) if s == "sell")))
         return self.events
 
     def _report(self, ts: int, o: RefOrder, exec_type: ExecType, status: Status,

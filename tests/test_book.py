@@ -113,7 +113,7 @@ def fill(trade_id: int, maker: OrderSpec, taker: OrderSpec, qty: int, price: int
 
 def levels(bids: list[tuple[int, int]] | None = None,
            asks: list[tuple[int, int]] | None = None) -> BookUpdate:
-    return BookUpdate(0, 0, bids or [], asks or [])
+    return BookUpdate(0, 0, tuple(bids or ()), tuple(asks or ()))
 
 
 class Harness:
@@ -693,7 +693,7 @@ def test_ts_and_order_id_come_from_the_input_entry_id() -> None:
     assert events == [
         Report(1, 1700000000123, "A", "1700000000123-7", None, "buy", "limit", "GTC", 5, 1,
                "new", "new", 0, 0, 0, 1, 0, None, None, None),
-        BookUpdate(2, 1700000000123, [(5, 1)], []),
+        BookUpdate(2, 1700000000123, ((5, 1),), ()),
     ]
     events = book.apply("1700000000124-0", Cancel("A", "1700000000123-7"))
     assert [e.ts for e in events] == [1700000000124, 1700000000124]

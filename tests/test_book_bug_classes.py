@@ -270,6 +270,6 @@ def test_five_thousand_fill_sweep_at_one_price() -> None:
             (cum, total - cum, cum * 100, i + 1)
     assert takers[-1].status == "filled" and all(t.status == "partially_filled"
                                                  for t in takers[:-1])
-    assert events[-1] == BookUpdate(seq0 + len(events), 20000, [], [(100, 0)])
+    assert events[-1] == BookUpdate(seq0 + len(events), 20000, (), ((100, 0),))
     assert book.best_ask() is None and book.depth("sell") == [] and book.depth("buy") == []
     assert book.trade_id == n and book.open_orders("T") == []

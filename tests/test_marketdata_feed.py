@@ -165,7 +165,7 @@ def test_non_book_events_move_the_seq_without_messages() -> None:
     snapshot = json.loads(feed.book_snapshot(10))
     assert snapshot == {"channel": "book", "type": "snapshot", "symbol": "BTC-USD", "seq": 0,
                         "bids": [], "asks": [], "checksum": zlib.crc32(b""), "ts": 5}
-    batch = feed.apply([BookUpdate(2, 7, [(100, 3)], [])])
+    batch = feed.apply([BookUpdate(2, 7, ((100, 3),), ())])
     update = json.loads(batch.book(10) or b"")
     assert update == {"channel": "book", "type": "update", "symbol": "BTC-USD", "seq": 2,
                       "prev_seq": 0, "bids": [["1.00", "0.0003"]], "asks": [],

@@ -220,9 +220,9 @@ def test_a_non_trade_event_after_close_time_closes_the_candle() -> None:
     feed = MarketFeed(ETH)
     t0 = 1_700_000_040_000  # 2023-11-14T22:14:00Z, a minute boundary
     feed.apply([Trade(1, t0 + 5_000, 1, 123_456, 1_500, "buy", "m", "t")])
-    batch = feed.apply([BookUpdate(2, t0 + 59_999, [(100, 1)], [])])  # still that minute
+    batch = feed.apply([BookUpdate(2, t0 + 59_999, ((100, 1),), ())])  # still that minute
     assert batch.candles("1m") is None
-    batch = feed.apply([BookUpdate(3, t0 + 60_000, [(100, 2)], [])])  # the next minute
+    batch = feed.apply([BookUpdate(3, t0 + 60_000, ((100, 2),), ())])  # the next minute
     (closed,) = json.loads(batch.candles("1m") or b"")["data"]
     assert closed == {"open_time": t0, "close_time": t0 + 59_999, "open": "1234.56",
                       "high": "1234.56", "low": "1234.56", "close": "1234.56",
@@ -246,7 +246,7 @@ def test_a_non_trade_event_after_close_time_closes_the_candle() -> None:
             ticker["quote_volume_24h"], ticker["ts"]) == (
         "1234.56", "1234.57", "1234.56", "1.501", "1853.074570", t0 + 61_000)
     # A day later (the clock moved by an event), the window is empty again.
-    feed.apply([BookUpdate(5, t0 + 61_000 + 86_400_000, [(100, 3)], [])])
+    feed.apply([BookUpdate(5, t0 + 61_000 + 86_400_000, ((100, 3),), ())])
     ticker = json.loads(feed.ticker_message())
     assert (ticker["open_24h"], ticker["volume_24h"], ticker["quote_volume_24h"]) == (
         None, "0.000", "0.000000")

@@ -48,7 +48,7 @@ EVENTS: list[Event] = [
            0, 0, 0, None, None, "NO_LIQUIDITY"),
     CancelRejected(3, 1, "A", None, "cid", "1-1", "UNKNOWN_ORDER"),
     Trade(4, 1, 7, 99, 2, "buy", "0-1", "1-0"),
-    BookUpdate(5, 1, [(100, 3), (99, 0)], [(101, 2)]),
+    BookUpdate(5, 1, ((100, 3), (99, 0)), ((101, 2),)),
     InputRejected(6, 1, "1-2", "BAD_REQUEST"),
 ]
 
@@ -144,7 +144,7 @@ def test_events_round_trip_in_order() -> None:
     assert decoded == EVENTS
     assert [type(e) for e in decoded] == [type(e) for e in EVENTS]
     book = decoded[4]
-    assert isinstance(book, BookUpdate) and book.bids == [(100, 3), (99, 0)]
+    assert isinstance(book, BookUpdate) and book.bids == ((100, 3), (99, 0))
     assert encode_events(decoded) == data  # byte-identical after a round trip
     assert decode_events(encode_events([])) == []
 
