@@ -142,6 +142,8 @@ def build_app(ctx: ApiContext, routes: Iterable[Route],
                     account = authenticate(accounts, request.headers.get(API_KEY_HEADER),
                                            params, payload, signature, ctx.now_ms(),
                                            max_recv_window)
+                # The views as of this request, even if the router was pausing its reads.
+                await ctx.gateway.router.caught_up()
                 result = await handler(ctx, ApiRequest(params, account))
                 return json_response(result)
             except BinanceError as exc:

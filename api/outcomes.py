@@ -36,7 +36,7 @@ asyncio futures only.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from contract.events import CancelRejected, Event, Report
 
@@ -55,8 +55,12 @@ CancelOutcome = Report | CancelRejected
 class Outcomes:
     """Waiters for places and cancels, and the positions of the orders they touched."""
 
-    def __init__(self, max_waiting: int = MAX_WAITING) -> None:
+    def __init__(self, max_waiting: int = MAX_WAITING,
+                 on_wait: Callable[[], None] | None = None) -> None:
+        """``on_wait`` is called when a place or cancel begins to wait (the REST service
+        wakes its router with it, see :meth:`waiting`)."""
         self._max_waiting = max_waiting
+        self._on_wait = on_wait
         # symbol -> order id -> future of the order's reports in its first entry.
         self._places: dict[str, dict[str, asyncio.Future[list[Report]]]] = {}
         # account -> (symbol, order id) of its places waiting for their first reports.
@@ -74,10 +78,18 @@ class Outcomes:
         # (symbol, order id) -> ts of the triggered report of an open stop.
         self._triggers: dict[tuple[str, str], int] = {}
 
+    def waiting(self) -> bool:
+        """Whether a request waits for the engine's answer (a place in flight or waiting
+        for its first reports, a cancel for its outcome). O(markets)."""
+        return bool(self._in_flight) or any(self._places.values()) or \
+            any(self._cancels.values())
+
     # -- places ---------------------------------------------------------------------
 
     def placing(self, symbol: str, account: str) -> None:
         """A place of ``account`` is being XADDed: keep its orders' first reports."""
+        if self._on_wait is not None:
+            self._on_wait()
         self._accounts.add(account)
         key = (symbol, account)
         self._in_flight[key] = self._in_flight.get(key, 0) + 1
@@ -137,6 +149,8 @@ class Outcomes:
     def canceling(self, symbol: str, account: str, order_id: str
                   ) -> asyncio.Future[CancelOutcome]:
         """Call before submitting a cancel of ``order_id``: the future of its outcome."""
+        if self._on_wait is not None:
+            self._on_wait()
         future: asyncio.Future[CancelOutcome] = asyncio.get_running_loop().create_future()
         waiting = self._cancels.setdefault(symbol, {})
         waiting.setdefault(order_id, []).append(future)

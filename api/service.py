@@ -27,7 +27,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from api import account, market, trading
-from api.books import LiveBooks
+from api.books import READ_INTERVAL_S, LiveBooks
 from api.context import ApiContext
 from api.history import History
 from api.http import MAX_BODY, Route, build_app
@@ -93,13 +93,17 @@ class ApiService:
         without one. Raises ValueError for markets that share a Binance symbol."""
         self.config = config
         symbols = Symbols(config.markets)
-        self.outcomes = Outcomes()
+        self.outcomes = Outcomes(on_wait=lambda: self.gateway.router.wake())
         # The router names streams by key; history by symbol or risk tag.
         self._stream_names = {out_stream(m.symbol).encode(): m.symbol for m in config.markets}
         shards = config.risk.shards if config.risk.enabled else 0
         self._stream_names.update({risk_keys(k).output.encode(): risk_tag(k)
                                    for k in range(shards)})
-        self.gateway = Gateway(config, redis_url, clock_ms=clock_ms, observer=self._observe)
+        # The router reads as the books do while no request waits for an answer (each
+        # request first catches it up: api.http), and every commit while one does.
+        self.gateway = Gateway(config, redis_url, clock_ms=clock_ms, observer=self._observe,
+                               router_interval_s=READ_INTERVAL_S,
+                               router_urgent=self.outcomes.waiting)
         self.books = LiveBooks(config.markets)
         self.store_url = store_url if store_url is not None else config.history.url
         self.history: History | None = None

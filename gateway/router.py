@@ -38,6 +38,7 @@ market's primary, so nothing is reported that a failover could take back.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -85,16 +86,21 @@ START_RETRY_S = 10.0
 """How long :meth:`ExecutionRouter.load` waits for the slot map to name a node to read."""
 FIRST_SEQ = 1
 """The seq of a market's first event."""
+CAUGHT_UP_WAIT_S = 0.5
+"""The longest :meth:`ExecutionRouter.caught_up` waits for a paused reader's read."""
 
 
 class _Group:
     """Streams read by one XREAD, their positions and the tail reading them."""
 
-    __slots__ = ("tail", "positions")
+    __slots__ = ("tail", "positions", "reads", "read_done")
 
     def __init__(self, tail: StreamTail, keys: list[bytes]) -> None:
         self.tail = tail
         self.positions: dict[bytes, bytes] = dict.fromkeys(keys, b"0-0")
+        self.reads = 0
+        """Reads handled so far; ``read_done`` is set after each."""
+        self.read_done = asyncio.Event()
 
 
 class ExecutionRouter:
@@ -105,7 +111,13 @@ class ExecutionRouter:
                  block_ms: int = BLOCK_MS, count: int = 500, *, risk_shards: int = 0,
                  balances: BalancesView | None = None,
                  asset_units: Mapping[str, int] | None = None,
-                 observer: Observer | None = None) -> None:
+                 observer: Observer | None = None, min_interval_s: float = 0.0,
+                 urgent: Callable[[], bool] | None = None) -> None:
+        """``min_interval_s`` > 0 coalesces the reads of an idle router
+        (``redisio.tail``) except while ``urgent()`` says someone waits for an
+        answer; then call :meth:`wake` when a wait begins and :meth:`caught_up`
+        before reading the views. 0 (the order-entry gateway's): every commit
+        is read as soon as it lands."""
         topology = redis if isinstance(redis, Topology) else Topology.of_client(redis)
         self._markets = {m.symbol: m for m in markets}
         self._by_key = {out_stream(s).encode(): m for s, m in self._markets.items()}
@@ -114,8 +126,9 @@ class ExecutionRouter:
         self._balances = balances if balances is not None else BalancesView()
         self._units: Mapping[str, int] = asset_units or {}
         self._risk_last_seq = dict.fromkeys(range(risk_shards), -1)
-        self._groups = [_Group(StreamTail(topology, count), keys)
+        self._groups = [_Group(StreamTail(topology, count, min_interval_s=min_interval_s), keys)
                         for keys in topology.groups([*self._by_key, *self._shard_by_key])]
+        self._urgent = urgent
         self._view = view
         self._deliver = deliver
         self._wanted = wanted
@@ -217,10 +230,39 @@ class ExecutionRouter:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
 
+    @property
+    def pausing(self) -> bool:
+        """Whether a reader is pausing between reads (``min_interval_s``). O(groups)."""
+        return any(group.tail.paused for group in self._groups)
+
+    def wake(self) -> None:
+        """End every pause between reads now (a request began to wait for an answer). O(1)
+        per group."""
+        for group in self._groups:
+            group.tail.wake()
+
+    async def caught_up(self, timeout_s: float = CAUGHT_UP_WAIT_S) -> None:
+        """Return once the views hold what the streams held when this was called: at once
+        unless a reader is pausing between reads (``min_interval_s``), which then reads
+        what there is (one round trip). At most ``timeout_s`` (then the views as they are:
+        a reader that lost Redis retries on its own)."""
+        paused = [(group, group.reads) for group in self._groups if group.tail.paused]
+        if not paused:
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout_s):
+                for group, reads in paused:
+                    group.tail.wake()
+                    while group.reads == reads:
+                        group.read_done.clear()
+                        await group.read_done.wait()
+
     async def _read(self, group: _Group, block_ms: int | None) -> int:
         """One XREAD over the group's markets; returns how many entries it handled."""
         positions = group.positions
-        reply = await group.tail.read(positions, block_ms)
+        urgent = self._urgent
+        reply = await group.tail.read(positions, block_ms,
+                                      pause=urgent is None or not urgent())
         handled = 0
         for key, entries in reply:
             market = self._by_key.get(key)
@@ -236,6 +278,8 @@ class ExecutionRouter:
                 positions[key] = entry_id
                 handled += 1
         self.entries += handled
+        group.reads += 1
+        group.read_done.set()
         return handled
 
     async def close(self) -> None:

@@ -73,9 +73,11 @@ class Gateway:
 
     def __init__(self, config: Config, redis_url: str | None = None, *,
                  backlog_refresh_s: float = 0.1, clock_ms: Callable[[], int] = wall_ms,
-                 observer: Observer | None = None) -> None:
+                 observer: Observer | None = None, router_interval_s: float = 0.0,
+                 router_urgent: Callable[[], bool] | None = None) -> None:
         """``observer`` also sees every ``:out`` entry the router reads (the REST
-        service waits for its requests' outcomes with it)."""
+        service waits for its requests' outcomes with it); ``router_interval_s`` and
+        ``router_urgent``: the router's ``min_interval_s`` and ``urgent`` (REST's)."""
         self.config = config
         self.limits = config.limits
         self.accounts_by_api_key = config.accounts_by_api_key
@@ -114,7 +116,8 @@ class Gateway:
                                       self._deliver, self._wanted,
                                       risk_shards=self.risk_shards, balances=self.balances,
                                       asset_units=self.asset_units,
-                                      observer=self._observe if self.stats else observer)
+                                      observer=self._observe if self.stats else observer,
+                                      min_interval_s=router_interval_s, urgent=router_urgent)
         self.health = Health("gateway")
         """``/readyz``: Redis read without error, the view loaded, the tasks running."""
         self.health.add_check("loaded", self._loaded_problem)

@@ -35,7 +35,6 @@ ends a pause early (a reader asked for what it has not read yet).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -80,27 +79,38 @@ class StreamTail:
         self._next_read_at = 0.0
         """Loop time before which a blocking read waits (set by a caught-up read)."""
         self._woken = asyncio.Event()
+        self.paused = False
+        """True while a read waits out ``min_interval_s`` (:meth:`wake` ends it)."""
 
     @property
     def node(self) -> Node | None:
         """The node of the current connection (None before the first read)."""
         return self._node
 
-    async def read(self, positions: Mapping[bytes, bytes], block_ms: int | None
-                   ) -> list[tuple[bytes, list[Entry]]]:
+    async def read(self, positions: Mapping[bytes, bytes], block_ms: int | None, *,
+                   pause: bool = True) -> list[tuple[bytes, list[Entry]]]:
         """Entries after each stream's position: ``[(key, entries), ...]``, ``[]`` if none.
 
         ``block_ms`` None returns at once; otherwise waits up to that long for
-        the first new entry. Raises redis-py's ``ConnectionError`` (including
-        :class:`~redisio.topology.TopologyError`) or ``TimeoutError`` (and
-        ``ResponseError`` for another Redis error reply).
+        the first new entry. With ``min_interval_s``, a read after a caught-up
+        one first pauses (``pause=False``: not this time); a pause that
+        :meth:`wake` ends is followed by a read that does not block, so the
+        one who woke it learns at once what there is. Raises redis-py's
+        ``ConnectionError`` (including :class:`~redisio.topology.TopologyError`)
+        or ``TimeoutError`` (and ``ResponseError`` for another Redis error reply).
         """
-        if block_ms is not None and self._min_interval_s:
+        if block_ms is not None and self._min_interval_s and pause:
             wait_s = self._next_read_at - asyncio.get_running_loop().time()
             if wait_s > 0:
                 self._woken.clear()
-                with contextlib.suppress(TimeoutError):
+                self.paused = True
+                try:
                     await asyncio.wait_for(self._woken.wait(), wait_s)
+                    block_ms = None  # woken: someone wants what is there now
+                except TimeoutError:
+                    pass
+                finally:
+                    self.paused = False
         args: list[bytes | str | int] = ["XREAD", "COUNT", self._count]
         if block_ms is not None:
             args += ["BLOCK", block_ms]

@@ -189,3 +189,29 @@ async def test_a_read_that_filled_count_is_followed_without_pause(
         assert got == ids
     finally:
         await tail.close()
+
+
+async def test_a_woken_pause_reads_what_is_there_without_blocking(
+        client: aioredis.Redis) -> None:
+    """Whoever wakes a pausing tail wants what the streams hold now: the read after the
+    pause does not BLOCK, even when nothing new came; ``pause=False`` skips the pause."""
+    last = await client.xadd(A, {b"e": b"0"})
+    tail = StreamTail(client, count=10, min_interval_s=3600.0)
+    try:
+        assert plain(await tail.read({A: b"0-0"}, None)) == {
+            A: [(last, [b"e", b"0"])]}  # caught up: the next read pauses
+        paused = asyncio.create_task(tail.read({A: last}, 60_000))
+        await wait_until_async(lambda: tail.paused)
+        started = time.monotonic()
+        tail.wake()
+        assert await asyncio.wait_for(paused, scaled(2.0)) == []  # not the 60 s BLOCK
+        assert not tail.paused and time.monotonic() - started < scaled(2.0)
+        # Caught up again, but told not to pause: a blocking read that an entry ends.
+        unpaused = asyncio.create_task(tail.read({A: last}, 60_000, pause=False))
+        await asyncio.sleep(0)
+        assert not tail.paused
+        new = await client.xadd(A, {b"e": b"1"})
+        assert plain(await asyncio.wait_for(unpaused, scaled(2.0))) == {
+            A: [(new, [b"e", b"1"])]}
+    finally:
+        await tail.close()
