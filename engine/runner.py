@@ -69,6 +69,7 @@ import msgspec
 import redis
 from redis.exceptions import RedisClusterException
 
+import matching
 from contract.commands import Clock, encode_command
 from contract.ids import ZERO_ID, parse_id
 from contract.keys import ENGINE_GROUP, service_key
@@ -315,9 +316,10 @@ class EngineRunner:
         backoff = _BACKOFF_FIRST_S
         healthy_since: float | None = None
         self._next_stats = time.monotonic() + self.stats_interval_s
-        log.info("event=start consumer=%s markets=%s lease_ms=%d batch_size=%d",
+        log.info("event=start consumer=%s markets=%s lease_ms=%d batch_size=%d matching_core=%s",
                  self.consumer, ",".join(m.symbol for m in self._markets),
-                 self.settings.lease_ms, self.settings.batch_size)
+                 self.settings.lease_ms, self.settings.batch_size,
+                 "compiled" if matching.COMPILED else "pure")
         try:
             while True:
                 try:

@@ -49,6 +49,7 @@ from types import FrameType
 
 from msgspec.structs import replace
 
+import matching
 from contract.keys import in_stream
 from contract.settings import Account, Config
 from streamex.config import (
@@ -550,6 +551,9 @@ def _print_banner(config: Config, redis_url: str, embedded: RedisServer | None,
         lines.append(f"  markets       {', '.join(placed)}")
     else:
         lines.append(f"  markets       {', '.join(m.symbol for m in config.markets)}")
+    lines.append("  matching core " + ("compiled (mypyc)" if matching.COMPILED else
+                                       "pure Python (installed without a C compiler, "
+                                       "STREAMEX_PURE=1, or book.py edited since)"))
     risk = config.risk
     if risk.enabled:
         engines = "1 risk engine" if risk.shards == 1 else f"{risk.shards} risk engines"

@@ -27,6 +27,7 @@ import redis
 from timing import scaled
 from up_helpers import Up, alive, cmdline, files_containing, processes_using
 
+import matching
 from streamex.client import MarketDataClient, OrderClient
 from streamex.redis_server import RedisServer, free_port
 
@@ -253,6 +254,9 @@ def test_up_demo_gives_a_new_user_a_live_book_and_trades(tmp_path: Path) -> None
     try:
         banner = up.log_path.read_text()
         assert "market maker  streamex demo, on its own accounts" in banner
+        # Which matching core the engines run: the one this install has.
+        core = "compiled (mypyc)" if matching.COMPILED else "pure Python"
+        assert f"matching core {core}" in banner
         assert len(up.accounts) == 2  # the user's demo1, demo2: the maker's keys are not shown
         asyncio.run(_live_book_and_a_trade(up, "BTC-USD"))
         asyncio.run(_live_book_and_a_trade(up, "ETH-USD"))
