@@ -62,18 +62,20 @@ class OptionalBuildExt(build_ext):
             self.extensions = []
             return
         for source in COMPILED:
-            name = source.removesuffix(".py").replace("/", ".")
-            target = Path(self.get_ext_fullpath(name))
-            if target.exists():
+            extension, digest_file = self._built(source)
+            if extension.exists():
                 digest = hashlib.sha256((HERE / source).read_bytes()).hexdigest()
-                target.with_name(Path(source).stem + ".sha256").write_text(digest + "\n")
+                digest_file.write_text(digest + "\n")
 
     def get_outputs(self) -> list[str]:
         outputs: list[str] = super().get_outputs()
-        extra = [str(Path(self.get_ext_fullpath(s.removesuffix(".py").replace("/", ".")))
-                 .with_name(Path(s).stem + ".sha256")) for s in COMPILED]
-        return outputs + [p for p in extra if Path(p).exists()]
+        digests = [self._built(source)[1] for source in COMPILED]
+        return outputs + [str(p) for p in digests if p.exists()]
 
+    def _built(self, source: str) -> tuple[Path, Path]:
+        """Where ``source``'s extension goes, and its digest file beside it."""
+        extension = Path(self.get_ext_fullpath(source.removesuffix(".py").replace("/", ".")))
+        return extension, extension.with_name(Path(source).stem + ".sha256")
 
 options: dict[str, Any] = {"cmdclass": {"build_ext": OptionalBuildExt}}
 setup(ext_modules=_extensions(), **options)

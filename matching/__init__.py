@@ -1,7 +1,8 @@
 """The matching core: order book, price-time matching, snapshots; pure and deterministic.
 
 Runs inside the market engine process (``engine``) and in tests and
-benchmarks. No I/O: it imports only ``contract``, msgspec and sortedcontainers.
+benchmarks. No I/O once imported: it imports only ``contract``, msgspec and
+sortedcontainers (and reads two files at import, below).
 
 ``matching.book`` is compiled with mypyc when the install could (``setup.py``):
 importing this package picks the extension only if it was built from the
