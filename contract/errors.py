@@ -2,39 +2,42 @@
 
 Every rejection anywhere in streamex names one of these codes; services turn
 them into ``{"error": {"code", "message", ...}}`` replies or into the ``reason`` of
-an execution report. Nothing else is ever shown to a peer.
+an execution report. Nothing else is ever shown to a peer. Each code is ``Final``, so
+the compiled matching core (``setup.py``) has it inlined instead of looked up.
 """
 
 from __future__ import annotations
 
-BAD_REQUEST = "BAD_REQUEST"
-UNKNOWN_METHOD = "UNKNOWN_METHOD"
-UNAUTHENTICATED = "UNAUTHENTICATED"
-UNKNOWN_SYMBOL = "UNKNOWN_SYMBOL"
-INVALID_QTY = "INVALID_QTY"
-INVALID_PRICE = "INVALID_PRICE"
-INVALID_TICK = "INVALID_TICK"
-INVALID_LOT = "INVALID_LOT"
-DUPLICATE_CLIENT_ORDER_ID = "DUPLICATE_CLIENT_ORDER_ID"
-UNKNOWN_ORDER = "UNKNOWN_ORDER"
-RATE_LIMITED = "RATE_LIMITED"
-OVERLOADED = "OVERLOADED"
-INVALID_STOP_PRICE = "INVALID_STOP_PRICE"
+from typing import Final
+
+BAD_REQUEST: Final = "BAD_REQUEST"
+UNKNOWN_METHOD: Final = "UNKNOWN_METHOD"
+UNAUTHENTICATED: Final = "UNAUTHENTICATED"
+UNKNOWN_SYMBOL: Final = "UNKNOWN_SYMBOL"
+INVALID_QTY: Final = "INVALID_QTY"
+INVALID_PRICE: Final = "INVALID_PRICE"
+INVALID_TICK: Final = "INVALID_TICK"
+INVALID_LOT: Final = "INVALID_LOT"
+DUPLICATE_CLIENT_ORDER_ID: Final = "DUPLICATE_CLIENT_ORDER_ID"
+UNKNOWN_ORDER: Final = "UNKNOWN_ORDER"
+RATE_LIMITED: Final = "RATE_LIMITED"
+OVERLOADED: Final = "OVERLOADED"
+INVALID_STOP_PRICE: Final = "INVALID_STOP_PRICE"
 """A stop's ``stop_price`` off the tick grid or outside the market's price band."""
-INVALID_EXPIRE_TIME = "INVALID_EXPIRE_TIME"
+INVALID_EXPIRE_TIME: Final = "INVALID_EXPIRE_TIME"
 """A ``GTD`` order's ``expire_time`` missing, not in the future, or given without ``GTD``."""
-INSUFFICIENT_FUNDS = "INSUFFICIENT_FUNDS"
+INSUFFICIENT_FUNDS: Final = "INSUFFICIENT_FUNDS"
 """A hold (order, amend) or a withdrawal that does not fit in the account's available."""
-INTERNAL = "INTERNAL"
+INTERNAL: Final = "INTERNAL"
 
 # Reasons that appear only in execution reports.
-POST_ONLY_WOULD_TAKE = "POST_ONLY_WOULD_TAKE"
-FOK_UNFILLABLE = "FOK_UNFILLABLE"
-NO_LIQUIDITY = "NO_LIQUIDITY"
-STP = "STP"
-USER_CANCEL = "USER_CANCEL"
-CANCEL_ON_DISCONNECT = "CANCEL_ON_DISCONNECT"
-EXPIRED = "EXPIRED"
+POST_ONLY_WOULD_TAKE: Final = "POST_ONLY_WOULD_TAKE"
+FOK_UNFILLABLE: Final = "FOK_UNFILLABLE"
+NO_LIQUIDITY: Final = "NO_LIQUIDITY"
+STP: Final = "STP"
+USER_CANCEL: Final = "USER_CANCEL"
+CANCEL_ON_DISCONNECT: Final = "CANCEL_ON_DISCONNECT"
+EXPIRED: Final = "EXPIRED"
 """A ``GTD`` order the market's clock reached ``expire_time`` of."""
 
 ERROR_CODES = frozenset(
@@ -69,9 +72,9 @@ REASON_CODES = ERROR_CODES | {
 
 
 # Why a logon failed (the ``reason`` of its UNAUTHENTICATED error body).
-UNKNOWN_KEY = "UNKNOWN_KEY"
-BAD_SIGNATURE = "BAD_SIGNATURE"
-TIMESTAMP_OUT_OF_WINDOW = "TIMESTAMP_OUT_OF_WINDOW"
+UNKNOWN_KEY: Final = "UNKNOWN_KEY"
+BAD_SIGNATURE: Final = "BAD_SIGNATURE"
+TIMESTAMP_OUT_OF_WINDOW: Final = "TIMESTAMP_OUT_OF_WINDOW"
 
 LOGON_REASONS = frozenset({UNKNOWN_KEY, BAD_SIGNATURE, TIMESTAMP_OUT_OF_WINDOW})
 

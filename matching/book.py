@@ -41,28 +41,51 @@ stop or GTD order O(log n) more to index.
 from __future__ import annotations
 
 from collections import OrderedDict, deque
+from typing import Final
 
+from msgspec import structs as _structs
 from sortedcontainers import SortedList
 
+from contract import commands as _commands
 from contract import errors
+from contract import events as _events
 from contract.commands import (
-    LIMIT_TYPES,
-    ORDER_TYPES,
-    SIDES,
-    STP_MODES,
-    TIFS,
     Amend,
     Cancel,
     CancelAll,
-    Clock,
     Command,
+    OrderType,
     Place,
+    Side,
+    StpMode,
+    Tif,
     report_tif,
     triggers_above,
 )
-from contract.events import BookUpdate, CancelRejected, Event, InputRejected, Report, Trade
+from contract.events import Event
 from contract.ids import ts_of
 from contract.market import Market
+
+# The compiled core reads a module-level ``Final`` name from a C static; any other
+# global (an imported class or constant) is a dict lookup at every use. So the
+# classes and constants the hot paths use are bound here once.
+Report: Final = _events.Report
+Trade: Final = _events.Trade
+BookUpdate: Final = _events.BookUpdate
+CancelRejected: Final = _events.CancelRejected
+InputRejected: Final = _events.InputRejected
+_PLACE: Final = Place
+_CANCEL: Final = Cancel
+_AMEND: Final = Amend
+_CANCEL_ALL: Final = CancelAll
+_CLOCK: Final = _commands.Clock
+SIDES: Final = _commands.SIDES
+TIFS: Final = _commands.TIFS
+STP_MODES: Final = _commands.STP_MODES
+ORDER_TYPES: Final = _commands.ORDER_TYPES
+LIMIT_TYPES: Final = _commands.LIMIT_TYPES
+astuple: Final = _structs.astuple
+_ORDERED_DICT: Final = OrderedDict
 
 
 class Order:
@@ -138,12 +161,20 @@ class Level:
     def __init__(self, price: int) -> None:
         self.price = price
         self.total = 0
-        self.orders: OrderedDict[str, Order] = OrderedDict()
+        self.orders: OrderedDict[str, Order] = _ORDERED_DICT()
 
 
-_OPEN = frozenset({"new", "partially_filled", "untriggered"})
+_OPEN: Final = frozenset({"new", "partially_filled", "untriggered"})
 
-_NEVER = 1 << 63
+_NEVER: Final = 1 << 63
+
+_PlaceFields = tuple[str, Side, OrderType, int, int, Tif, bool, str | None, StpMode, int, int, int,
+                     int]
+"""A ``Place``'s fields in their wire order (``msgspec.structs.astuple``)."""
+if Place.__struct_fields__ != ("account", "side", "type", "qty", "price", "tif", "post_only",
+                               "client_order_id", "stp", "quote_qty", "stop_price",
+                               "expire_time", "display_qty"):
+    raise ImportError("matching.book: Place's fields changed; update _PlaceFields and _place")
 """No ``GTD`` order: later than any clock."""
 
 
@@ -171,13 +202,19 @@ class OrderBook:
         # taker_num >= maker_num: no taker rate, no fees at all (the default markets).
         self._fee = market.fee if market.taker_num else None
         self._per_tick_lot = market.quote_per_tick_lot
+        # The market's bounds as the book's own fields (a Market attribute is a dict lookup).
+        self._min_lots = market.min_lots
+        self._max_lots = market.max_lots
+        self._min_ticks = market.min_ticks
+        self._max_ticks = market.max_ticks
         # Risk shard -> the highest risk_seq applied from it (matching.apply).
         self.risk_seqs: dict[int, int] = {}
         # Best prices cached (None = side empty): read on every command.
         self.best_bid_price: int | None = None
         self.best_ask_price: int | None = None
-        # The last input id's milliseconds, parsed once per distinct value.
-        self._ts_text = ""
+        # The last input id's milliseconds, parsed once per distinct value, and the id's
+        # text up to its "-" ("-" before the first: no id starts with it).
+        self._ts_prefix = "-"
         self._ts = 0
         # Per-command scratch: prices of levels touched, for the book update.
         self._touched_bids: dict[int, None] = {}
@@ -246,12 +283,12 @@ class OrderBook:
         # GTD expiry runs when the clock moves: within one millisecond nothing new falls due
         # (a place whose expire_time is not after the clock is rejected, never rests).
         if ts is None:
-            ms = input_id.partition("-")[0]
-            if ms == self._ts_text:
+            if input_id.startswith(self._ts_prefix):
                 ts = self._ts
             else:
+                ms = input_id.partition("-")[0]
                 ts = self._ts = self.clock = int(ms)
-                self._ts_text = ms
+                self._ts_prefix = ms + "-"
                 if ts >= self._next_expiry:
                     self._expire_due(ts, events)
         else:
@@ -263,15 +300,15 @@ class OrderBook:
             mark = len(events)
             printed = self.trade_id
         t = type(cmd)
-        if t is Place:
+        if t is _PLACE:
             self._place(input_id, ts, cmd, events)  # type: ignore[arg-type]
-        elif t is Cancel:
+        elif t is _CANCEL:
             self._cancel(input_id, ts, cmd, events)  # type: ignore[arg-type]
-        elif t is Amend:
+        elif t is _AMEND:
             self._amend(input_id, ts, cmd, events)  # type: ignore[arg-type]
-        elif t is CancelAll:
+        elif t is _CANCEL_ALL:
             self._cancel_all(ts, cmd, events)  # type: ignore[arg-type]
-        elif t is not Clock:  # pragma: no cover - the decoder only produces these commands
+        elif t is not _CLOCK:  # pragma: no cover - the decoder only produces these commands
             raise TypeError(f"not a command: {cmd!r}")
         # Stops look at the command's prints only when some waited and it printed (trade ids
         # count prints); a stop it placed already met is pending whatever happened.
@@ -358,42 +395,46 @@ class OrderBook:
     # -- place ----------------------------------------------------------------
 
     def _place(self, input_id: str, ts: int, cmd: Place, events: list[Event]) -> None:
-        kind = cmd.type
-        if cmd.side not in SIDES or cmd.tif not in TIFS or cmd.stp not in STP_MODES:
+        # Every field in one C call: compiled, each attribute read is a generic lookup.
+        fields: _PlaceFields = astuple(cmd)
+        (account, side, kind, qty, price, tif, post_only, client_order_id, stp, quote_qty,
+         stop_price, expire_time, display_qty) = fields
+        if side not in SIDES or tif not in TIFS or stp not in STP_MODES:
             self._reject_invalid(input_id, ts, events)
             return
-        if (kind != "limit" and kind != "market") or cmd.tif == "GTD" or cmd.stop_price \
-                or cmd.expire_time or cmd.display_qty:
+        if (kind != "limit" and kind != "market") or tif == "GTD" or stop_price \
+                or expire_time or display_qty:
             if kind not in ORDER_TYPES:
                 self._reject_invalid(input_id, ts, events)
             else:
                 self._place_extra(input_id, ts, cmd, events)
             return
         # A plain limit or market order: the common case, which pays nothing for section B.
-        market = self.market
         is_limit = kind == "limit"
-        tif = cmd.tif if is_limit else ("FOK" if cmd.tif == "FOK" else "IOC")
-        o = Order(input_id, cmd.account, cmd.client_order_id, cmd.side, kind, tif,
-                  cmd.price if is_limit else 0, cmd.qty, 0, cmd.qty, 0, cmd.post_only,
-                  cmd.stp, 0, 0, 0, 0, 0, 0, False, cmd.quote_qty, not is_limit, False, False)
+        if not is_limit:
+            price = 0
+        asked_tif = tif
+        if not is_limit:
+            tif = "FOK" if tif == "FOK" else "IOC"
+        o = Order(input_id, account, client_order_id, side, kind, tif, price, qty, 0, qty, 0,
+                  post_only, stp, 0, 0, 0, 0, 0, 0, False, quote_qty, not is_limit, False,
+                  False)
         reason = None
-        if cmd.quote_qty:
+        if quote_qty:
             # A budget: only a market-type buy, with qty 0, not FOK (it could never be "all").
-            if cmd.quote_qty < 0 or is_limit or cmd.side != "buy" or cmd.qty or \
-                    cmd.tif == "FOK":
+            if quote_qty < 0 or is_limit or side != "buy" or qty or asked_tif == "FOK":
                 reason = errors.BAD_REQUEST
-        elif not market.min_lots <= cmd.qty <= market.max_lots:
+        elif not self._min_lots <= qty <= self._max_lots:
             reason = errors.INVALID_QTY
-        elif is_limit and not market.min_ticks <= cmd.price <= market.max_ticks:
+        elif is_limit and not self._min_ticks <= price <= self._max_ticks:
             reason = errors.INVALID_PRICE
         if reason is not None:
             pass
         elif input_id in self.orders:
             reason = errors.BAD_REQUEST  # an input entry can only be one order
-        elif cmd.client_order_id is not None and (cmd.account, cmd.client_order_id) in \
-                self.client_ids:
+        elif client_order_id is not None and (account, client_order_id) in self.client_ids:
             reason = errors.DUPLICATE_CLIENT_ORDER_ID
-        elif cmd.post_only and (not is_limit or self._crosses(o)):
+        elif post_only and (not is_limit or self._crosses(o)):
             reason = errors.POST_ONLY_WOULD_TAKE
         if reason is not None:
             o.leaves = 0
@@ -401,24 +442,24 @@ class OrderBook:
             return
         self.seq += 1
         events.append(Report(
-            self.seq, ts, o.account, input_id, o.client_order_id, o.side,  # type: ignore[arg-type]
-            kind, tif, o.price, o.qty, "new", "new", 0, 0, 0, o.leaves, 0,
+            self.seq, ts, account, input_id, client_order_id, side,
+            kind, tif, price, qty, "new", "new", 0, 0, 0, qty, 0,
             None, None, None, 0, 0, 0, 0))
         if is_limit and tif == "GTC":
             # _crosses(o), inlined: a passive order rests at once (the common case).
-            if o.side == "buy":
+            if side == "buy":
                 best = self.best_ask_price
-                if best is None or best > o.price:
+                if best is None or best > price:
                     self._rest(o)
                     return
             else:
                 best = self.best_bid_price
-                if best is None or best < o.price:
+                if best is None or best < price:
                     self._rest(o)
                     return
             self._execute(ts, o, events)
-        elif cmd.quote_qty:
-            self._execute_budget(ts, o, cmd.quote_qty, events)
+        elif quote_qty:
+            self._execute_budget(ts, o, quote_qty, events)
         else:
             self._execute(ts, o, events)
 
@@ -981,9 +1022,12 @@ class OrderBook:
         return None
 
     def _cancel(self, input_id: str, ts: int, cmd: Cancel, events: list[Event]) -> None:
-        o = self._find(cmd.account, cmd.order_id, cmd.client_order_id)
+        account = cmd.account
+        order_id = cmd.order_id
+        client_order_id = cmd.client_order_id
+        o = self._find(account, order_id, client_order_id)
         if o is None:
-            self._reject_cancel(ts, input_id, cmd.account, cmd.order_id, cmd.client_order_id,
+            self._reject_cancel(ts, input_id, account, order_id, client_order_id,
                                 errors.UNKNOWN_ORDER, events)
             return
         if o.extra:
@@ -1009,31 +1053,36 @@ class OrderBook:
             self._unrest(o)
 
     def _amend(self, input_id: str, ts: int, cmd: Amend, events: list[Event]) -> None:
-        o = self._find(cmd.account, cmd.order_id, cmd.client_order_id)
-        market = self.market
+        account = cmd.account
+        order_id = cmd.order_id
+        client_order_id = cmd.client_order_id
+        qty = cmd.qty
+        price = cmd.price
+        stop = cmd.stop_price
+        o = self._find(account, order_id, client_order_id)
         reason = None
         if o is None:
             reason = errors.UNKNOWN_ORDER
         else:
-            new_qty = o.qty if cmd.qty is None else cmd.qty
-            new_price = o.price if cmd.price is None else cmd.price
-            new_stop = o.stop_price if cmd.stop_price is None else cmd.stop_price
-            if ((cmd.qty is None and cmd.price is None and cmd.stop_price is None)
-                    or (cmd.stop_price is not None and not o.untriggered)  # not a waiting stop
-                    or (cmd.price is not None and o.at_market)  # no limit price to change
-                    or (cmd.qty is not None and o.quote_qty)):  # a budget has no quantity
+            new_qty = o.qty if qty is None else qty
+            new_price = o.price if price is None else price
+            new_stop = o.stop_price if stop is None else stop
+            if ((qty is None and price is None and stop is None)
+                    or (stop is not None and not o.untriggered)  # not a waiting stop
+                    or (price is not None and o.at_market)  # no limit price to change
+                    or (qty is not None and o.quote_qty)):  # a budget has no quantity
                 reason = errors.BAD_REQUEST
-            elif cmd.qty is not None and (new_qty <= o.cum_qty
-                                          or not market.min_lots <= new_qty <= market.max_lots):
+            elif qty is not None and (new_qty <= o.cum_qty
+                                      or not self._min_lots <= new_qty <= self._max_lots):
                 reason = errors.INVALID_QTY
-            elif not o.at_market and not market.min_ticks <= new_price <= market.max_ticks:
+            elif not o.at_market and not self._min_ticks <= new_price <= self._max_ticks:
                 reason = errors.INVALID_PRICE
-            elif o.untriggered and not market.min_ticks <= new_stop <= market.max_ticks:
+            elif o.untriggered and not self._min_ticks <= new_stop <= self._max_ticks:
                 reason = errors.INVALID_STOP_PRICE
             elif o.post_only and new_price != o.price and self._would_take(o.side, new_price):
                 reason = errors.POST_ONLY_WOULD_TAKE
         if reason is not None or o is None:
-            self._reject_cancel(ts, input_id, cmd.account, cmd.order_id, cmd.client_order_id,
+            self._reject_cancel(ts, input_id, account, order_id, client_order_id,
                                 reason or errors.UNKNOWN_ORDER, events)
             return
         if o.untriggered:
