@@ -153,6 +153,13 @@ class CommitChannel:
         self._conn.send_packed_command([_read_command(consumer, count, streams, block_ms)])
         self._held = True
 
+    def start_call(self, *args: str | int | bytes) -> None:
+        """Send one command now; :meth:`take_read` collects its reply (held meanwhile),
+        so the caller can work while Redis does (replay applies a chunk so)."""
+        assert not self._held, "a held read is in flight on this connection"
+        self._conn.send_packed_command([_pack(*args)])
+        self._held = True
+
     def read(self, consumer: str, count: int, streams: Sequence[str], block_ms: int | None
              ) -> StreamEntries:
         """New entries of ``streams`` (up to ``count`` each), waiting up to ``block_ms``."""

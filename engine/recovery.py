@@ -86,26 +86,34 @@ def replay(topology: Topology, core: Core, keys: MarketKeys, after: bytes, upto:
 
     Returns ``(entries applied, last id applied)``; ``on_chunk`` runs between
     chunks (the runner renews its lease there). Cost: one XRANGE per
-    ``chunk`` entries plus the matching.
+    ``chunk`` entries plus the matching; the XRANGEs go on a connection of
+    their own, each sent before the chunk ahead of it is applied, so Redis
+    reads the next chunk while this process matches.
     """
     count = 0
     last = after
     if parse_id(upto) <= parse_id(after):
         return 0, last
-    start = b"(" + after if after != ZERO_ID else b"-"
-    while True:
-        entries: list[RawEntry] = topology.call(keys.input, "XRANGE", keys.input, start, upto,
-                                                "COUNT", chunk)
-        if not entries:
-            break
-        core.replay(entries)
-        count += len(entries)
-        last = entries[-1][0]
-        if len(entries) < chunk or last == upto:
-            break
-        start = b"(" + last
-        if on_chunk is not None:
-            on_chunk()
+    reader = topology.hot(keys.input)
+    try:
+        reader.start_call("XRANGE", keys.input, b"(" + after if after != ZERO_ID else b"-",
+                          upto, "COUNT", chunk)
+        while True:
+            entries: list[RawEntry] = reader.take_read()  # type: ignore[assignment]  # XRANGE
+            if not entries:
+                break
+            last = entries[-1][0]
+            more = len(entries) >= chunk and last != upto
+            if more:
+                reader.start_call("XRANGE", keys.input, b"(" + last, upto, "COUNT", chunk)
+            core.replay(entries)
+            count += len(entries)
+            if not more:
+                break
+            if on_chunk is not None:
+                on_chunk()
+    finally:
+        topology.drop(reader)
     return count, last
 
 

@@ -614,7 +614,7 @@ class EngineRunner:
                       on_chunk=lambda: self._renew_if_due(m))
         m.stage.after_recover(self.topology, rec.core)
         if m.channel is not None:
-            m.channel.close()
+            self.topology.drop(m.channel)
         m.channel = self.topology.hot(m.keys.input)
         m.core = rec.core
         m.applied = rec.applied

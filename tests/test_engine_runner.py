@@ -37,10 +37,15 @@ from contract.events import InputRejected
 from contract.ids import parse_id
 from contract.market import DEFAULT_MARKETS
 from contract.settings import EngineConfig
-from contract.streams import IN_FIELD
+from contract.streams import IN_FIELD, RawEntry
 from engine.channel import resp_command
+from engine.recovery import replay
 from engine.runner import EXIT_OK, EngineRunner
+from engine.stage import MarketCore
+from engine.topology import Topology
 from matching.apply import apply_entries
+from matching.book import OrderBook
+from matching.snapshot import take_snapshot
 from streamex.redis_server import RedisServer
 
 BTC, ETH = DEFAULT_MARKETS
@@ -422,3 +427,59 @@ def scaled_ms(ms: int) -> int:
     from timing import scaled
 
     return int(scaled(ms))
+
+
+def _clients(client: redis.Redis) -> int:
+    return len(client.client_list())
+
+
+@pytest.mark.parametrize(("chunk", "upto_index"), [(7, 48), (7, 49), (7, 3), (1000, 99)])
+def test_replay_in_pipelined_chunks_applies_each_entry_once(
+        client: redis.Redis, redis_url: str, chunk: int, upto_index: int) -> None:
+    """Replay reads the next chunk while it applies one: it must still stop at ``upto``
+    (a chunk that ends there exactly, or mid-chunk), call back between chunks, and leave
+    no connection behind."""
+    pairs = realistic_flow(BTC, 100, seed=23)
+    xadd_commands(client, BTC.symbol, pairs)
+    upto = pairs[upto_index][0].encode()
+    _, expected = reference_run(BTC, command_entries(pairs[:upto_index + 1]))
+    topology = Topology([redis_url])
+    baseline = _clients(client)
+    core = MarketCore(OrderBook(BTC))
+    calls: list[int] = []
+    count, last = replay(topology, core, keys.MarketKeys.of(BTC.symbol), b"0-0", upto,
+                         on_chunk=lambda: calls.append(1), chunk=chunk)
+    assert (count, last) == (upto_index + 1, upto)
+    assert same_book(take_snapshot(expected), core.book)
+    assert len(calls) == -(-count // chunk) - 1
+    assert _clients(client) <= baseline, "the replay's reader connection stayed open"
+    # From the middle on (a snapshot's position) gives the same book as one pass.
+    core = MarketCore(OrderBook(BTC))
+    apply_entries(core.book, [[i.encode(), [IN_FIELD, encode_command(c)]]
+                              for i, c in pairs[:2]], [])
+    count, last = replay(topology, core, keys.MarketKeys.of(BTC.symbol),
+                         pairs[1][0].encode(), upto, chunk=chunk)
+    assert (count, last) == (upto_index - 1, upto) and same_book(take_snapshot(expected),
+                                                                  core.book)
+    topology.close()
+
+
+def test_a_replay_that_fails_midway_closes_its_reader(client: redis.Redis,
+                                                      redis_url: str) -> None:
+    pairs = realistic_flow(BTC, 60, seed=24)
+    xadd_commands(client, BTC.symbol, pairs)
+
+    class Failing(MarketCore):
+        def replay(self, entries: list[RawEntry]) -> None:
+            if self.book.seq:
+                raise RuntimeError("core failed")
+            super().replay(entries)
+
+    topology = Topology([redis_url])
+    baseline = _clients(client)
+    with pytest.raises(RuntimeError, match="core failed"):
+        replay(topology, Failing(OrderBook(BTC)), keys.MarketKeys.of(BTC.symbol), b"0-0",
+               pairs[-1][0].encode(), chunk=10)
+    assert _clients(client) <= baseline
+    assert topology.call(IN, "PING") == b"PONG", "the control connection is still usable"
+    topology.close()
