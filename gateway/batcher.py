@@ -47,7 +47,7 @@ import redis.asyncio as aioredis
 from hiredis import pack_command
 from redis.exceptions import RedisError, ResponseError
 
-from redisio.resp import RespConnection
+from redisio.resp import RespConnection, reply_within
 from redisio.topology import Node, Redirect, Topology, is_cluster_error, redirect_of
 
 log = logging.getLogger(__name__)
@@ -240,14 +240,14 @@ class XaddBatcher:
             packed.append(_pack_xadd(stream, fields))
         if self._wait is not None:
             packed.append(self._wait)
-        async with asyncio.timeout(self._timeout_s):
-            conn = lane.conn
-            if conn is None or conn.closed:
+        conn = lane.conn
+        if conn is None or conn.closed:
+            async with asyncio.timeout(self._timeout_s):
                 conn = lane.conn = await self._topology.connect(lane.node)
-            replies = conn.send(packed)
-            # Replies come in order: the last one done means all are.
-            with contextlib.suppress(ResponseError):  # that command's own error, kept below
-                await replies[-1]
+        replies = conn.send(packed)
+        # Replies come in order: the last one done means all are.
+        with contextlib.suppress(ResponseError):  # that command's own error, kept below
+            await reply_within(replies[-1], self._timeout_s)
         results = [r.exception() or r.result() for r in replies]
         confirmed = True
         if self._wait is not None:

@@ -44,7 +44,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from redisio.resp import RespConnection
+from redisio.resp import RespConnection, reply_within
 from redisio.topology import Key, Node, Topology, TopologyError, is_cluster_error
 
 Entry = tuple[bytes, list[bytes]]
@@ -146,11 +146,11 @@ class StreamTail:
     async def _send(self, key: Key, packed: bytes, wait_s: float) -> Any:
         timeout_s = wait_s + self._margin_s
         try:
-            async with asyncio.timeout(timeout_s):
-                conn = self._conn
-                if conn is None or conn.closed or self._epoch != self._topology.epoch:
+            conn = self._conn
+            if conn is None or conn.closed or self._epoch != self._topology.epoch:
+                async with asyncio.timeout(timeout_s):
                     conn = await self._connect(key)
-                reply: Any = await conn.send([packed])[0]
+            reply: Any = await reply_within(conn.send([packed])[0], timeout_s)
         except TimeoutError:
             await self._lost()
             raise RedisTimeoutError(f"no reply from Redis within {timeout_s:.1f} s") from None

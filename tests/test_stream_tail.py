@@ -1,8 +1,10 @@
-"""redisio.tail.StreamTail against a real Redis server: reads, time-outs, cancellation."""
+"""redisio.tail.StreamTail (and the gateway's XaddBatcher, which waits on the same
+replies) against a real Redis server: reads, time-outs, cancellation."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import time
@@ -14,6 +16,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from timing import scaled, wait_until_async
 
 from contract.streams import events_of, field_of
+from gateway.batcher import XaddBatcher
 from redisio.tail import Entry, StreamTail
 from redisio.topology import Topology
 from streamex.redis_server import RedisServer
@@ -112,6 +115,35 @@ async def test_a_hung_redis_times_out_and_the_next_read_reconnects(
         assert plain(reply) == {A: [(added, [b"e", b"2"])]}
     finally:
         await tail.close()
+
+
+async def test_an_xadd_to_a_hung_redis_fails_in_time_and_the_next_one_reconnects(
+        client: aioredis.Redis, redis_server: RedisServer) -> None:
+    batcher = XaddBatcher(client, reply_timeout_s=0.3)
+    task = asyncio.create_task(batcher.run())
+    pid = redis_server.pid
+    assert pid is not None
+    try:
+        first = await batcher.submit(A.decode(), {b"e": b"1"})  # connected
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            started = time.monotonic()
+            with pytest.raises(TimeoutError):  # the batcher's, or wait_for's after 3 s
+                await asyncio.wait_for(batcher.submit(A.decode(), {b"e": b"2"}), scaled(3.0))
+            assert 0.3 <= time.monotonic() - started < scaled(2.0), "no time-out of its own"
+            assert batcher.failures == 1
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        third = await batcher.submit(A.decode(), {b"e": b"3"})
+        stored = [(i.decode(), f) for i, f in await client.xrange(A)]
+        # The timed-out XADD may or may not have been applied (it was unconfirmed): the
+        # first and the third are there, in order.
+        assert stored[0] == (first, {b"e": b"1"}) and stored[-1] == (third, {b"e": b"3"})
+        assert len(stored) in (2, 3)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 async def blocked_in_xread(client: aioredis.Redis) -> None:
