@@ -321,19 +321,8 @@ class OrderBook:
         ta = self._touched_asks
         if tb or ta:
             # Tuples: an event kept alive leaves the cycle collector nothing to walk.
-            bid_changes: tuple[tuple[int, int], ...] = ()
-            ask_changes: tuple[tuple[int, int], ...] = ()
-            if tb:
-                bids = self.bids
-                bid_changes = tuple([(p, 0 if (lvl := bids.get(p)) is None else lvl.total)
-                                     for p in (sorted(tb, reverse=True) if len(tb) > 1
-                                               else tb)])
-                tb.clear()
-            if ta:
-                asks = self.asks
-                ask_changes = tuple([(p, 0 if (lvl := asks.get(p)) is None else lvl.total)
-                                     for p in (sorted(ta) if len(ta) > 1 else ta)])
-                ta.clear()
+            bid_changes = _changes(self.bids, tb, True) if tb else ()
+            ask_changes = _changes(self.asks, ta, False) if ta else ()
             self.seq += 1
             events.append(BookUpdate(self.seq, ts, bid_changes, ask_changes))
 
@@ -1226,6 +1215,23 @@ class OrderBook:
         assert not self._touched_bids and not self._touched_asks
         assert all(type(k) is int and type(v) is int and k >= 0 and v >= 0
                    for k, v in self.risk_seqs.items()), "bad risk_seqs"
+
+
+def _changes(levels: dict[int, Level], touched: dict[int, None], descending: bool
+             ) -> tuple[tuple[int, int], ...]:
+    """The touched prices and their levels' totals (0: the level is gone), best first
+    (``descending`` for bids); clears ``touched``. O(k log k), one tuple when k is 1."""
+    if len(touched) == 1:
+        price = 0
+        for p in touched:
+            price = p
+        touched.clear()
+        level = levels.get(price)
+        return ((price, 0 if level is None else level.total),)
+    changes = tuple([(p, 0 if (lvl := levels.get(p)) is None else lvl.total)
+                     for p in sorted(touched, reverse=descending)])
+    touched.clear()
+    return changes
 
 
 def _prio(o: Order) -> int:
