@@ -9,7 +9,10 @@ entry, the reports of the shard's accounts into ``sx:{acct-K}:in`` as one
 checks the position it started from (compare-and-set). So every ``:out``
 entry is copied exactly once, even by two settlers at once, and the risk
 engine's state stays a pure function of its own input stream: replay needs
-nothing else.
+nothing else. ``new`` reports are not copied (:func:`settled`): the ledger
+took the order's hold when it accepted it, and a ``new`` report changes no
+balance, so an entry that holds nothing else for the shard (a passive order
+resting) only moves the position, without waking the risk engine.
 
 A ``Settler`` runs in a thread of the risk process, while that process owns
 the shard (``epoch()`` is not None), and its script checks that epoch like a
@@ -28,12 +31,12 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeGuard
 
 import redis
 from redis.crc import key_slot
 
-from contract.events import CancelRejected, Report
+from contract.events import CancelRejected, Event, Report
 from contract.ids import ZERO_ID
 from contract.keys import out_stream
 from contract.risk import Settle, encode_risk_command, positions_key, risk_keys, risk_shard
@@ -71,9 +74,17 @@ return #ARGV - 4
 SETTLE_SCRIPT = Script(SETTLE)
 
 
+def settled(event: Event) -> TypeGuard[Report | CancelRejected]:
+    """Whether the risk stage settles ``event`` of a market's ``:out``: every report but a
+    ``new`` one (it changes no balance), and every cancel rejection (an amend's answer)."""
+    return (isinstance(event, Report) and event.exec_type != "new") \
+        or isinstance(event, CancelRejected)
+
+
 def settle_commands(symbol: str, entries: Sequence[Any], shard: int,
                     shards: int) -> list[bytes]:
-    """Encoded ``Settle`` commands for the shard's accounts' events of raw ``:out`` entries.
+    """Encoded ``Settle`` commands for the shard's accounts' :func:`settled` events of raw
+    ``:out`` entries.
 
     Entries with none of them give nothing. Pure; O(events).
     """
@@ -81,7 +92,7 @@ def settle_commands(symbol: str, entries: Sequence[Any], shard: int,
     for out_id, fields in entries:
         mine: list[Report | CancelRejected] = [
             e for e in events_of(fields)
-            if isinstance(e, Report | CancelRejected) and risk_shard(e.account, shards) == shard]
+            if settled(e) and risk_shard(e.account, shards) == shard]
         if mine:
             commands.append(encode_risk_command(Settle(symbol, out_id.decode(), mine)))
     return commands

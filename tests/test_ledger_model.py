@@ -5,7 +5,8 @@ sell, market buy by budget), cancels, amends and cancel_alls goes through
 ``ledger.core.Ledger`` and :class:`ReferenceLedger`; what the ledger forwards
 is applied by a market (the reference matcher, or the real
 ``matching.book.OrderBook``, both charging fees) *whenever the test decides*,
-and the market's reports come back as ``Settle`` commands later still, so
+and the market's reports come back as ``Settle`` commands later still (what
+the settler copies: no ``new`` reports; the reference sees them all), so
 fills, cancels and amends race exactly as they do between processes. After
 every step: the same answers, the same balances, ``_check()``, no negative
 balance, no order both refused for funds and filled, and per asset the sum
@@ -90,6 +91,7 @@ from contract.streams import FORWARD_ID_FIELD, IN_FIELD
 from ledger.core import Ledger
 from ledger.snapshot import restore_ledger, take_risk_snapshot
 from matching.book import OrderBook
+from risk.settler import settled
 
 FEE_MARKET = Market("TST-USD", "TST", "USD", "1", "1", "1", "20", "98", "104",
                     maker_fee="0.001", taker_fee="0.003")
@@ -399,7 +401,10 @@ class LedgerModel(RuleBasedStateMachine):
                      if isinstance(e, Report) and e.exec_type == "trade" and e.order_id in held}
             available = {(a, s): self.ledger.balance(a, s)[0]
                          for a in (*ACCOUNTS, "fees") for s in (m.base, m.quote)}
-            answers = self.run(Settle(self.market.symbol, f"{self.out}-0", events))
+            # The ledger gets what the settler copies (no ``new`` reports), the reference
+            # every report: the same balances after every step say ``new`` changes none.
+            answers = self.run(Settle(self.market.symbol, f"{self.out}-0",
+                                      [e for e in events if settled(e)]))
             assert not any(isinstance(e, MarketAnswer) for e in answers)
             self.ref.settle(events)
             # Every fill is paid out of its order's hold (a triggered stop's too): what the

@@ -30,17 +30,19 @@ from streamex_process import StreamexProcess
 from timing import TIMEOUT_S, wait_until
 
 from contract.commands import Cancel, Command, Place
-from contract.events import Report
+from contract.events import Report, encode_events
 from contract.keys import out_stream
-from contract.market import Market
+from contract.market import DEFAULT_MARKETS, Market
 from contract.order_entry import ExecutionReport
 from contract.risk import (
     Balance,
     Deposit,
     MarketAnswer,
+    Settle,
     ToMarket,
     Transfer,
     Withdraw,
+    decode_risk_command,
     decode_risk_events,
     encode_risk_command,
     encode_risk_events,
@@ -49,6 +51,8 @@ from contract.risk import (
 )
 from contract.settings import Config
 from contract.streams import IN_FIELD, OUT_EVENTS_FIELD, events_of
+from matching.book import OrderBook
+from risk.settler import settle_commands
 from streamex.admin_cmd import balances
 from streamex.client import OrderClient
 from streamex.config import load_config
@@ -665,3 +669,21 @@ def test_admin_transfers_are_idempotent_and_the_audit_checks_the_books(
     report = json.loads(out)
     assert code == 1 and not report["ok"]
     assert any(p.startswith("dave USD: committed (1, 0)") for p in report["problems"]), out
+
+
+def test_the_settler_copies_every_report_but_new_ones() -> None:
+    """A ``new`` report changes no balance (the hold was taken on acceptance): an entry
+    with nothing else for the shard gives no ``Settle``, one with fills gives them all."""
+    market = DEFAULT_MARKETS[0]
+    book = OrderBook(market)
+    resting = book.apply("1-0", Place("alice", "sell", "limit", 3, 10_000))
+    crossing = book.apply("2-0", Place("bob", "buy", "limit", 5, 10_000))
+    canceled = book.apply("3-0", Cancel("bob", "2-0"))
+    entries = [(b"%d-0" % (i + 1), [OUT_EVENTS_FIELD, encode_events(events)])
+               for i, events in enumerate((resting, crossing, canceled))]
+    copied = [decode_risk_command(c) for shard in (0, 1)
+              for c in settle_commands(market.symbol, entries, shard, 2)]
+    reports = [(e.account, e.exec_type) for cmd in copied
+               if isinstance(cmd, Settle) for e in cmd.events if isinstance(e, Report)]
+    assert sorted(reports) == [("alice", "trade"), ("bob", "canceled"), ("bob", "trade")]
+    assert all(isinstance(cmd, Settle) and cmd.out_id in ("2-0", "3-0") for cmd in copied)
