@@ -65,6 +65,7 @@ from contract.commands import (
 from contract.events import Event
 from contract.ids import ts_of
 from contract.market import Market
+from contract.snapshot import RestingOrder
 
 # The compiled core reads a module-level ``Final`` name from a C static; any other
 # global (an imported class or constant) is a dict lookup at every use. So the
@@ -86,6 +87,7 @@ ORDER_TYPES: Final = _commands.ORDER_TYPES
 LIMIT_TYPES: Final = _commands.LIMIT_TYPES
 astuple: Final = _structs.astuple
 _ORDERED_DICT: Final = OrderedDict
+_RESTING: Final = RestingOrder
 
 
 class Order:
@@ -256,6 +258,25 @@ class OrderBook:
         """When the next ``GTD`` order expires (ms), None if there is none: a command (or
         a ``Clock`` entry) at that time or later expires it. O(1)."""
         return None if self._next_expiry == _NEVER else self._next_expiry
+
+    def resting_orders(self) -> list[RestingOrder]:
+        """Every open order as a snapshot's ``RestingOrder``: bids best first, then asks
+        best first, each level in time priority, then the untriggered stops by priority.
+        O(n); here rather than in ``matching.snapshot`` because compiled, an order's
+        fields are read from its struct (interpreted code pays a descriptor call each)."""
+        out: list[RestingOrder] = []
+        for prices, levels in ((list(reversed(self.bid_prices)), self.bids),
+                               (list(self.ask_prices), self.asks)):
+            for price in prices:
+                for o in levels[price].orders.values():
+                    out.append(_resting(o))
+        orders = self.orders
+        stops = [orders[oid] for _, oid in self.stops_above]
+        stops += [orders[oid] for _, oid in self.stops_below]
+        stops.sort(key=_prio)
+        for o in stops:
+            out.append(_resting(o))
+        return out
 
     def open_orders(self, account: str) -> list[Order]:
         """The account's open orders (resting and untriggered), oldest priority first.
@@ -1232,6 +1253,13 @@ def _changes(levels: dict[int, Level], touched: dict[int, None], descending: boo
                      for p in sorted(touched, reverse=descending)])
     touched.clear()
     return changes
+
+
+def _resting(o: Order) -> RestingOrder:
+    return _RESTING(o.order_id, o.account, o.client_order_id, o.side, o.price, o.qty,
+                    o.cum_qty, o.cum_notional, o.post_only, o.stp, o.prio, o.fee_num, o.type,
+                    o.tif, o.stop_price, o.expire_time, o.display, o.visible, o.untriggered,
+                    o.quote_qty)
 
 
 def _prio(o: Order) -> int:

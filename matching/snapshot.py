@@ -14,32 +14,16 @@ from __future__ import annotations
 
 from contract.commands import MARKET_TYPES, triggers_above
 from contract.market import Market
-from contract.snapshot import SNAPSHOT_VERSION, RestingOrder, Snapshot
+from contract.snapshot import SNAPSHOT_VERSION, Snapshot
 from matching.book import Level, Order, OrderBook
-
-
-def _resting(o: Order) -> RestingOrder:
-    return RestingOrder(o.order_id, o.account, o.client_order_id, o.side, o.price, o.qty,
-                        o.cum_qty, o.cum_notional, o.post_only, o.stp, o.prio, o.fee_num,
-                        o.type, o.tif, o.stop_price, o.expire_time, o.display, o.visible,
-                        o.untriggered, o.quote_qty)
 
 
 def take_snapshot(book: OrderBook, last_input_id: str = "0-0",
                   last_out_id: str = "0-0") -> Snapshot:
     """Capture ``book`` (no copy of the book is kept: encode before mutating it)."""
-    orders = []
-    for prices, levels in ((reversed(book.bid_prices), book.bids),
-                           (iter(book.ask_prices), book.asks)):
-        for price in prices:
-            for o in levels[price].orders.values():
-                orders.append(_resting(o))
-    stops = sorted((book.orders[oid] for _, oid in (*book.stops_above, *book.stops_below)),
-                   key=lambda o: o.prio)
-    orders.extend(_resting(o) for o in stops)
     return Snapshot(SNAPSHOT_VERSION, book.symbol, last_input_id, last_out_id, book.seq,
-                    book.trade_id, book.prio, orders, sorted(book.risk_seqs.items()),
-                    book.last_price)
+                    book.trade_id, book.prio, book.resting_orders(),
+                    sorted(book.risk_seqs.items()), book.last_price)
 
 
 def restore_book(market: Market, snap: Snapshot) -> OrderBook:
