@@ -85,6 +85,7 @@ TIFS: Final = _commands.TIFS
 STP_MODES: Final = _commands.STP_MODES
 ORDER_TYPES: Final = _commands.ORDER_TYPES
 LIMIT_TYPES: Final = _commands.LIMIT_TYPES
+MARKET_TYPES: Final = _commands.MARKET_TYPES
 astuple: Final = _structs.astuple
 _ORDERED_DICT: Final = OrderedDict
 _RESTING: Final = RestingOrder
@@ -173,6 +174,15 @@ _NEVER: Final = 1 << 63
 _PlaceFields = tuple[str, Side, OrderType, int, int, Tif, bool, str | None, StpMode, int, int, int,
                      int]
 """A ``Place``'s fields in their wire order (``msgspec.structs.astuple``)."""
+_RestingFields = tuple[str, str, str | None, str, int, int, int, int, bool, str, int, int, str,
+                       str, int, int, int, int, bool, int]
+"""A ``RestingOrder``'s fields in their wire order (``msgspec.structs.astuple``)."""
+if RestingOrder.__struct_fields__ != (
+        "order_id", "account", "client_order_id", "side", "price", "qty", "cum_qty",
+        "cum_notional", "post_only", "stp", "prio", "fee_num", "type", "tif", "stop_price",
+        "expire_time", "display_qty", "visible", "untriggered", "quote_qty"):
+    raise ImportError("matching.book: RestingOrder's fields changed; update _RestingFields "
+                      "and load_orders")
 if Place.__struct_fields__ != ("account", "side", "type", "qty", "price", "tif", "post_only",
                                "client_order_id", "stp", "quote_qty", "stop_price",
                                "expire_time", "display_qty"):
@@ -277,6 +287,48 @@ class OrderBook:
         for o in stops:
             out.append(_resting(o))
         return out
+
+    def load_orders(self, orders: list[RestingOrder]) -> None:
+        """Put a snapshot's open orders back into this empty book
+        (``matching.snapshot.restore_book``), in their snapshot order, which is their
+        priority; then the best prices. O(n log L); compiled for the reason
+        :meth:`resting_orders` is, and a record's fields come in one ``astuple``."""
+        for r in orders:
+            fields: _RestingFields = astuple(r)
+            (order_id, account, client_order_id, side, price, qty, cum_qty, cum_notional,
+             post_only, stp, prio, fee_num, kind, tif, stop_price, expire_time, display,
+             visible, untriggered, quote_qty) = fields
+            o = Order(order_id, account, client_order_id, side, kind, tif, price, qty,
+                      cum_qty, qty - cum_qty, cum_notional, post_only, stp, prio, fee_num,
+                      stop_price, expire_time, display, visible, untriggered, quote_qty,
+                      kind in MARKET_TYPES, False,
+                      bool(stop_price or expire_time or display or tif == "GTD"))
+            if untriggered:
+                o.above = triggers_above(kind, side)
+                self._index(o)
+                self._arm(o)
+                continue
+            if side == "buy":
+                levels, prices = self.bids, self.bid_prices
+            else:
+                levels, prices = self.asks, self.ask_prices
+            level = levels.get(price)
+            if level is None:
+                level = levels[price] = Level(price)
+                prices.add(price)
+            level.orders[order_id] = o
+            level.total += o.shown
+            self.orders[order_id] = o
+            acct = self.by_account.get(account)
+            if acct is None:
+                acct = self.by_account[account] = {}
+            acct[order_id] = o
+            if client_order_id is not None:
+                self.client_ids[(account, client_order_id)] = o
+            if expire_time:
+                self._add_expiry(o)
+        self.best_bid_price = self.bid_prices[-1] if self.bid_prices else None
+        self.best_ask_price = self.ask_prices[0] if self.ask_prices else None
 
     def open_orders(self, account: str) -> list[Order]:
         """The account's open orders (resting and untriggered), oldest priority first.
