@@ -47,7 +47,7 @@ import redis.asyncio as aioredis
 from hiredis import pack_command
 from redis.exceptions import RedisError, ResponseError
 
-from redisio.resp import RespConnection, reply_within
+from redisio.resp import RespConnection, reply_within, time_left
 from redisio.topology import Node, Redirect, Topology, is_cluster_error, redirect_of
 
 log = logging.getLogger(__name__)
@@ -240,14 +240,17 @@ class XaddBatcher:
             packed.append(_pack_xadd(stream, fields))
         if self._wait is not None:
             packed.append(self._wait)
+        timeout_s = self._timeout_s
         conn = lane.conn
-        if conn is None or conn.closed:
-            async with asyncio.timeout(self._timeout_s):
+        if conn is None or conn.closed:  # one bound for the connect and the round trip
+            deadline = asyncio.get_running_loop().time() + timeout_s
+            async with asyncio.timeout_at(deadline):
                 conn = lane.conn = await self._topology.connect(lane.node)
+            timeout_s = time_left(deadline)
         replies = conn.send(packed)
         # Replies come in order: the last one done means all are.
         with contextlib.suppress(ResponseError):  # that command's own error, kept below
-            await reply_within(replies[-1], self._timeout_s)
+            await reply_within(replies[-1], timeout_s)
         results = [r.exception() or r.result() for r in replies]
         confirmed = True
         if self._wait is not None:

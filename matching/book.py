@@ -43,6 +43,7 @@ from __future__ import annotations
 from collections import OrderedDict, deque
 from typing import Final
 
+from msgspec import Struct
 from msgspec import structs as _structs
 from sortedcontainers import SortedList
 
@@ -170,24 +171,29 @@ class Level:
 _OPEN: Final = frozenset({"new", "partially_filled", "untriggered"})
 
 _NEVER: Final = 1 << 63
+"""No ``GTD`` order: later than any clock."""
 
 _PlaceFields = tuple[str, Side, OrderType, int, int, Tif, bool, str | None, StpMode, int, int, int,
                      int]
-"""A ``Place``'s fields in their wire order (``msgspec.structs.astuple``)."""
+"""A ``Place``'s fields in their wire order (``msgspec.structs.astuple``): see ``_place``."""
 _RestingFields = tuple[str, str, str | None, str, int, int, int, int, bool, str, int, int, str,
                        str, int, int, int, int, bool, int]
-"""A ``RestingOrder``'s fields in their wire order (``msgspec.structs.astuple``)."""
-if RestingOrder.__struct_fields__ != (
-        "order_id", "account", "client_order_id", "side", "price", "qty", "cum_qty",
-        "cum_notional", "post_only", "stp", "prio", "fee_num", "type", "tif", "stop_price",
-        "expire_time", "display_qty", "visible", "untriggered", "quote_qty"):
-    raise ImportError("matching.book: RestingOrder's fields changed; update _RestingFields "
-                      "and load_orders")
-if Place.__struct_fields__ != ("account", "side", "type", "qty", "price", "tif", "post_only",
-                               "client_order_id", "stp", "quote_qty", "stop_price",
-                               "expire_time", "display_qty"):
-    raise ImportError("matching.book: Place's fields changed; update _PlaceFields and _place")
-"""No ``GTD`` order: later than any clock."""
+"""A ``RestingOrder``'s fields in their wire order: see ``OrderBook.load_orders``."""
+
+
+def _require_fields(cls: type[Struct], names: str) -> None:
+    """Refuse to import if ``cls``'s fields are not ``names`` in that order: the unpacking
+    of its ``astuple`` (typed by the alias above) would take one field for another."""
+    if cls.__struct_fields__ != tuple(names.split()):
+        raise ImportError(f"matching.book: {cls.__name__}'s fields changed; update its "
+                          "fields alias and where it is unpacked")
+
+
+_require_fields(Place, "account side type qty price tif post_only client_order_id stp quote_qty "
+                       "stop_price expire_time display_qty")
+_require_fields(RestingOrder, "order_id account client_order_id side price qty cum_qty "
+                              "cum_notional post_only stp prio fee_num type tif stop_price "
+                              "expire_time display_qty visible untriggered quote_qty")
 
 
 class OrderBook:
@@ -318,15 +324,7 @@ class OrderBook:
                 prices.add(price)
             level.orders[order_id] = o
             level.total += o.shown
-            self.orders[order_id] = o
-            acct = self.by_account.get(account)
-            if acct is None:
-                acct = self.by_account[account] = {}
-            acct[order_id] = o
-            if client_order_id is not None:
-                self.client_ids[(account, client_order_id)] = o
-            if expire_time:
-                self._add_expiry(o)
+            self._index(o)
         self.best_bid_price = self.bid_prices[-1] if self.bid_prices else None
         self.best_ask_price = self.ask_prices[0] if self.ask_prices else None
 
@@ -473,10 +471,9 @@ class OrderBook:
             return
         # A plain limit or market order: the common case, which pays nothing for section B.
         is_limit = kind == "limit"
-        if not is_limit:
-            price = 0
         asked_tif = tif
         if not is_limit:
+            price = 0
             tif = "FOK" if tif == "FOK" else "IOC"
         o = Order(input_id, account, client_order_id, side, kind, tif, price, qty, 0, qty, 0,
                   post_only, stp, 0, 0, 0, 0, 0, 0, False, quote_qty, not is_limit, False,
@@ -1009,7 +1006,8 @@ class OrderBook:
             self.client_ids[(o.account, o.client_order_id)] = o
 
     def _index(self, o: Order) -> None:
-        """Make an untriggered stop findable (by id, account, client id, expiry), off-book."""
+        """Make an order findable by id, account, client id and expiry (not by level: an
+        untriggered stop is off-book)."""
         self.orders[o.order_id] = o
         self.by_account.setdefault(o.account, {})[o.order_id] = o
         if o.client_order_id is not None:

@@ -171,7 +171,8 @@ class RespConnection(asyncio.Protocol):
 
 async def reply_within(future: asyncio.Future[Any], timeout_s: float) -> Any:
     """``await future`` (a reply of :meth:`RespConnection.send`), or ``TimeoutError`` after
-    ``timeout_s``; then drop the connection (its replies no longer match).
+    ``timeout_s``; then drop the connection (its replies no longer match). A caller that
+    connected first passes what is left of its bound (:func:`time_left`).
 
     One timer per call: ``asyncio.timeout`` costs a context manager, a
     reschedule and the task's cancel bookkeeping on top, 7-9% of the
@@ -184,6 +185,11 @@ async def reply_within(future: asyncio.Future[Any], timeout_s: float) -> Any:
         return await future
     finally:
         handle.cancel()
+
+
+def time_left(deadline: float) -> float:
+    """Seconds from now (loop time) to ``deadline``, at least 0."""
+    return max(0.0, deadline - asyncio.get_running_loop().time())
 
 
 def _expire(future: asyncio.Future[Any], timeout_s: float) -> None:

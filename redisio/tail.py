@@ -44,7 +44,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from redisio.resp import RespConnection, reply_within
+from redisio.resp import RespConnection, reply_within, time_left
 from redisio.topology import Key, Node, Topology, TopologyError, is_cluster_error
 
 Entry = tuple[bytes, list[bytes]]
@@ -147,10 +147,13 @@ class StreamTail:
         timeout_s = wait_s + self._margin_s
         try:
             conn = self._conn
+            left_s = timeout_s
             if conn is None or conn.closed or self._epoch != self._topology.epoch:
-                async with asyncio.timeout(timeout_s):
+                deadline = asyncio.get_running_loop().time() + timeout_s
+                async with asyncio.timeout_at(deadline):  # one bound: connect and reply
                     conn = await self._connect(key)
-            reply: Any = await reply_within(conn.send([packed])[0], timeout_s)
+                left_s = time_left(deadline)
+            reply: Any = await reply_within(conn.send([packed])[0], left_s)
         except TimeoutError:
             await self._lost()
             raise RedisTimeoutError(f"no reply from Redis within {timeout_s:.1f} s") from None
